@@ -1,0 +1,134 @@
+"""The control plane: an aiohttp app on its own port for health, metrics, experiments and the policy."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .cohort import COHORTS
+
+if TYPE_CHECKING:
+    from .app import Sidecar
+    from .experiments import ExperimentState
+
+__all__ = ["SIDECAR", "make_admin_app"]
+
+SIDECAR: web.AppKey[Sidecar] = web.AppKey("sidecar")
+_OPEN = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return _json({"error": message, "source": "mlchaos", **extra}, status)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    sidecar = request.app[SIDECAR]
+    token = sidecar.admin_token
+    if token and request.method not in _OPEN:
+        sent = request.headers.get("Authorization", "")
+        if not (sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].encode(), token.encode())):
+            return _error(401, "missing or wrong bearer token")
+    resp: web.StreamResponse = await handler(request)
+    return resp
+
+
+def experiment_view(st: ExperimentState, active: bool) -> dict[str, Any]:
+    spec = st.spec
+    return {
+        "name": spec.name,
+        "state": "active" if active else "stopped",
+        "reason": st.reason or ("policy" if active else ""),
+        "enabled": spec.enabled,
+        "chaos_percent": spec.chaos_percent,
+        "control_percent": spec.control_percent,
+        "sticky_key": str(spec.sticky_key) if spec.sticky_key else "random",
+        "match": dict(spec.match.source),
+        "faults": [{"type": f.type, "probability": f.probability} for f in spec.faults],
+        "requests": {COHORTS[i]: st.requests[i] for i in (0, 1)},
+        "errors": {COHORTS[i]: st.errors[i] for i in (0, 1)},
+        "faults_injected": st.faults_injected,
+    }
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    if sidecar.draining:
+        return _json({"status": "draining"}, 503)
+    return _json({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[SIDECAR].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def experiments(request: web.Request) -> web.Response:
+    exps = request.app[SIDECAR].experiments
+    active = set(map(id, exps.router.active))
+    return _json({"experiments": [experiment_view(st, id(st) in active) for st in exps.states.values()]})
+
+
+async def start_experiment(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    name = request.match_info["name"]
+    problem = sidecar.start_experiment(name)
+    if problem is not None:
+        return _error(404 if problem.startswith("no experiment") else 409, problem)
+    return _json({"status": "started", "experiment": name})
+
+
+async def stop_experiment(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    name = request.match_info["name"]
+    problem = sidecar.stop_experiment(name, "stopped through the admin API")
+    if problem is not None:
+        return _error(404, problem)
+    return _json({"status": "stopped", "experiment": name})
+
+
+async def halt(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    sidecar.halt("halted through the admin API")
+    return _json({"status": "halted", "experiments": list(sidecar.experiments.states)})
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    policy = request.app[SIDECAR].policy
+    return web.Response(text=policy.source, content_type="application/yaml")
+
+
+async def post_policy(request: web.Request) -> web.Response:
+    text = await request.text()
+    problems = request.app[SIDECAR].reload_text(text, origin="admin API")
+    if problems:
+        return _error(422, "invalid policy; the running policy stays", problems=problems)
+    return _json({"status": "loaded", "summary": request.app[SIDECAR].summary()})
+
+
+def make_admin_app(sidecar: Sidecar) -> web.Application:
+    # A policy is text; 1 MiB is far more than any real one and bounds what a caller can make us parse.
+    app = web.Application(middlewares=[_auth], client_max_size=1024 * 1024)
+    app[SIDECAR] = sidecar
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/experiments", experiments)
+    app.router.add_post("/experiments/{name}/start", start_experiment)
+    app.router.add_post("/experiments/{name}/stop", stop_experiment)
+    app.router.add_post("/halt", halt)
+    app.router.add_get("/policy", get_policy)
+    app.router.add_post("/policy", post_policy)
+    return app

@@ -1,0 +1,166 @@
+"""``mlchaos``: run the sidecar, check a policy, print its schema, or watch the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from . import __version__
+from .logs import event, setup_logging
+
+DESCRIPTION = """\
+mlchaos: a chaos-engineering sidecar for model servers.
+
+It forwards every request to the model untouched, except a small chaos cohort
+(1-5% of traffic, set by the policy) that gets faults, and an equal control cohort
+that is measured the same way but left alone, so the two can be compared.
+"""
+
+EPILOG = """\
+examples:
+  mlchaos demo                                   # 20 s of load on the embedded demo model
+  mlchaos validate policies/example.yaml         # check a policy; exit 1 with every error
+  mlchaos run --config policy.yaml               # serve; SIGHUP or a file change reloads
+  mlchaos run --config policy.yaml --upstream http://127.0.0.1:8080 --listen 0.0.0.0:8000
+  mlchaos schema > mlchaos.schema.json           # JSON Schema for editors
+
+admin API (127.0.0.1:9000 by default; mutating calls need
+'Authorization: Bearer $MLCHAOS_ADMIN_TOKEN' when that variable is set):
+  GET /healthz  GET /readyz  GET /metrics  GET /experiments  GET /policy
+  POST /experiments/NAME/start  POST /experiments/NAME/stop  POST /halt  POST /policy
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlchaos", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"mlchaos {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve: proxy traffic per a policy file",
+                         description="Serve the data plane and the admin API per a policy file.")
+    run.add_argument("--config", "-c", required=True, metavar="FILE", help="policy file (YAML)")
+    run.add_argument("--listen", metavar="ADDR", help="override the policy's listen address (host:port)")
+    run.add_argument("--upstream", metavar="URL", help="override the policy's upstream URL")
+    run.add_argument("--admin", metavar="ADDR", help="override the admin API's address (host:port)")
+    run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    run.add_argument("--no-uvloop", action="store_true", help="use asyncio's default event loop")
+
+    val = sub.add_parser("validate", help="check a policy file and print every problem",
+                         description="Check a policy file. Exit 0 and print a summary when it is valid; "
+                                     "exit 1 and print each problem with its path otherwise.")
+    val.add_argument("file", metavar="FILE")
+
+    sub.add_parser("schema", help="print the JSON Schema of the policy file",
+                   description="Print the JSON Schema (draft 2020-12) of the policy file, for editors.")
+
+    demo = sub.add_parser("demo", help="run the embedded demo model behind mlchaos under load",
+                          description="Start the embedded demo model and mlchaos with policies/demo.yaml "
+                                      "on loopback, drive load, and print a per-cohort table.")
+    demo.add_argument("--duration", type=float, default=20.0, metavar="SECONDS")
+    demo.add_argument("--config", metavar="FILE", help="policy (default: policies/demo.yaml)")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if args.listen:
+        out["listen"] = args.listen
+    if args.upstream:
+        out["upstream"] = args.upstream
+    if args.admin:
+        out["admin.listen"] = args.admin
+    return out
+
+
+def _use_uvloop(disabled: bool) -> None:
+    if disabled:
+        return
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .app import Sidecar, StartupError
+    from .policy import PolicyError
+
+    overrides = _overrides(args)
+    try:
+        with open(args.config, encoding="utf-8") as fh:
+            text = fh.read()
+        from .app import compile_with_overrides
+        policy = compile_with_overrides(text, overrides)
+    except OSError as exc:
+        print(f"mlchaos: cannot read {args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except PolicyError as exc:
+        print(f"mlchaos: {args.config} is not a valid policy:", file=sys.stderr)
+        for line in exc.lines():
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    sidecar = Sidecar(policy, policy_path=args.config, overrides=overrides)
+    try:
+        await sidecar.start()
+    except StartupError as exc:
+        print(f"mlchaos: {exc}", file=sys.stderr)
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: sidecar.reload_file("SIGHUP"))
+    await stop.wait()
+    event("stopping", drain_seconds=sidecar.policy.timeouts.drain)
+    await sidecar.stop()
+    event("stopped")
+    return 0
+
+
+def _validate(path: str) -> int:
+    from .app import _summary
+    from .policy import PolicyError, load_policy_file
+
+    try:
+        policy = load_policy_file(path)
+    except PolicyError as exc:
+        for line in exc.lines():
+            print(line)
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{path}: valid: {_summary(policy)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        setup_logging(args.log_level)
+        _use_uvloop(args.no_uvloop)
+        return asyncio.run(_serve(args))
+    if args.command == "validate":
+        return _validate(args.file)
+    if args.command == "schema":
+        from .policy import policy_schema
+
+        sys.stdout.write(orjson.dumps(policy_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if args.command == "demo":
+        setup_logging("warning")
+        _use_uvloop(False)
+        from .demo.run import run_demo
+
+        return asyncio.run(run_demo(duration=args.duration, policy_path=args.config))
+    _parser().print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""One parsed client request and its body, as the data plane and the faults see it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from ..errors import ProxyError
+
+__all__ = ["Request", "RequestBody"]
+
+
+class RequestBody:
+    """Body bytes as they arrive from the client, held in memory or streamed by the exchange.
+
+    The parser feeds it synchronously; the exchange reads it. Reading is paused at the client when
+    more than ``high_water`` bytes wait unread, so a slow upstream bounds what a client can pin.
+    """
+
+    __slots__ = ("_pause", "_resume", "chunks", "discard", "done", "error", "high_water", "size", "waiter")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.done = False
+        self.error: ProxyError | None = None
+        self.discard = False
+        self.size = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self._pause: object = None
+        self._resume: object = None
+        self.high_water = 256 * 1024
+
+    def feed(self, data: bytes) -> bool:
+        """Returns True when the reader is behind and the client should be paused."""
+        self.size += len(data)
+        if self.discard:
+            return False
+        self.chunks.append(data)
+        self._wake()
+        return sum(map(len, self.chunks)) > self.high_water
+
+    def finish(self) -> None:
+        self.done = True
+        self._wake()
+
+    def fail(self, exc: ProxyError) -> None:
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def take(self) -> bytes:
+        """Everything received so far, as one piece."""
+        chunks = self.chunks
+        if len(chunks) == 1:
+            return chunks.popleft()
+        data = b"".join(chunks)
+        chunks.clear()
+        return data
+
+    async def wait(self) -> None:
+        """Until more data, the end, or an error."""
+        if self.chunks or self.done or self.error is not None:
+            return
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+
+class Request:
+    __slots__ = (
+        "_path",
+        "_query",
+        "body",
+        "chunked",
+        "client_ip",
+        "cohort_header",
+        "conn_tokens",
+        "content_length",
+        "error",
+        "expect_continue",
+        "experiment_header",
+        "header_bytes",
+        "headers",
+        "host",
+        "keep_alive",
+        "lines",
+        "method",
+        "token_header",
+        "url",
+        "version",
+        "xff",
+        "xfp",
+    )
+
+    def __init__(self, client_ip: bytes) -> None:
+        self.method = ""
+        self.url = b""
+        self.version = "1.1"
+        self.keep_alive = True
+        # (lower-cased name, value) for lookups, and the raw lines that go upstream as they came.
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.lines: list[bytes] = []
+        self.host: bytes | None = None
+        self.xff: bytes | None = None
+        self.xfp: bytes | None = None
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.conn_tokens: bytes | None = None
+        self.cohort_header: bytes | None = None
+        self.token_header: bytes | None = None
+        self.experiment_header: bytes | None = None
+        self.body = RequestBody()
+        self.error: ProxyError | None = None
+        self.client_ip = client_ip
+        self._path: str | None = None
+        self._query: bytes | None = None
+        self.header_bytes = 0
+
+    def header(self, name: bytes) -> bytes | None:
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+    @property
+    def target(self) -> str:
+        return self.url.decode("latin-1")
+
+    @property
+    def path(self) -> str:
+        if self._path is None:
+            path, _, query = self.url.partition(b"?")
+            self._path, self._query = path.decode("latin-1"), query
+        return self._path
+
+    @property
+    def query(self) -> bytes:
+        if self._query is None:
+            _ = self.path
+        assert self._query is not None
+        return self._query

@@ -1,0 +1,685 @@
+"""Client side of the data plane: one ``ClientConnection`` per accepted socket, one ``Exchange`` per request.
+
+Requests on a connection are answered strictly in order (pipelining): the parser runs ahead and queues
+them, one coroutine per connection serves the queue. A pass-through response is relayed from the
+upstream's parser callbacks straight into the client's transport, one write per upstream read, so a
+streaming (chunked, SSE) response reaches the client as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from .. import _tasks
+from ..cohort import CHAOS, COHORTS, NONE
+from ..errors import (
+    CLIENT_DISCONNECT,
+    CLIENT_TIMEOUT,
+    UPSTREAM_STALE_RETRY,
+    BadRequest,
+    BodyTooLarge,
+    HeadersTooLarge,
+    ProxyError,
+    UpstreamResetError,
+    UpstreamTimeout,
+    error_response,
+)
+from ..faults.base import Drop, Reply
+from .http import CONTINUE, HOP_BY_HOP, LAST_CHUNK, chunk, connection_tokens, status_line
+from .request import Request
+from .upstream import UpstreamConnection, UpstreamPool
+
+if TYPE_CHECKING:
+    from ..experiments import ExperimentState
+    from .state import DataPlane
+
+__all__ = ["ClientConnection"]
+
+_rand = random.random
+# Request headers the proxy handles itself instead of forwarding as they came.
+_SPECIAL = frozenset({
+    b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-mlchaos-cohort", b"x-mlchaos-token", b"x-mlchaos-experiment",
+}) | HOP_BY_HOP
+_NO_BODY_STATUS = frozenset({204, 304})
+_LINGER_RESET = struct.pack("ii", 1, 0)
+_COHORT_HEADERS = tuple(b"x-mlchaos-cohort: %s\r\n" % c.encode() for c in COHORTS)
+# Status of a request whose connection a fault dropped; counted as code="dropped".
+DROPPED = 0
+
+
+class Exchange:
+    """One request/response pair: runs the faults, talks to the upstream, relays the response."""
+
+    __slots__ = (
+        "applied",
+        "client",
+        "close_delimited",
+        "cohort",
+        "done",
+        "head_received",
+        "keep_alive",
+        "loop",
+        "no_body",
+        "recorded",
+        "relay",
+        "req",
+        "rx",
+        "rx_seen",
+        "st",
+        "status",
+        "t0",
+        "t_up",
+        "throttle_bps",
+        "timer",
+        "to_chunk",
+        "upstream",
+        "upstream_keep",
+        "upstream_name",
+    )
+
+    def __init__(self, client: ClientConnection, req: Request, st: ExperimentState | None, cohort: int,
+                 t0: float) -> None:
+        self.client = client
+        self.req = req
+        self.st = st
+        self.cohort = cohort
+        self.loop = client.loop
+        self.upstream_name: str | None = None
+        self.throttle_bps: float | None = None
+        self.applied: list[str] | None = None
+        self.status = 0
+        self.head_received = False
+        self.to_chunk = False
+        self.no_body = False
+        self.close_delimited = False
+        self.keep_alive = req.keep_alive
+        self.upstream_keep = False
+        self.done: asyncio.Future[bool] | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.rx = 0
+        self.rx_seen = -1
+        self.relay: deque[bytes] | None = None
+        self.t0 = t0
+        self.t_up = t0
+        self.recorded = False
+
+    # -- FaultContext
+    @property
+    def method(self) -> str:
+        return self.req.method
+
+    @property
+    def target(self) -> str:
+        return self.req.target
+
+    def header(self, name: bytes) -> bytes | None:
+        return self.req.header(name)
+
+    # -- faults
+    async def run_faults(self) -> Reply | Drop | None:
+        assert self.st is not None
+        st = self.st
+        for i, fault in enumerate(st.spec.faults):
+            p = fault.probability
+            if p < 1.0 and (p <= 0.0 or _rand() >= p):
+                continue
+            if self.applied is None:
+                self.applied = []
+            self.applied.append(fault.type)
+            st.fault_counters[i].inc()
+            st.faults_injected += 1
+            outcome = await fault.apply(self)
+            if outcome is not None:
+                return outcome
+        return None
+
+    # -- forwarding
+    async def forward(self, plane: DataPlane) -> None:
+        req = self.req
+        pool = plane.pools[self.upstream_name] if self.upstream_name else plane.primary
+        if req.expect_continue and not req.body.done and req.version == "1.1":
+            self.client.transport.write(CONTINUE)
+        streamed = not req.body.done
+        if streamed:
+            payload = self._upstream_head(pool, plane, None)
+        else:
+            body = req.body.take() if req.body.chunks else b""
+            framed = req.content_length is not None or req.chunked
+            payload = self._upstream_head(pool, plane, len(body) if framed else None) + body
+        if self.throttle_bps:
+            self.relay = deque()
+        retried = False
+        while True:
+            conn = pool.take_idle()
+            reused = conn is not None
+            if conn is None:
+                conn = await pool.connect()
+            self.upstream = conn
+            self.done = self.loop.create_future()
+            self.t_up = self.loop.time()
+            self.timer = self.loop.call_later(plane.timeouts.response, self._on_timer, plane)
+            try:
+                conn.send(self, payload)
+                if streamed:
+                    await self._stream_body(conn)
+                if self.relay is not None:
+                    await self._drain_throttled()
+                self.upstream_keep = await self.done
+            except UpstreamResetError:
+                # Retry once, on a fresh connection, only when the upstream closed a reused connection
+                # without a byte of answer and the whole request is still in hand to send again.
+                if reused and not conn.got_bytes and not self.head_received and not streamed and not retried:
+                    retried = True
+                    plane.metrics.errors[UPSTREAM_STALE_RETRY].inc()
+                    continue
+                raise
+            finally:
+                self.timer.cancel()
+            break
+        self.upstream = None
+        if self.upstream_keep and not conn.closed:
+            pool.release(conn)
+        else:
+            conn.close()
+
+    def _upstream_head(self, pool: UpstreamPool, plane: DataPlane, body_len: int | None) -> bytes:
+        req = self.req
+        lines = req.lines
+        if req.conn_tokens is not None:
+            extra = connection_tokens(req.conn_tokens) - {b"close", b"keep-alive"}
+            if extra:
+                lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in extra]
+        host = req.host if plane.preserve_host and req.host else pool.authority
+        xff = req.client_ip if req.xff is None else req.xff + b", " + req.client_ip
+        parts = [req.method.encode("latin-1"), b" ", req.url, b" HTTP/1.1\r\n", *lines,
+                 b"host: ", host, b"\r\nx-forwarded-for: ", xff,
+                 b"\r\nx-forwarded-proto: ", req.xfp or b"http", b"\r\n"]
+        if body_len is not None:
+            parts.append(b"content-length: %d\r\n" % body_len)
+        elif req.chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        elif req.content_length is not None:
+            parts.append(b"content-length: %d\r\n" % req.content_length)
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    async def _stream_body(self, conn: UpstreamConnection) -> None:
+        req, body, client = self.req, self.req.body, self.client
+        assert self.done is not None
+        while True:
+            if body.error is not None:
+                raise body.error
+            if body.chunks:
+                data = body.take()
+                conn.write(chunk(data) if req.chunked else data)
+                client.body_drained()
+            if body.done:
+                if req.chunked:
+                    conn.write(LAST_CHUNK)
+                return
+            if self.done.done():
+                return  # the upstream answered before reading it all; the connection will not be reused
+            await body.wait()
+
+    async def _drain_throttled(self) -> None:
+        """Deliver the relayed body at ``throttle_bps``, 20 slices a second."""
+        assert self.relay is not None and self.done is not None and self.throttle_bps is not None
+        tick = 0.05
+        budget_per_tick = max(1, int(self.throttle_bps * tick))
+        relay, transport = self.relay, self.client.transport
+        while True:
+            if relay:
+                budget = budget_per_tick
+                while relay and budget > 0:
+                    piece = relay.popleft()
+                    if len(piece) > budget:
+                        relay.appendleft(piece[budget:])
+                        piece = piece[:budget]
+                    budget -= len(piece)
+                    transport.write(chunk(piece) if self.to_chunk else piece)
+                if self.upstream is not None and sum(map(len, relay)) < 65536:
+                    self.upstream.resume_reading()
+            elif self.done.done():
+                if self.to_chunk and self.done.exception() is None:
+                    transport.write(LAST_CHUNK)
+                return
+            await asyncio.sleep(tick)
+
+    def _on_timer(self, plane: DataPlane) -> None:
+        if self.done is None or self.done.done():
+            return
+        if self.head_received and self.rx != self.rx_seen:
+            self.rx_seen = self.rx
+            self.timer = self.loop.call_later(plane.timeouts.idle, self._on_timer, plane)
+            return
+        what = "stalled mid-response" if self.head_received else (
+            f"did not answer within {plane.timeouts.response:g}s")
+        if self.upstream is not None:
+            self.upstream.abort()
+        self.done.set_exception(UpstreamTimeout(f"upstream {what}"))
+
+    # -- ResponseSink: called from the upstream connection's parser
+    def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        now = self.loop.time()
+        self.head_received = True
+        self.status = status
+        req = self.req
+        cm = self.st.cohort_metrics[self.cohort] if self.st is not None else None
+        if cm is not None:
+            cm.upstream.observe(now - self.t_up)
+        out = [status_line(status)]
+        has_length = False
+        drop: frozenset[bytes] | None = None
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP:
+                # Transfer-Encoding included: the body is re-framed for this client below.
+                if lname == b"connection":
+                    drop = connection_tokens(value)
+                continue
+            if lname == b"content-length":
+                has_length = True
+            out.append(name + b": " + value + b"\r\n")
+        if drop and drop - {b"close", b"keep-alive"}:
+            out = [out[0]] + [ln for ln in out[1:] if ln.split(b":", 1)[0].lower() not in drop]
+        self.no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
+        if not self.no_body and not has_length:
+            if req.version == "1.1":
+                self.to_chunk = True
+                out.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.close_delimited = True
+                self.keep_alive = False
+        if self.client.plane.draining or not req.body.done:
+            self.keep_alive = False
+        if not self.keep_alive:
+            out.append(b"connection: close\r\n")
+        elif req.version == "1.0":
+            out.append(b"connection: keep-alive\r\n")
+        if self.st is not None:
+            out.extend(self._reveal())
+        out.append(b"\r\n")
+        self.client.wbuf.append(b"".join(out))
+        if req.method == "HEAD":
+            # llhttp cannot be told that a HEAD response has no body: end here, don't reuse the socket.
+            up, self.upstream = self.upstream, None
+            if up is not None:
+                up.close()
+            self.on_complete(False)
+
+    def _reveal(self) -> list[bytes]:
+        assert self.st is not None
+        reveal = self.st.spec.reveal
+        out = []
+        if reveal.cohort:
+            out.append(_COHORT_HEADERS[self.cohort])
+        if reveal.fault and self.applied:
+            out.append(b"x-mlchaos-fault: " + ",".join(self.applied).encode() + b"\r\n")
+        return out
+
+    def on_body(self, data: bytes) -> None:
+        self.rx += 1
+        relay = self.relay
+        if relay is None:
+            self.client.wbuf.append(chunk(data) if self.to_chunk else data)
+        else:
+            relay.append(data)
+            if self.upstream is not None and sum(map(len, relay)) > 262144:
+                self.upstream.pause_reading()
+
+    def on_complete(self, keep_alive: bool) -> None:
+        if self.to_chunk and self.relay is None:
+            self.client.wbuf.append(LAST_CHUNK)
+        done = self.done
+        if done is not None and not done.done():
+            done.set_result(keep_alive)
+
+    def on_error(self, exc: ProxyError, got_bytes: bool) -> None:
+        if self.head_received and self.close_delimited and isinstance(exc, UpstreamResetError):
+            self.on_complete(False)  # the end of a close-delimited body is the upstream's FIN
+            return
+        done = self.done
+        if done is not None and not done.done():
+            done.set_exception(exc)
+
+    def flush(self) -> None:
+        self.client.flush()
+
+    # -- answering without the upstream
+    def local_reply(self, reply: Reply) -> None:
+        req = self.req
+        self.status = reply.status
+        close = not req.body.done or not req.keep_alive or self.client.plane.draining
+        self.keep_alive = not close
+        parts = [status_line(reply.status), b"content-type: ", reply.content_type.encode("latin-1"),
+                 b"\r\ncontent-length: %d\r\n" % len(reply.body)]
+        for name, value in reply.headers:
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        parts.append(b"connection: close\r\n" if close else b"")
+        if self.st is not None:
+            parts.extend(self._reveal())
+        parts.append(b"\r\n")
+        if req.method != "HEAD":
+            parts.append(reply.body)
+        self.client.transport.write(b"".join(parts))
+
+    def error_reply(self, exc: ProxyError) -> None:
+        self.status = exc.status
+        self.keep_alive = self.keep_alive and self.req.body.done and not self.client.plane.draining
+        self.client.transport.write(error_response(exc, keep_alive=self.keep_alive))
+
+    def record(self, plane: DataPlane) -> None:
+        """Count the finished exchange once."""
+        if self.recorded:
+            return
+        self.recorded = True
+        seconds = self.loop.time() - self.t0
+        st = self.st
+        if st is None:
+            plane.metrics.untouched.count(self.status, seconds)
+            return
+        st.cohort_metrics[self.cohort].count(self.status, seconds)
+        st.requests[self.cohort] += 1
+        if self.status >= 500 or self.status == DROPPED:
+            st.errors[self.cohort] += 1
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "client_ip",
+        "closed",
+        "exchange",
+        "header_limit",
+        "last_active",
+        "loop",
+        "parser",
+        "paused",
+        "plane",
+        "queue",
+        "req",
+        "task",
+        "transport",
+        "wbuf",
+    )
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.loop = plane.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.req: Request | None = None
+        self.queue: deque[Request] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.wbuf: list[bytes] = []
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self.client_ip = b""
+        self.last_active = self.loop.time()
+        self.paused = False
+        self.header_limit = plane.limits.max_header_bytes
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0].encode("latin-1") if peer else b""
+        self.plane.connections.add(self)
+        self.plane.metrics.connections.inc()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.plane.connections.discard(self)
+        self.plane.metrics.connections.dec()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.req is not None:
+            self.req.body.fail(BadRequest("client closed the connection mid-request"))
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BadRequest("protocol upgrades are not supported"))
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, ProxyError) else BadRequest(f"malformed request: {exc}"))
+        except httptools.HttpParserError as exc:
+            self._fail(BadRequest(f"malformed request: {exc}"))
+
+    def pause_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None and ex.upstream is not None and ex.relay is None:
+            ex.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None and ex.upstream is not None and ex.relay is None:
+            ex.upstream.resume_reading()
+
+    # -- llhttp callbacks
+    def on_message_begin(self) -> None:
+        self.req = Request(self.client_ip)
+
+    def on_url(self, url: bytes) -> None:
+        req = self.req
+        assert req is not None
+        req.url += url
+        req.header_bytes += len(url)
+        if req.header_bytes > self.header_limit:
+            raise HeadersTooLarge("request line and headers exceed the limit")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.req
+        assert req is not None
+        req.header_bytes += len(name) + len(value) + 4
+        if req.header_bytes > self.header_limit:
+            raise HeadersTooLarge("request headers exceed the limit")
+        lname = name.lower()
+        req.headers.append((lname, value))
+        if lname not in _SPECIAL:
+            req.lines.append(name + b": " + value + b"\r\n")
+        elif lname == b"host":
+            req.host = value
+        elif lname == b"content-length":
+            if req.content_length is not None or not value.strip().isdigit():
+                raise BadRequest("invalid or repeated Content-Length")
+            req.content_length = int(value)
+        elif lname == b"transfer-encoding":
+            req.chunked = True
+        elif lname == b"expect":
+            if value.strip().lower() == b"100-continue":
+                req.expect_continue = True
+        elif lname == b"connection":
+            req.conn_tokens = value if req.conn_tokens is None else req.conn_tokens + b"," + value
+        elif lname == b"x-forwarded-for":
+            req.xff = value if req.xff is None else req.xff + b", " + value
+        elif lname == b"x-forwarded-proto":
+            req.xfp = value
+        elif lname == b"x-mlchaos-cohort":
+            req.cohort_header = value
+        elif lname == b"x-mlchaos-token":
+            req.token_header = value
+        elif lname == b"x-mlchaos-experiment":
+            req.experiment_header = value
+        # other hop-by-hop headers (keep-alive, te, trailer, upgrade, proxy-*) are dropped
+
+    def on_headers_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        parser = self.parser
+        req.method = parser.get_method().decode("latin-1")
+        req.version = parser.get_http_version()
+        req.keep_alive = parser.should_keep_alive()
+        url = req.url
+        if url[:1] != b"/":
+            if req.method == "CONNECT":
+                # The upstream comes from the policy only: this is not a forward proxy.
+                raise BadRequest("CONNECT is not supported: mlchaos is a reverse proxy")
+            if url.startswith((b"http://", b"https://")):
+                # absolute-form: keep the path only; the authority in it is never dialled.
+                slash = url.find(b"/", url.find(b"//") + 2)
+                req.url = url[slash:] if slash > 0 else b"/"
+            elif url != b"*":
+                raise BadRequest("invalid request target")
+        if req.content_length is not None and req.chunked:
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        if req.version == "1.1" and req.host is None:
+            raise BadRequest("missing Host header")
+        if req.content_length is not None and req.content_length > self.plane.limits.max_body_bytes:
+            req.error = BodyTooLarge(f"request body over {self.plane.limits.max_body_bytes} bytes")
+            req.body.discard = True
+            req.keep_alive = False
+        elif req.content_length is None and not req.chunked:
+            req.body.done = True
+        self._enqueue(req)
+
+    def on_body(self, body: bytes) -> None:
+        req = self.req
+        assert req is not None
+        behind = req.body.feed(body)
+        if req.body.size > self.plane.limits.max_body_bytes and req.body.error is None:
+            req.body.discard = True
+            req.body.chunks.clear()
+            req.body.fail(BodyTooLarge(f"request body over {self.plane.limits.max_body_bytes} bytes"))
+            self._pause()
+        elif behind:
+            self._pause()
+
+    def on_message_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        req.body.finish()
+        self.req = None
+
+    # -- queue
+    def _enqueue(self, req: Request) -> None:
+        self.queue.append(req)
+        if len(self.queue) > self.plane.limits.pipeline_depth:
+            self._pause()
+        if self.task is None:
+            self.task = _tasks.spawn(self._serve())
+
+    def _fail(self, exc: ProxyError) -> None:
+        """A request that cannot be parsed: answer it in its turn, then close; read nothing more."""
+        self._pause()
+        req = self.req
+        if req is not None and req in self.queue:
+            req.body.fail(exc)  # its body broke after the head was queued: the exchange answers
+        else:
+            marker = req or Request(self.client_ip)
+            marker.error = exc
+            marker.keep_alive = False
+            marker.body.done = True
+            self._enqueue(marker)
+        self.req = None
+
+    def _pause(self) -> None:
+        if not self.paused and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def body_drained(self) -> None:
+        if self.paused and self.req is not None and self.req.body.error is None \
+                and len(self.queue) <= self.plane.limits.pipeline_depth:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def flush(self) -> None:
+        wbuf = self.wbuf
+        if wbuf:
+            self.transport.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
+            wbuf.clear()
+
+    async def _serve(self) -> None:
+        queue = self.queue
+        try:
+            while queue and not self.closed:
+                req = queue[0]
+                keep = await self._handle(req)
+                queue.popleft()
+                if not keep:
+                    self.transport.close()
+                    return
+                if self.paused and req.error is None and len(queue) <= self.plane.limits.pipeline_depth \
+                        and (self.req is None or self.req.body.error is None):
+                    self.paused = False
+                    self.transport.resume_reading()
+        finally:
+            self.task = None
+            self.last_active = self.loop.time()
+
+    async def _handle(self, req: Request) -> bool:
+        plane = self.plane
+        t0 = self.loop.time()
+        router = plane.experiments.router
+        st, cohort = router.assign(req) if router.active and req.error is None else (None, NONE)
+        ex = Exchange(self, req, st, cohort, t0)
+        self.exchange = ex
+        try:
+            if req.error is not None:
+                raise req.error
+            if cohort == CHAOS:
+                outcome = await ex.run_faults()
+                if isinstance(outcome, Reply):
+                    ex.local_reply(outcome)
+                    return ex.keep_alive
+                if isinstance(outcome, Drop):
+                    self._drop(outcome)
+                    return False
+            await ex.forward(plane)
+            if ex.close_delimited or not ex.keep_alive:
+                return False
+            return True
+        except ProxyError as exc:
+            plane.metrics.errors[exc.kind].inc()
+            self._abandon_upstream(ex)
+            if ex.head_received:
+                # Part of the response is already with the client: cut it so it can tell.
+                self.transport.abort()
+                return False
+            ex.error_reply(exc)
+            return ex.keep_alive
+        except asyncio.CancelledError:
+            if self.closed:
+                plane.metrics.errors[CLIENT_DISCONNECT].inc()
+            self._abandon_upstream(ex)
+            raise
+        finally:
+            self.exchange = None
+            if ex.status or ex.head_received:
+                ex.record(plane)
+
+    def _abandon_upstream(self, ex: Exchange) -> None:
+        up, ex.upstream = ex.upstream, None
+        if up is not None:
+            up.abort()
+
+    def _drop(self, drop: Drop) -> None:
+        if drop.reset:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            self.transport.abort()
+        else:
+            self.transport.close()
+        ex = self.exchange
+        if ex is not None:
+            ex.status = DROPPED
+            ex.record(self.plane)
+
+    def idle_check(self, now: float, idle: float) -> None:
+        """Close a keep-alive connection idle too long; count one stuck mid-request as a timeout."""
+        if self.task is None and not self.queue and now - self.last_active > idle:
+            if self.req is not None:
+                self.plane.metrics.errors[CLIENT_TIMEOUT].inc()
+            self.transport.close()

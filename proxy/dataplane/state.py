@@ -1,0 +1,59 @@
+"""What the data plane reads per request, swapped as a whole when a policy loads."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..experiments import Experiments
+from ..metrics import Metrics
+from ..policy.model import Limits, Policy, Timeouts, Upstream
+from .upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from .server import ClientConnection
+
+__all__ = ["DataPlane"]
+
+_PoolKey = tuple[Upstream, float, int]
+
+
+class DataPlane:
+    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics, experiments: Experiments) -> None:
+        self.loop = loop
+        self.metrics = metrics
+        self.experiments = experiments
+        self.connections: set[ClientConnection] = set()
+        self.draining = False
+        self.pools: dict[str, UpstreamPool] = {}
+        self.primary: UpstreamPool = None  # type: ignore[assignment]  # set by apply_policy before serving
+        self.timeouts = Timeouts()
+        self.limits = Limits()
+        self.preserve_host = True
+
+    def _all_pools(self) -> dict[_PoolKey, UpstreamPool]:
+        pools = [*self.pools.values(), *([self.primary] if self.primary is not None else [])]
+        return {(p.upstream, p.connect_timeout, p.max_idle): p for p in pools}
+
+    def apply_policy(self, policy: Policy) -> None:
+        """Swap in a policy's upstreams and limits; an unchanged upstream keeps its pooled connections."""
+        old = self._all_pools()
+        kept: dict[_PoolKey, UpstreamPool] = {}
+
+        def pool(up: Upstream) -> UpstreamPool:
+            key = (up, policy.timeouts.connect, policy.limits.upstream_pool)
+            if key not in kept:
+                kept[key] = old.get(key) or UpstreamPool(
+                    up, connect_timeout=policy.timeouts.connect, max_idle=policy.limits.upstream_pool)
+            return kept[key]
+
+        self.primary = pool(policy.upstream)
+        self.pools = {name: pool(up) for name, up in policy.upstreams.items()}
+        self.timeouts, self.limits, self.preserve_host = policy.timeouts, policy.limits, policy.preserve_host
+        for key, p in old.items():
+            if kept.get(key) is not p:
+                p.close()
+
+    def close(self) -> None:
+        for pool in self._all_pools().values():
+            pool.close()

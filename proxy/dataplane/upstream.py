@@ -1,0 +1,192 @@
+"""Upstream side: a keep-alive pool of HTTP/1.1 connections per upstream, parsed by llhttp.
+
+A connection delivers what it parses to a ``ResponseSink`` (the exchange that owns it for one request);
+it never writes to the client itself. Upstream failures are translated into proxy errors here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Protocol, cast
+
+import httptools
+
+from ..errors import BadGateway, ProxyError, UpstreamConnectError, UpstreamResetError, UpstreamTimeout
+from ..policy.model import Upstream
+
+__all__ = ["ResponseSink", "UpstreamConnection", "UpstreamPool"]
+
+
+class ResponseSink(Protocol):
+    def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def on_body(self, data: bytes) -> None: ...
+    def on_complete(self, keep_alive: bool) -> None: ...
+    def on_error(self, exc: ProxyError, got_bytes: bool) -> None: ...
+    def flush(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = ("closed", "got_bytes", "headers", "interim", "parser", "pool", "sink", "transport", "uses")
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: ResponseSink | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.closed = False
+        self.got_bytes = False
+        self.interim = False
+        self.uses = 0
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.on_error(UpstreamResetError("upstream closed the connection"), self.got_bytes)
+            sink.flush()
+        else:
+            self.pool.forget(self)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:
+            # An idle pooled connection must stay silent; bytes here mean it can't be trusted again.
+            self.close()
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.sink = None
+            self.close()
+            sink.on_error(BadGateway(f"upstream sent an invalid response: {exc}"), True)
+        sink.flush()
+
+    def pause_writing(self) -> None:
+        pass  # request bodies are small or streamed under the client's own flow control
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- llhttp callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            # 1xx interim responses (100 Continue, 103 Early Hints) are not relayed: we sent no Expect.
+            self.interim = True
+            self.headers = []
+            return
+        if self.sink is not None:
+            self.sink.on_head(status, self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        sink, self.sink = self.sink, None
+        self.headers = []
+        self.got_bytes = False
+        if sink is not None:
+            sink.on_complete(self.parser.should_keep_alive())
+
+    # -- used by the exchange
+    def send(self, sink: ResponseSink, data: bytes) -> None:
+        self.sink = sink
+        self.uses += 1
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.closed = True
+        self.sink = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.sink = None
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to one upstream, most recently used first."""
+
+    __slots__ = ("authority", "closed", "connect_timeout", "idle", "max_idle", "upstream")
+
+    def __init__(self, upstream: Upstream, *, connect_timeout: float, max_idle: int) -> None:
+        self.upstream = upstream
+        self.authority = upstream.authority.encode("latin-1")
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle
+        self.idle: list[UpstreamConnection] = []
+        self.closed = False
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            # A connection the upstream closed while idle was already forgotten by connection_lost;
+            # one it is closing right now is caught here, before a byte of the request is sent.
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        return None
+
+    async def connect(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        up = self.upstream
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(lambda: UpstreamConnection(self), up.host, up.port)
+        except TimeoutError:
+            raise UpstreamTimeout(f"connecting to upstream {up.name} timed out") from None
+        except OSError as exc:
+            raise UpstreamConnectError(f"upstream {up.name} unreachable: {exc.strerror or exc}") from None
+        sock = conn.transport.get_extra_info("socket") if conn.transport else None
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if conn.closed or self.closed or len(self.idle) >= self.max_idle:
+            conn.close()
+        else:
+            self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        self.closed = True
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()

@@ -1,0 +1,221 @@
+"""Experiments at run time: which are active, and the router that puts a request in a cohort.
+
+The compiled ``Experiment`` is frozen; ``ExperimentState`` adds what changes while it runs (started,
+stopped, counts). ``Router`` is an immutable snapshot of the active experiments: the hot path walks it,
+and every change (start, stop, schedule tick, reload) builds a new one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from .cohort import CHAOS, CONTROL, NONE, bucket_of, random_bucket, sticky_value
+from .dataplane.request import Request
+from .metrics import CohortMetrics, Metrics
+from .policy.model import BUCKETS, Experiment, Policy, Schedule
+
+__all__ = ["ExperimentState", "Experiments", "Router"]
+
+_FORCED = {b"chaos": CHAOS, b"control": CONTROL, b"none": NONE}
+
+
+class ExperimentState:
+    __slots__ = (
+        "bounds",
+        "chaos_buckets",
+        "cohort_metrics",
+        "errors",
+        "fault_counters",
+        "faults_injected",
+        "manual",
+        "reason",
+        "requests",
+        "running_since",
+        "salt",
+        "spec",
+        "stopped_at",
+    )
+
+    def __init__(self, spec: Experiment, metrics: Metrics) -> None:
+        self.spec = spec
+        # blake2b keys are at most 64 bytes; names are capped at 63 characters by the loader.
+        self.salt = spec.name.encode()[:64]
+        self.chaos_buckets = spec.chaos_buckets
+        self.bounds = spec.chaos_buckets + spec.control_buckets
+        self.cohort_metrics: tuple[CohortMetrics, CohortMetrics] = metrics.cohorts(spec.name)
+        self.fault_counters = tuple(metrics.faults.labels(spec.name, f.type) for f in spec.faults)
+        # None: follows the policy; "started"/"stopped": set through the admin API (or a limit).
+        self.manual: str | None = None
+        self.reason = ""
+        self.running_since: float | None = None
+        self.stopped_at: float | None = None
+        # Per cohort (chaos, control): answered requests, and those that failed (5xx, dropped, proxy error).
+        self.requests = [0, 0]
+        self.errors = [0, 0]
+        self.faults_injected = 0
+
+    def adopt(self, prev: ExperimentState) -> None:
+        """Carry run-time state over a reload that kept this experiment."""
+        self.manual, self.reason = prev.manual, prev.reason
+        self.running_since, self.stopped_at = prev.running_since, prev.stopped_at
+        self.requests, self.errors, self.faults_injected = prev.requests, prev.errors, prev.faults_injected
+
+
+class Router:
+    __slots__ = ("active", "override_token")
+
+    def __init__(self, active: tuple[ExperimentState, ...] = (), override_token: bytes | None = None) -> None:
+        self.active = active
+        self.override_token = override_token
+
+    def assign(self, req: Request) -> tuple[ExperimentState | None, int]:
+        forced = self._forced(req) if req.cohort_header is not None and self.override_token else None
+        for st in self.active:
+            m = st.spec.match
+            if m.methods is not None and req.method not in m.methods:
+                continue
+            if m.path is not None and m.path.fullmatch(req.path) is None:
+                continue
+            if m.headers and not _headers_match(m.headers, req):
+                continue
+            if forced is not None:
+                if req.experiment_header is not None and req.experiment_header.decode("latin-1") != st.spec.name:
+                    continue
+                return (None, NONE) if forced == NONE else (st, forced)
+            key = st.spec.sticky_key
+            value = sticky_value(key, req) if key is not None else None
+            bucket = bucket_of(st.salt, value) if value is not None else random_bucket()
+            if bucket < st.chaos_buckets:
+                return st, CHAOS
+            if bucket < st.bounds:
+                return st, CONTROL
+        return None, NONE
+
+    def _forced(self, req: Request) -> int | None:
+        assert self.override_token is not None and req.cohort_header is not None
+        token = req.token_header or b""
+        if not hmac.compare_digest(token, self.override_token):
+            return None
+        return _FORCED.get(req.cohort_header.strip().lower())
+
+
+def _headers_match(rules: Iterable[tuple[str, object]], req: Request) -> bool:
+    for name, pattern in rules:
+        value = req.header(name.encode("latin-1"))
+        if value is None or pattern.fullmatch(value.decode("latin-1")) is None:  # type: ignore[attr-defined]
+            return False
+    return True
+
+
+def _in_schedule(s: Schedule, now: datetime) -> bool:
+    if s.start is not None and now < s.start:
+        return False
+    if s.end is not None and now >= s.end:
+        return False
+    if not s.windows:
+        return True
+    t, day = now.timetz().replace(tzinfo=None), now.weekday()
+    for w in s.windows:
+        if w.start <= w.end:
+            if day in w.days and w.start <= t < w.end:
+                return True
+        elif (day in w.days and t >= w.start) or ((day - 1) % 7 in w.days and t < w.end):
+            return True  # the window spans midnight: its tail belongs to the previous day
+    return False
+
+
+class Experiments:
+    """All experiments of the running policy and their run-time state."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.policy: Policy | None = None
+        self.states: dict[str, ExperimentState] = {}
+        self.router = Router()
+        self.override_token: bytes | None = None
+        self.max_blast_buckets = 500
+
+    def apply_policy(self, policy: Policy, override_token: bytes | None) -> None:
+        old = self.states
+        states = {}
+        for spec in policy.experiments:
+            st = ExperimentState(spec, self.metrics)
+            if spec.name in old:
+                st.adopt(old[spec.name])
+            states[spec.name] = st
+        for name, prev in old.items():
+            if name not in states:
+                self.metrics.forget_experiment(name, {f.type for f in prev.spec.faults})
+        self.policy, self.states = policy, states
+        self.override_token = override_token if policy.cohort_override.enabled else None
+        self.max_blast_buckets = policy.max_blast_radius_buckets
+        self.refresh()
+
+    def wants_to_run(self, st: ExperimentState, now: datetime) -> bool:
+        if self.policy is None or self.policy.halted or st.manual == "stopped":
+            return False
+        if st.manual != "started" and not st.spec.enabled:
+            return False
+        return _in_schedule(st.spec.schedule, now)
+
+    def refresh(self, now: datetime | None = None) -> list[tuple[str, bool, str]]:
+        """Recompute the active set; returns (name, now_active, reason) for each experiment that changed."""
+        now = now or datetime.now(UTC)
+        mono = time.monotonic()
+        changes = []
+        active = []
+        for st in self.states.values():
+            run = self.wants_to_run(st, now)
+            limit = st.spec.schedule.max_duration
+            if run and limit is not None and st.running_since is not None and mono - st.running_since >= limit:
+                st.manual, st.reason, run = "stopped", "max_duration reached", False
+            was = st.running_since is not None
+            if run and not was:
+                st.running_since, st.stopped_at = mono, None
+                changes.append((st.spec.name, True, st.reason or "policy"))
+            elif not run and was:
+                st.running_since, st.stopped_at = None, mono
+                changes.append((st.spec.name, False, st.reason or self._why_off(st, now)))
+            if run:
+                active.append(st)
+            self.metrics.experiment_active.labels(st.spec.name).set(1 if run else 0)
+        self.router = Router(tuple(active), self.override_token)
+        return changes
+
+    def _why_off(self, st: ExperimentState, now: datetime) -> str:
+        if self.policy is not None and self.policy.halted:
+            return "policy halted"
+        if not st.spec.enabled and st.manual != "started":
+            return "disabled in policy"
+        return "outside schedule"
+
+    def start(self, name: str) -> str | None:
+        """Start by hand; returns a reason when refused."""
+        st = self.states.get(name)
+        if st is None:
+            return f"no experiment named {name!r}"
+        if self.policy is not None and self.policy.halted:
+            return "the policy says halted: true"
+        others = sum(o.chaos_buckets for o in self.router.active if o is not st)
+        if others + st.chaos_buckets > self.max_blast_buckets:
+            return (f"starting it would put {(others + st.chaos_buckets) * 100 / BUCKETS:g}% of traffic in "
+                    f"chaos, over max_blast_radius {self.max_blast_buckets * 100 / BUCKETS:g}%")
+        st.manual, st.reason = "started", "started through the admin API"
+        self.refresh()
+        return None
+
+    def stop(self, name: str, reason: str) -> str | None:
+        st = self.states.get(name)
+        if st is None:
+            return f"no experiment named {name!r}"
+        st.manual, st.reason = "stopped", reason
+        self.refresh()
+        return None
+
+    def halt(self, reason: str) -> None:
+        for st in self.states.values():
+            st.manual, st.reason = "stopped", reason
+        self.refresh()

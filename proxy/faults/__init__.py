@@ -1,0 +1,52 @@
+"""The fault registry: the one place that maps a policy's ``type:`` to a fault class.
+
+One module per fault; payload-aware faults register here the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..policy.errors import Errors
+from ..policy.fields import fields_schema, read_fields
+from .abort import Abort
+from .base import COMMON_FIELDS, Drop, Fault, FaultContext, Outcome, Reply
+from .delay import Delay
+from .drop import DropConnection
+from .fallback import Fallback
+from .stall import Stall
+from .throttle import Throttle
+
+__all__ = ["FAULTS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "fault_schemas", "parse_fault"]
+
+FAULTS: dict[str, type[Fault]] = {
+    cls.type: cls for cls in (Abort, DropConnection, Delay, Stall, Throttle, Fallback)
+}
+
+
+def parse_fault(raw: object, path: str, errors: Errors) -> Fault | None:
+    """One fault from its policy mapping; problems go to ``errors`` with their paths."""
+    if not isinstance(raw, dict):
+        errors.add(path, f"expected a mapping, got {type(raw).__name__}")
+        return None
+    kind = raw.get("type")
+    cls = FAULTS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        errors.add(f"{path}.type", f"unknown fault type {kind!r} (expected one of: {', '.join(sorted(FAULTS))})")
+        return None
+    before = len(errors.problems)
+    values = read_fields(COMMON_FIELDS + cls.FIELDS, raw, path, errors)
+    if values is None or len(errors.problems) > before:
+        return None
+    del values["type"]
+    return cls.from_values(values, path, errors)
+
+
+def fault_schemas() -> list[dict[str, Any]]:
+    """One JSON Schema per fault type, to put under ``oneOf``."""
+    out = []
+    for name, cls in sorted(FAULTS.items()):
+        schema = fields_schema(COMMON_FIELDS + cls.FIELDS, title=name, description=cls.HELP)
+        schema["properties"]["type"] = {"const": name}
+        out.append(schema)
+    return out

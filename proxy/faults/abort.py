@@ -1,0 +1,57 @@
+"""``abort``: answer with a status of the policy's choosing instead of calling the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, ClassVar, Self
+
+import orjson
+
+from ..policy.errors import Errors
+from ..policy.fields import Field
+from .base import Fault, FaultContext, Outcome, Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Abort(Fault):
+    type: ClassVar[str] = "abort"
+    HELP: ClassVar[str] = "Answer with an HTTP status (503, 500, 429 ...) instead of calling the model."
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("status", "integer", default=503, minimum=200, maximum=599, help="Status code of the reply."),
+        Field("body", "any", default=None,
+              help="Reply body: a JSON value, or a string sent as is. Default {\"error\": <reason phrase>}."),
+        Field("headers", "mapping", default=None, help="Extra reply headers.",
+              schema={"type": "object", "additionalProperties": {"type": "string"}}),
+        Field("retry_after", "duration", default=None, help="Adds Retry-After (whole seconds), e.g. for 429."),
+    )
+
+    reply: Reply = field(default_factory=lambda: Reply(503))
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], path: str, errors: Errors) -> Self | None:
+        status: int = values["status"]
+        body = values["body"]
+        if body is None:
+            try:
+                phrase = HTTPStatus(status).phrase
+            except ValueError:
+                phrase = "error"
+            payload, ctype = orjson.dumps({"error": phrase}), "application/json"
+        elif isinstance(body, str):
+            payload, ctype = body.encode(), "text/plain; charset=utf-8"
+        else:
+            payload, ctype = orjson.dumps(body), "application/json"
+        headers: list[tuple[str, str]] = []
+        for name, value in (values["headers"] or {}).items():
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                errors.add(f"{path}.headers.{name}", "header values must be strings or numbers")
+                return None
+            headers.append((str(name), str(value)))
+        if values["retry_after"] is not None:
+            headers.append(("retry-after", str(round(values["retry_after"]))))
+        reply = Reply(status, payload, tuple(headers), ctype)
+        return cls(probability=values["probability"], reply=reply)
+
+    async def apply(self, ctx: FaultContext) -> Outcome:
+        return self.reply

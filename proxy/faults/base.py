@@ -1,0 +1,78 @@
+"""The fault contract: a fault returns a reply (short-circuit), a drop, or ``None`` (let it through).
+
+Faults never touch sockets. What they may change on the way through (the upstream, the response rate)
+is the small surface of ``FaultContext``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, Self
+
+from ..policy.errors import Errors
+from ..policy.fields import Field
+
+__all__ = ["COMMON_FIELDS", "Drop", "Fault", "FaultContext", "Outcome", "Reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response made up by a fault, sent instead of the upstream's."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Close the client connection without a response; ``reset`` sends a TCP RST instead of a FIN."""
+
+    reset: bool = False
+
+
+Outcome = Reply | Drop | None
+
+
+class FaultContext(Protocol):
+    """What a fault can read and change about the request it acts on."""
+
+    method: str
+    target: str
+    # Name of the alternate upstream to send the request to; None is the primary.
+    upstream_name: str | None
+    # Response bytes per second to the client; None is unthrottled.
+    throttle_bps: float | None
+
+    def header(self, name: bytes) -> bytes | None: ...
+
+
+COMMON_FIELDS: tuple[Field, ...] = (
+    Field("type", "string", help="Fault type."),
+    Field("probability", "probability", default=1.0,
+          help="Chance (0-1) that this fault acts on a request of the chaos cohort, drawn per request."),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fault(ABC):
+    type: ClassVar[str]
+    # The fault's own fields; ``type`` and ``probability`` are common to all.
+    FIELDS: ClassVar[tuple[Field, ...]] = ()
+    HELP: ClassVar[str] = ""
+
+    probability: float = 1.0
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], path: str, errors: Errors) -> Self | None:
+        """Build from checked field values; override for checks that span fields."""
+        return cls(**values)
+
+    def upstream_refs(self) -> tuple[str, ...]:
+        """Names of alternate upstreams this fault sends to; the loader checks they exist."""
+        return ()
+
+    @abstractmethod
+    async def apply(self, ctx: FaultContext) -> Outcome: ...

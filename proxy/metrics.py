@@ -1,0 +1,92 @@
+"""Every Prometheus metric of the sidecar, on an injected registry.
+
+Children are built when a policy loads; the hot path only calls ``inc``/``observe`` on them.
+Label values come from the policy (experiment and fault names) or fixed vocabularies, never from requests.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from . import __version__
+from .cohort import COHORTS
+from .errors import ERROR_KINDS
+
+__all__ = ["CohortMetrics", "Metrics"]
+
+# Seconds; fine where models answer (1-100 ms) and wide enough for injected multi-second delays.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25,
+    0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+# Status classes, and "dropped" for a connection a fault closed without an answer.
+CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "dropped")
+
+
+class CohortMetrics:
+    """Pre-built children for one (experiment, cohort)."""
+
+    __slots__ = ("by_class", "duration", "upstream")
+
+    def __init__(self, m: Metrics, experiment: str, cohort: str) -> None:
+        self.by_class = tuple(m.requests.labels(experiment, cohort, c) for c in CODE_CLASSES)
+        self.duration = m.request_duration.labels(experiment, cohort)
+        self.upstream = m.upstream_duration.labels(experiment, cohort)
+
+    def count(self, status: int, seconds: float) -> None:
+        self.by_class[status // 100 - 1 if 100 <= status < 600 else 5].inc()
+        self.duration.observe(seconds)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "mlchaos_requests", "Requests answered, by experiment, cohort and status class.",
+            ["experiment", "cohort", "code"], registry=r)
+        self.request_duration = Histogram(
+            "mlchaos_request_duration_seconds", "Time from the request's headers to the response's end, "
+            "as the client sees it, injected delays included.", ["experiment", "cohort"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream_duration = Histogram(
+            "mlchaos_upstream_duration_seconds", "Time from sending to the upstream to its response's "
+            "headers.", ["experiment", "cohort"], buckets=LATENCY_BUCKETS, registry=r)
+        self.faults = Counter(
+            "mlchaos_faults_injected", "Faults injected, by experiment and fault type.",
+            ["experiment", "fault"], registry=r)
+        self.proxy_errors = Counter(
+            "mlchaos_proxy_errors", "Failures of the proxy or of the upstream, by kind.", ["kind"], registry=r)
+        self.experiment_active = Gauge(
+            "mlchaos_experiment_active", "1 while the experiment routes chaos and control traffic.",
+            ["experiment"], registry=r)
+        self.reloads = Counter(
+            "mlchaos_policy_reloads", "Policy loads, by result (ok, invalid).", ["result"], registry=r)
+        self.connections = Gauge(
+            "mlchaos_client_connections", "Open client connections.", registry=r)
+        Info("mlchaos_build", "Version of the sidecar.", registry=r).info({"version": __version__})
+        self.errors = {kind: self.proxy_errors.labels(kind) for kind in ERROR_KINDS}
+        for result in ("ok", "invalid"):
+            self.reloads.labels(result)
+        self.untouched = CohortMetrics(self, "", "none")
+
+    def cohorts(self, experiment: str) -> tuple[CohortMetrics, CohortMetrics]:
+        return CohortMetrics(self, experiment, COHORTS[0]), CohortMetrics(self, experiment, COHORTS[1])
+
+    def forget_experiment(self, experiment: str, faults: set[str]) -> None:
+        """Drop the series of an experiment a reload removed, so dashboards stop showing it."""
+        for cohort in COHORTS[:2]:
+            for code in CODE_CLASSES:
+                _remove(self.requests, experiment, cohort, code)
+            _remove(self.request_duration, experiment, cohort)
+            _remove(self.upstream_duration, experiment, cohort)
+        for fault in faults:
+            _remove(self.faults, experiment, fault)
+        _remove(self.experiment_active, experiment)
+
+
+def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass

@@ -1,0 +1,29 @@
+"""Policies: the YAML file that says which traffic gets which faults, compiled once into frozen objects."""
+
+from __future__ import annotations
+
+from .errors import PolicyError
+from .loader import compile_glob, compile_policy, load_policy_file, load_policy_text
+from .model import (
+    BUCKETS,
+    AdminSettings,
+    CohortOverride,
+    DailyWindow,
+    Experiment,
+    Limits,
+    Match,
+    Policy,
+    Reveal,
+    Schedule,
+    StickyKey,
+    Timeouts,
+    Upstream,
+)
+from .schema import policy_schema
+from .units import Address
+
+__all__ = [
+    "BUCKETS", "Address", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "Limits", "Match",
+    "Policy", "PolicyError", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "compile_glob",
+    "compile_policy", "load_policy_file", "load_policy_text", "policy_schema",
+]

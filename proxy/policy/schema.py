@@ -1,0 +1,57 @@
+"""The JSON Schema of a policy file, for editors and CI linting, derived from the loader's field tables.
+
+Cross-field rules (shares, blast radius, upstream references, end after start) are the loader's alone;
+the schema checks shapes, names, bounds of plain numbers and the syntax of unit strings.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .. import faults as _faults  # a module import: proxy.faults imports proxy.policy
+from .fields import Field, fields_schema
+from .loader import (
+    ADMIN_FIELDS,
+    COHORT_OVERRIDE_FIELDS,
+    EXPERIMENT_FIELDS,
+    LIMITS_FIELDS,
+    MATCH_FIELDS,
+    POLICY_FIELDS,
+    REVEAL_FIELDS,
+    SCHEDULE_FIELDS,
+    TIMEOUTS_FIELDS,
+    WINDOW_FIELDS,
+)
+
+__all__ = ["policy_schema"]
+
+# Each "$ref": "#/$defs/NAME" in the field tables resolves to one of these.
+_DEFS: dict[str, tuple[Field, ...]] = {
+    "admin": ADMIN_FIELDS,
+    "timeouts": TIMEOUTS_FIELDS,
+    "limits": LIMITS_FIELDS,
+    "cohort_override": COHORT_OVERRIDE_FIELDS,
+    "experiment": EXPERIMENT_FIELDS,
+    "match": MATCH_FIELDS,
+    "schedule": SCHEDULE_FIELDS,
+    "window": WINDOW_FIELDS,
+    "reveal": REVEAL_FIELDS,
+}
+
+
+def policy_schema() -> dict[str, Any]:
+    """A fresh JSON Schema (draft 2020-12) of the whole policy file."""
+    defs: dict[str, Any] = {name: fields_schema(fields) for name, fields in _DEFS.items()}
+    defs["fault"] = {"oneOf": _faults.fault_schemas()}
+    schema = fields_schema(
+        POLICY_FIELDS,
+        **{
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "mlchaos policy",
+            "description": "Chaos experiments for the mlchaos sidecar proxy in front of a model server.",
+            "$defs": defs,
+        },
+    )
+    # fields_schema shares the field tables' nested schema objects; callers get their own.
+    return copy.deepcopy(schema)

@@ -27,6 +27,8 @@ __all__ = ["Sidecar", "StartupError"]
 
 # How often schedules, max_duration, idle connections and the policy file are looked at.
 TICK_SECONDS = 1.0
+# Upstream response and idle timeouts fire within this much of their setting.
+DEADLINE_SWEEP_SECONDS = 0.1
 
 
 class StartupError(RuntimeError):
@@ -81,6 +83,7 @@ class Sidecar:
         self._server: asyncio.Server | None = None
         self._admin: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._file_sig: tuple[int, int, int] | None = None
         self._text_hash = hashlib.sha256(policy.source.encode()).hexdigest()
         self.proxy_port = 0
@@ -116,6 +119,7 @@ class Sidecar:
         self.admin_port = self._admin.addresses[0][1]
         self._file_sig = self._stat_policy_file()
         self._ticker = _tasks.spawn(self._tick_forever(), name="mlchaos-ticker")
+        self._sweeper = _tasks.spawn(self._sweep_forever(), name="mlchaos-deadlines")
         event("start", listen=f"{policy.listen.host}:{self.proxy_port}",
               admin=f"{admin_addr.host}:{self.admin_port}", upstream=policy.upstream.url,
               summary=_summary(policy), admin_token=bool(self.admin_token))
@@ -131,7 +135,7 @@ class Sidecar:
         if plane is not None:
             limit = plane.timeouts.drain if drain is None else drain
             for conn in list(plane.connections):
-                if conn.task is None and not conn.queue:
+                if not conn.busy:
                     conn.transport.close()
             deadline = asyncio.get_running_loop().time() + limit
             while plane.connections and asyncio.get_running_loop().time() < deadline:
@@ -141,8 +145,9 @@ class Sidecar:
                 conn.transport.abort()
             plane.close()
             event("drained", unfinished=left)
-        if self._ticker is not None:
-            self._ticker.cancel()
+        for task in (self._ticker, self._sweeper):
+            if task is not None:
+                task.cancel()
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
@@ -176,7 +181,10 @@ class Sidecar:
         self._apply(policy)
         self._text_hash = hashlib.sha256(text.encode()).hexdigest()
         self.metrics.reloads.labels("ok").inc()
-        event("reload", origin=origin, summary=_summary(policy), **({"warnings": fixed} if fixed else {}))
+        if fixed:
+            event("reload", origin=origin, summary=_summary(policy), warnings=fixed)
+        else:
+            event("reload", origin=origin, summary=_summary(policy))
         return []
 
     def reload_file(self, origin: str) -> list[str]:
@@ -255,6 +263,21 @@ class Sidecar:
                 self._check_policy_file()
             except Exception:
                 logging.getLogger("mlchaos").exception("tick failed")
+
+    async def _sweep_forever(self) -> None:
+        """Upstream deadlines, checked in one pass instead of a timer per request."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(DEADLINE_SWEEP_SECONDS)
+            plane = self.plane
+            if plane is None:
+                continue
+            now = loop.time()
+            for conn in list(plane.connections):
+                try:
+                    conn.check_deadline(now)
+                except Exception:
+                    logging.getLogger("mlchaos").exception("deadline check failed")
 
     def describe(self) -> dict[str, Any]:
         return {"proxy_port": self.proxy_port, "admin_port": self.admin_port}

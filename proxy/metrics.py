@@ -6,7 +6,14 @@ Label values come from the policy (experiment and fault names) or fixed vocabula
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from typing import Generic, TypeVar, cast
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .cohort import COHORTS
@@ -23,6 +30,86 @@ LATENCY_BUCKETS = (
 CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "dropped")
 
 
+class Count:
+    """A counter child: a plain float, no lock. The event loop is the only writer."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class Distribution:
+    """A histogram child: per-bucket counts found by bisection, cumulated only at scrape time."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (Prometheus buckets are "le").
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+C = TypeVar("C", Count, Distribution)
+
+
+class Family(Collector, Generic[C]):
+    """Labelled children of one metric. prometheus_client's own children take a lock on every
+    update; on the per-request path these are plain attribute updates, read when /metrics is scraped."""
+
+    def __init__(self, name: str, doc: str, labels: Sequence[str], registry: CollectorRegistry,
+                 buckets: tuple[float, ...] | None = None) -> None:
+        self.name, self.doc, self.labelnames = name, doc, tuple(labels)
+        self.buckets = buckets
+        self.children: dict[tuple[str, ...], C] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> C:
+        child: C | None = self.children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+            child = cast(C, Count() if self.buckets is None else Distribution(self.buckets))
+            self.children[values] = child
+        return child
+
+    def remove(self, *values: str) -> None:
+        self.children.pop(values, None)
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def _family(self) -> CounterMetricFamily | HistogramMetricFamily:
+        if self.buckets is None:
+            return CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
+        return HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        children: list[tuple[tuple[str, ...], Count | Distribution]] = list(self.children.items())
+        for values, child in children:
+            if isinstance(child, Count):
+                assert isinstance(family, CounterMetricFamily)
+                family.add_metric(list(values), child.value)
+            else:
+                assert isinstance(family, HistogramMetricFamily)
+                running, cumulative = 0, []
+                dist: Distribution = child
+                for bound, n in zip((*dist.bounds, float("inf")), dist.counts, strict=True):
+                    running += n
+                    cumulative.append((floatToGoString(bound), running))
+                family.add_metric(list(values), cumulative, dist.sum)
+        return [family]
+
+
 class CohortMetrics:
     """Pre-built children for one (experiment, cohort)."""
 
@@ -34,7 +121,7 @@ class CohortMetrics:
         self.upstream = m.upstream_duration.labels(experiment, cohort)
 
     def count(self, status: int, seconds: float) -> None:
-        self.by_class[status // 100 - 1 if 100 <= status < 600 else 5].inc()
+        self.by_class[status // 100 - 1 if 100 <= status < 600 else 5].value += 1
         self.duration.observe(seconds)
 
 
@@ -42,21 +129,19 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
+        self.requests: Family[Count] = Family(
             "mlchaos_requests", "Requests answered, by experiment, cohort and status class.",
-            ["experiment", "cohort", "code"], registry=r)
-        self.request_duration = Histogram(
+            ["experiment", "cohort", "code"], r)
+        self.request_duration: Family[Distribution] = Family(
             "mlchaos_request_duration_seconds", "Time from the request's headers to the response's end, "
-            "as the client sees it, injected delays included.", ["experiment", "cohort"],
-            buckets=LATENCY_BUCKETS, registry=r)
-        self.upstream_duration = Histogram(
+            "as the client sees it, injected delays included.", ["experiment", "cohort"], r, LATENCY_BUCKETS)
+        self.upstream_duration: Family[Distribution] = Family(
             "mlchaos_upstream_duration_seconds", "Time from sending to the upstream to its response's "
-            "headers.", ["experiment", "cohort"], buckets=LATENCY_BUCKETS, registry=r)
-        self.faults = Counter(
-            "mlchaos_faults_injected", "Faults injected, by experiment and fault type.",
-            ["experiment", "fault"], registry=r)
-        self.proxy_errors = Counter(
-            "mlchaos_proxy_errors", "Failures of the proxy or of the upstream, by kind.", ["kind"], registry=r)
+            "headers.", ["experiment", "cohort"], r, LATENCY_BUCKETS)
+        self.faults: Family[Count] = Family(
+            "mlchaos_faults_injected", "Faults injected, by experiment and fault type.", ["experiment", "fault"], r)
+        self.proxy_errors: Family[Count] = Family(
+            "mlchaos_proxy_errors", "Failures of the proxy or of the upstream, by kind.", ["kind"], r)
         self.experiment_active = Gauge(
             "mlchaos_experiment_active", "1 while the experiment routes chaos and control traffic.",
             ["experiment"], registry=r)
@@ -85,7 +170,7 @@ class Metrics:
         _remove(self.experiment_active, experiment)
 
 
-def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:
+def _remove(metric: Family[Count] | Family[Distribution] | Counter | Gauge, *labels: str) -> None:
     try:
         metric.remove(*labels)
     except KeyError:

@@ -82,6 +82,7 @@ class Request:
         "cohort_header",
         "conn_tokens",
         "content_length",
+        "continued",
         "error",
         "expect_continue",
         "experiment_header",
@@ -91,6 +92,8 @@ class Request:
         "keep_alive",
         "lines",
         "method",
+        "ready",
+        "streamed",
         "token_header",
         "url",
         "version",
@@ -122,6 +125,11 @@ class Request:
         self._path: str | None = None
         self._query: bytes | None = None
         self.header_bytes = 0
+        # Streamed: the body goes upstream as it arrives (chunked, or over the inspection limit);
+        # otherwise it is held until complete. Ready: the exchange may start.
+        self.streamed = False
+        self.ready = False
+        self.continued = False
 
     def header(self, name: bytes) -> bytes | None:
         for n, v in self.headers:

@@ -1,9 +1,12 @@
 """Client side of the data plane: one ``ClientConnection`` per accepted socket, one ``Exchange`` per request.
 
 Requests on a connection are answered strictly in order (pipelining): the parser runs ahead and queues
-them, one coroutine per connection serves the queue. A pass-through response is relayed from the
-upstream's parser callbacks straight into the client's transport, one write per upstream read, so a
-streaming (chunked, SSE) response reaches the client as it arrives.
+them, and the next one starts when the previous response is complete. The common case (no fault, the
+body in hand, a pooled upstream connection) runs entirely in protocol callbacks, with no task, future or
+timer per request; a coroutine takes over only for what has to wait: faults, connecting, streaming a
+request body, throttling. A response is relayed from the upstream's parser callbacks straight into the
+client's transport, one write per upstream read, so a streaming (chunked, SSE) response reaches the
+client as it arrives.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ _SPECIAL = frozenset({
     b"x-mlchaos-cohort", b"x-mlchaos-token", b"x-mlchaos-experiment",
 }) | HOP_BY_HOP
 _NO_BODY_STATUS = frozenset({204, 304})
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _COHORT_HEADERS = tuple(b"x-mlchaos-cohort: %s\r\n" % c.encode() for c in COHORTS)
 # Status of a request whose connection a fault dropped; counted as code="dropped".
@@ -59,58 +63,43 @@ class Exchange:
     """One request/response pair: runs the faults, talks to the upstream, relays the response."""
 
     __slots__ = (
-        "applied",
-        "client",
-        "close_delimited",
-        "cohort",
-        "done",
-        "head_received",
-        "keep_alive",
-        "loop",
-        "no_body",
-        "recorded",
-        "relay",
-        "req",
-        "rx",
-        "rx_seen",
-        "st",
-        "status",
-        "t0",
-        "t_up",
-        "throttle_bps",
-        "timer",
-        "to_chunk",
-        "upstream",
-        "upstream_keep",
-        "upstream_name",
+        "applied", "client", "close_delimited", "cohort", "finished", "head_received", "keep_alive", "loop",
+        "payload", "plane", "pool", "recorded", "relay", "req", "retried", "reused", "rx", "rx_at", "rx_seen",
+        "st", "status", "t0", "t_up", "task", "throttle_bps", "to_chunk", "upstream", "upstream_done",
+        "upstream_keep", "upstream_name", "waiting",
     )
 
-    def __init__(self, client: ClientConnection, req: Request, st: ExperimentState | None, cohort: int,
-                 t0: float) -> None:
+    def __init__(self, client: ClientConnection, req: Request, st: ExperimentState | None, cohort: int) -> None:
         self.client = client
+        self.plane = client.plane
         self.req = req
         self.st = st
         self.cohort = cohort
         self.loop = client.loop
+        self.t0 = self.t_up = self.rx_at = client.loop.time()
         self.upstream_name: str | None = None
         self.throttle_bps: float | None = None
         self.applied: list[str] | None = None
         self.status = 0
         self.head_received = False
         self.to_chunk = False
-        self.no_body = False
         self.close_delimited = False
         self.keep_alive = req.keep_alive
-        self.upstream_keep = False
-        self.done: asyncio.Future[bool] | None = None
         self.upstream: UpstreamConnection | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.rx = 0
-        self.rx_seen = -1
-        self.relay: deque[bytes] | None = None
-        self.t0 = t0
-        self.t_up = t0
+        self.pool: UpstreamPool | None = None
+        self.payload: bytes | None = None
+        self.reused = False
+        self.retried = False
+        # True from sending to the upstream until its response ends or fails: deadlines apply.
+        self.waiting = False
+        self.upstream_done = False
+        self.upstream_keep = False
+        self.finished = False
         self.recorded = False
+        self.task: asyncio.Task[None] | None = None
+        self.rx = 0
+        self.rx_seen = 0
+        self.relay: deque[bytes] | None = None
 
     # -- FaultContext
     @property
@@ -124,8 +113,59 @@ class Exchange:
     def header(self, name: bytes) -> bytes | None:
         return self.req.header(name)
 
-    # -- faults
+    # -- start
+    def start(self) -> None:
+        req = self.req
+        if req.error is not None:
+            self.fail(req.error)
+            return
+        if not req.streamed and (self.cohort != CHAOS or not self.st or not self.st.spec.faults):
+            pool = self.plane.primary
+            conn = pool.take_idle()
+            if conn is not None:
+                self._send(pool, conn, reused=True)
+                return
+        self.task = _tasks.spawn(self._run())
+
+    async def _run(self) -> None:
+        """The path that has to wait: faults, a new upstream connection, a streamed body, throttling."""
+        try:
+            if self.cohort == CHAOS:
+                outcome = await self.run_faults()
+                if isinstance(outcome, Reply):
+                    self.local_reply(outcome)
+                    self.finish()
+                    return
+                if isinstance(outcome, Drop):
+                    self.client.drop(outcome)
+                    self.status = DROPPED
+                    self.finish()
+                    return
+            plane = self.plane
+            pool = plane.pools[self.upstream_name] if self.upstream_name else plane.primary
+            if self.throttle_bps:
+                self.relay = deque()
+            conn = pool.take_idle()
+            reused = conn is not None
+            if conn is None:
+                conn = await pool.connect()
+            if self.finished:
+                conn.close()
+                return
+            req = self.req
+            if req.streamed and req.expect_continue and not req.continued and req.version == "1.1":
+                req.continued = True
+                self.client.write(CONTINUE)
+            self._send(pool, conn, reused)
+            if req.streamed:
+                await self._stream_body(conn)
+            if self.relay is not None:
+                await self._drain_throttled()
+        except ProxyError as exc:
+            self.fail(exc)
+
     async def run_faults(self) -> Reply | Drop | None:
+        """Each fault of the experiment, drawn by its probability, in policy order, until one answers."""
         assert self.st is not None
         st = self.st
         for i, fault in enumerate(st.spec.faults):
@@ -135,70 +175,38 @@ class Exchange:
             if self.applied is None:
                 self.applied = []
             self.applied.append(fault.type)
-            st.fault_counters[i].inc()
+            st.fault_counters[i].value += 1
             st.faults_injected += 1
             outcome = await fault.apply(self)
             if outcome is not None:
                 return outcome
         return None
 
-    # -- forwarding
-    async def forward(self, plane: DataPlane) -> None:
-        req = self.req
-        pool = plane.pools[self.upstream_name] if self.upstream_name else plane.primary
-        if req.expect_continue and not req.body.done and req.version == "1.1":
-            self.client.transport.write(CONTINUE)
-        streamed = not req.body.done
-        if streamed:
-            payload = self._upstream_head(pool, plane, None)
-        else:
-            body = req.body.take() if req.body.chunks else b""
-            framed = req.content_length is not None or req.chunked
-            payload = self._upstream_head(pool, plane, len(body) if framed else None) + body
-        if self.throttle_bps:
-            self.relay = deque()
-        retried = False
-        while True:
-            conn = pool.take_idle()
-            reused = conn is not None
-            if conn is None:
-                conn = await pool.connect()
-            self.upstream = conn
-            self.done = self.loop.create_future()
-            self.t_up = self.loop.time()
-            self.timer = self.loop.call_later(plane.timeouts.response, self._on_timer, plane)
-            try:
-                conn.send(self, payload)
-                if streamed:
-                    await self._stream_body(conn)
-                if self.relay is not None:
-                    await self._drain_throttled()
-                self.upstream_keep = await self.done
-            except UpstreamResetError:
-                # Retry once, on a fresh connection, only when the upstream closed a reused connection
-                # without a byte of answer and the whole request is still in hand to send again.
-                if reused and not conn.got_bytes and not self.head_received and not streamed and not retried:
-                    retried = True
-                    plane.metrics.errors[UPSTREAM_STALE_RETRY].inc()
-                    continue
-                raise
-            finally:
-                self.timer.cancel()
-            break
-        self.upstream = None
-        if self.upstream_keep and not conn.closed:
-            pool.release(conn)
-        else:
-            conn.close()
+    # -- upstream
+    def _send(self, pool: UpstreamPool, conn: UpstreamConnection, reused: bool) -> None:
+        self.pool, self.upstream, self.reused = pool, conn, reused
+        payload = self.payload
+        if payload is None:
+            req = self.req
+            if req.streamed:
+                payload = self._upstream_head(pool, None)
+            else:
+                body = req.body.take() if req.body.chunks else b""
+                framed = req.content_length is not None or req.chunked
+                payload = self._upstream_head(pool, len(body) if framed else None) + body
+            self.payload = payload
+        self.t_up = self.rx_at = self.loop.time()
+        self.waiting = True
+        conn.send(self, payload)
 
-    def _upstream_head(self, pool: UpstreamPool, plane: DataPlane, body_len: int | None) -> bytes:
+    def _upstream_head(self, pool: UpstreamPool, body_len: int | None) -> bytes:
         req = self.req
         lines = req.lines
         if req.conn_tokens is not None:
-            extra = connection_tokens(req.conn_tokens) - {b"close", b"keep-alive"}
+            extra = connection_tokens(req.conn_tokens) - _PLAIN_CONNECTION
             if extra:
                 lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in extra]
-        host = req.host if plane.preserve_host and req.host else pool.authority
+        host = req.host if self.plane.preserve_host and req.host else pool.authority
         xff = req.client_ip if req.xff is None else req.xff + b", " + req.client_ip
         parts = [req.method.encode("latin-1"), b" ", req.url, b" HTTP/1.1\r\n", *lines,
                  b"host: ", host, b"\r\nx-forwarded-for: ", xff,
@@ -214,8 +222,7 @@ class Exchange:
 
     async def _stream_body(self, conn: UpstreamConnection) -> None:
         req, body, client = self.req, self.req.body, self.client
-        assert self.done is not None
-        while True:
+        while not self.finished:
             if body.error is not None:
                 raise body.error
             if body.chunks:
@@ -226,17 +233,15 @@ class Exchange:
                 if req.chunked:
                     conn.write(LAST_CHUNK)
                 return
-            if self.done.done():
-                return  # the upstream answered before reading it all; the connection will not be reused
             await body.wait()
 
     async def _drain_throttled(self) -> None:
         """Deliver the relayed body at ``throttle_bps``, 20 slices a second."""
-        assert self.relay is not None and self.done is not None and self.throttle_bps is not None
+        assert self.relay is not None and self.throttle_bps is not None
         tick = 0.05
         budget_per_tick = max(1, int(self.throttle_bps * tick))
-        relay, transport = self.relay, self.client.transport
-        while True:
+        relay, client = self.relay, self.client
+        while not self.finished:
             if relay:
                 budget = budget_per_tick
                 while relay and budget > 0:
@@ -245,27 +250,33 @@ class Exchange:
                         relay.appendleft(piece[budget:])
                         piece = piece[:budget]
                     budget -= len(piece)
-                    transport.write(chunk(piece) if self.to_chunk else piece)
+                    client.write(chunk(piece) if self.to_chunk else piece)
                 if self.upstream is not None and sum(map(len, relay)) < 65536:
                     self.upstream.resume_reading()
-            elif self.done.done():
-                if self.to_chunk and self.done.exception() is None:
-                    transport.write(LAST_CHUNK)
+            elif self.upstream_done:
+                if self.to_chunk:
+                    client.write(LAST_CHUNK)
+                self.finish(self.upstream_keep)
                 return
             await asyncio.sleep(tick)
 
-    def _on_timer(self, plane: DataPlane) -> None:
-        if self.done is None or self.done.done():
+    def check_deadline(self, now: float) -> None:
+        """Called by the data plane's sweeper (every 100 ms) while the upstream is being waited on."""
+        if not self.waiting:
             return
-        if self.head_received and self.rx != self.rx_seen:
-            self.rx_seen = self.rx
-            self.timer = self.loop.call_later(plane.timeouts.idle, self._on_timer, plane)
+        timeouts = self.plane.timeouts
+        if self.head_received:
+            if self.rx != self.rx_seen:
+                self.rx_seen, self.rx_at = self.rx, now
+                return
+            if now - self.rx_at < timeouts.idle:
+                return
+            what = "stalled mid-response"
+        elif now - self.t_up < timeouts.response:
             return
-        what = "stalled mid-response" if self.head_received else (
-            f"did not answer within {plane.timeouts.response:g}s")
-        if self.upstream is not None:
-            self.upstream.abort()
-        self.done.set_exception(UpstreamTimeout(f"upstream {what}"))
+        else:
+            what = f"did not answer within {timeouts.response:g}s"
+        self.fail(UpstreamTimeout(f"upstream {what}"))
 
     # -- ResponseSink: called from the upstream connection's parser
     def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -273,9 +284,8 @@ class Exchange:
         self.head_received = True
         self.status = status
         req = self.req
-        cm = self.st.cohort_metrics[self.cohort] if self.st is not None else None
-        if cm is not None:
-            cm.upstream.observe(now - self.t_up)
+        if self.st is not None:
+            self.st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
         out = [status_line(status)]
         has_length = False
         drop: frozenset[bytes] | None = None
@@ -283,23 +293,23 @@ class Exchange:
             lname = name.lower()
             if lname in HOP_BY_HOP:
                 # Transfer-Encoding included: the body is re-framed for this client below.
-                if lname == b"connection":
+                if lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
                     drop = connection_tokens(value)
                 continue
             if lname == b"content-length":
                 has_length = True
             out.append(name + b": " + value + b"\r\n")
-        if drop and drop - {b"close", b"keep-alive"}:
+        if drop and drop - _PLAIN_CONNECTION:
             out = [out[0]] + [ln for ln in out[1:] if ln.split(b":", 1)[0].lower() not in drop]
-        self.no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
-        if not self.no_body and not has_length:
+        no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
+        if not no_body and not has_length:
             if req.version == "1.1":
                 self.to_chunk = True
                 out.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.close_delimited = True
                 self.keep_alive = False
-        if self.client.plane.draining or not req.body.done:
+        if self.plane.draining or not req.body.done:
             self.keep_alive = False
         if not self.keep_alive:
             out.append(b"connection: close\r\n")
@@ -308,6 +318,7 @@ class Exchange:
         if self.st is not None:
             out.extend(self._reveal())
         out.append(b"\r\n")
+        self.rx_at = now
         self.client.wbuf.append(b"".join(out))
         if req.method == "HEAD":
             # llhttp cannot be told that a HEAD response has no body: end here, don't reuse the socket.
@@ -337,28 +348,97 @@ class Exchange:
                 self.upstream.pause_reading()
 
     def on_complete(self, keep_alive: bool) -> None:
-        if self.to_chunk and self.relay is None:
+        self.waiting = False
+        if self.relay is not None:
+            self.upstream_done, self.upstream_keep = True, keep_alive  # the throttled drain finishes
+            return
+        if self.to_chunk:
             self.client.wbuf.append(LAST_CHUNK)
-        done = self.done
-        if done is not None and not done.done():
-            done.set_result(keep_alive)
+        self.finish(keep_alive)
 
     def on_error(self, exc: ProxyError, got_bytes: bool) -> None:
+        if self.finished:
+            return
         if self.head_received and self.close_delimited and isinstance(exc, UpstreamResetError):
             self.on_complete(False)  # the end of a close-delimited body is the upstream's FIN
             return
-        done = self.done
-        if done is not None and not done.done():
-            done.set_exception(exc)
+        self.waiting = False
+        self.upstream = None
+        # Retry once, on a fresh connection, only when the upstream closed a reused connection
+        # without a byte of answer and the whole request is still in hand to send again.
+        if isinstance(exc, UpstreamResetError) and self.reused and not got_bytes and not self.head_received \
+                and not self.req.streamed and not self.retried:
+            self.retried = True
+            self.plane.metrics.errors[UPSTREAM_STALE_RETRY].value += 1
+            self.task = _tasks.spawn(self._retry())
+            return
+        self.fail(exc)
+
+    async def _retry(self) -> None:
+        assert self.pool is not None
+        try:
+            conn = await self.pool.connect()
+        except ProxyError as exc:
+            self.fail(exc)
+            return
+        if self.finished:
+            conn.close()
+            return
+        self._send(self.pool, conn, reused=False)
 
     def flush(self) -> None:
         self.client.flush()
+
+    # -- endings
+    def fail(self, exc: ProxyError) -> None:
+        """Answer a proxy or upstream failure; once part of a response is out, cut the connection instead."""
+        if self.finished:
+            return
+        self.plane.metrics.errors[exc.kind].value += 1
+        if self.head_received:
+            self.keep_alive = False
+            self.client.flush()
+            self.client.transport.abort()
+        else:
+            self.status = exc.status
+            self.keep_alive = self.keep_alive and self.req.body.done and not self.plane.draining
+            self.client.write(error_response(exc, keep_alive=self.keep_alive))
+        self.finish(False)
+
+    def finish(self, upstream_keep: bool = False) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.waiting = False
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            if upstream_keep and self.pool is not None:
+                self.pool.release(up)
+            else:
+                up.close()
+        self.record()
+        self.client.exchange_done(self)
+
+    def abandon(self) -> None:
+        """The client went away: stop everything, keep nothing of the upstream connection."""
+        if self.finished:
+            return
+        self.finished = True
+        self.waiting = False
+        self.plane.metrics.errors[CLIENT_DISCONNECT].value += 1
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            up.abort()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.status:
+            self.record()
 
     # -- answering without the upstream
     def local_reply(self, reply: Reply) -> None:
         req = self.req
         self.status = reply.status
-        close = not req.body.done or not req.keep_alive or self.client.plane.draining
+        close = not req.body.done or not req.keep_alive or self.plane.draining
         self.keep_alive = not close
         parts = [status_line(reply.status), b"content-type: ", reply.content_type.encode("latin-1"),
                  b"\r\ncontent-length: %d\r\n" % len(reply.body)]
@@ -370,14 +450,9 @@ class Exchange:
         parts.append(b"\r\n")
         if req.method != "HEAD":
             parts.append(reply.body)
-        self.client.transport.write(b"".join(parts))
+        self.client.write(b"".join(parts))
 
-    def error_reply(self, exc: ProxyError) -> None:
-        self.status = exc.status
-        self.keep_alive = self.keep_alive and self.req.body.done and not self.client.plane.draining
-        self.client.transport.write(error_response(exc, keep_alive=self.keep_alive))
-
-    def record(self, plane: DataPlane) -> None:
+    def record(self) -> None:
         """Count the finished exchange once."""
         if self.recorded:
             return
@@ -385,7 +460,7 @@ class Exchange:
         seconds = self.loop.time() - self.t0
         st = self.st
         if st is None:
-            plane.metrics.untouched.count(self.status, seconds)
+            self.plane.metrics.untouched.count(self.status, seconds)
             return
         st.cohort_metrics[self.cohort].count(self.status, seconds)
         st.requests[self.cohort] += 1
@@ -406,7 +481,6 @@ class ClientConnection(asyncio.Protocol):
         "plane",
         "queue",
         "req",
-        "task",
         "transport",
         "wbuf",
     )
@@ -417,7 +491,6 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.req: Request | None = None
         self.queue: deque[Request] = deque()
-        self.task: asyncio.Task[None] | None = None
         self.wbuf: list[bytes] = []
         self.exchange: Exchange | None = None
         self.closed = False
@@ -439,8 +512,8 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         self.plane.connections.discard(self)
         self.plane.metrics.connections.dec()
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        if self.exchange is not None:
+            self.exchange.abandon()
         if self.req is not None:
             self.req.body.fail(BadRequest("client closed the connection mid-request"))
 
@@ -535,13 +608,23 @@ class ClientConnection(asyncio.Protocol):
             raise BadRequest("both Content-Length and Transfer-Encoding")
         if req.version == "1.1" and req.host is None:
             raise BadRequest("missing Host header")
-        if req.content_length is not None and req.content_length > self.plane.limits.max_body_bytes:
-            req.error = BodyTooLarge(f"request body over {self.plane.limits.max_body_bytes} bytes")
+        limits = self.plane.limits
+        if req.content_length is not None and req.content_length > limits.max_body_bytes:
+            req.error = BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
             req.body.discard = True
             req.keep_alive = False
+            req.ready = True
         elif req.content_length is None and not req.chunked:
-            req.body.done = True
-        self._enqueue(req)
+            req.body.done = req.ready = True
+        elif req.chunked or req.content_length > limits.inspect_body_bytes:  # type: ignore[operator]
+            req.streamed = req.ready = True
+        else:
+            # Held until complete (at most inspect_body_bytes): reading must not pause for it.
+            req.body.high_water = limits.inspect_body_bytes + 1
+        self.queue.append(req)
+        if len(self.queue) > limits.pipeline_depth:
+            self._pause()
+        self._next()
 
     def on_body(self, body: bytes) -> None:
         req = self.req
@@ -560,28 +643,62 @@ class ClientConnection(asyncio.Protocol):
         assert req is not None
         req.body.finish()
         self.req = None
+        if not req.ready:
+            req.ready = True
+            if self.exchange is None and self.queue and self.queue[0] is req:
+                self._next()
 
     # -- queue
-    def _enqueue(self, req: Request) -> None:
-        self.queue.append(req)
-        if len(self.queue) > self.plane.limits.pipeline_depth:
-            self._pause()
-        if self.task is None:
-            self.task = _tasks.spawn(self._serve())
+    def _next(self) -> None:
+        """Start the oldest queued request if nothing is in progress and it is ready."""
+        if self.exchange is not None or self.closed or not self.queue:
+            return
+        req = self.queue[0]
+        if not req.ready:
+            if req.expect_continue and not req.continued and req.version == "1.1":
+                # Its turn has come: ask for the body now, after every earlier response.
+                req.continued = True
+                self.write(CONTINUE)
+            return
+        router = self.plane.experiments.router
+        st, cohort = router.assign(req) if router.active and req.error is None else (None, NONE)
+        self.exchange = Exchange(self, req, st, cohort)
+        self.exchange.start()
+
+    def exchange_done(self, ex: Exchange) -> None:
+        self.exchange = None
+        self.flush()
+        queue = self.queue
+        if queue and queue[0] is ex.req:
+            queue.popleft()
+        self.last_active = self.loop.time()
+        if not ex.keep_alive or self.closed:
+            if not self.closed:
+                self.transport.close()
+            return
+        if self.paused and len(queue) <= self.plane.limits.pipeline_depth \
+                and (self.req is None or self.req.body.error is None):
+            self.paused = False
+            self.transport.resume_reading()
+        if queue:
+            self._next()
 
     def _fail(self, exc: ProxyError) -> None:
         """A request that cannot be parsed: answer it in its turn, then close; read nothing more."""
         self._pause()
         req = self.req
+        self.req = None
         if req is not None and req in self.queue:
-            req.body.fail(exc)  # its body broke after the head was queued: the exchange answers
+            if req.ready:
+                req.body.fail(exc)  # its body broke while streaming: the exchange answers
+                return
+            req.error, req.ready, req.keep_alive = exc, True, False
         else:
             marker = req or Request(self.client_ip)
-            marker.error = exc
-            marker.keep_alive = False
+            marker.error, marker.ready, marker.keep_alive = exc, True, False
             marker.body.done = True
-            self._enqueue(marker)
-        self.req = None
+            self.queue.append(marker)
+        self._next()
 
     def _pause(self) -> None:
         if not self.paused and not self.closed:
@@ -597,74 +714,21 @@ class ClientConnection(asyncio.Protocol):
     def flush(self) -> None:
         wbuf = self.wbuf
         if wbuf:
-            self.transport.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
+            data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
             wbuf.clear()
+            if not self.closed and not self.transport.is_closing():
+                self.transport.write(data)
 
-    async def _serve(self) -> None:
-        queue = self.queue
-        try:
-            while queue and not self.closed:
-                req = queue[0]
-                keep = await self._handle(req)
-                queue.popleft()
-                if not keep:
-                    self.transport.close()
-                    return
-                if self.paused and req.error is None and len(queue) <= self.plane.limits.pipeline_depth \
-                        and (self.req is None or self.req.body.error is None):
-                    self.paused = False
-                    self.transport.resume_reading()
-        finally:
-            self.task = None
-            self.last_active = self.loop.time()
+    def write(self, data: bytes) -> None:
+        """Write after whatever is already buffered; uvloop raises on a closed transport, so check."""
+        if self.wbuf:
+            self.wbuf.append(data)
+            self.flush()
+        elif not self.closed and not self.transport.is_closing():
+            self.transport.write(data)
 
-    async def _handle(self, req: Request) -> bool:
-        plane = self.plane
-        t0 = self.loop.time()
-        router = plane.experiments.router
-        st, cohort = router.assign(req) if router.active and req.error is None else (None, NONE)
-        ex = Exchange(self, req, st, cohort, t0)
-        self.exchange = ex
-        try:
-            if req.error is not None:
-                raise req.error
-            if cohort == CHAOS:
-                outcome = await ex.run_faults()
-                if isinstance(outcome, Reply):
-                    ex.local_reply(outcome)
-                    return ex.keep_alive
-                if isinstance(outcome, Drop):
-                    self._drop(outcome)
-                    return False
-            await ex.forward(plane)
-            if ex.close_delimited or not ex.keep_alive:
-                return False
-            return True
-        except ProxyError as exc:
-            plane.metrics.errors[exc.kind].inc()
-            self._abandon_upstream(ex)
-            if ex.head_received:
-                # Part of the response is already with the client: cut it so it can tell.
-                self.transport.abort()
-                return False
-            ex.error_reply(exc)
-            return ex.keep_alive
-        except asyncio.CancelledError:
-            if self.closed:
-                plane.metrics.errors[CLIENT_DISCONNECT].inc()
-            self._abandon_upstream(ex)
-            raise
-        finally:
-            self.exchange = None
-            if ex.status or ex.head_received:
-                ex.record(plane)
-
-    def _abandon_upstream(self, ex: Exchange) -> None:
-        up, ex.upstream = ex.upstream, None
-        if up is not None:
-            up.abort()
-
-    def _drop(self, drop: Drop) -> None:
+    def drop(self, drop: Drop) -> None:
+        self.flush()
         if drop.reset:
             sock = self.transport.get_extra_info("socket")
             if sock is not None:
@@ -672,14 +736,19 @@ class ClientConnection(asyncio.Protocol):
             self.transport.abort()
         else:
             self.transport.close()
+
+    @property
+    def busy(self) -> bool:
+        return self.exchange is not None or bool(self.queue)
+
+    def check_deadline(self, now: float) -> None:
         ex = self.exchange
         if ex is not None:
-            ex.status = DROPPED
-            ex.record(self.plane)
+            ex.check_deadline(now)
 
     def idle_check(self, now: float, idle: float) -> None:
         """Close a keep-alive connection idle too long; count one stuck mid-request as a timeout."""
-        if self.task is None and not self.queue and now - self.last_active > idle:
+        if not self.busy and now - self.last_active > idle:
             if self.req is not None:
                 self.plane.metrics.errors[CLIENT_TIMEOUT].inc()
             self.transport.close()

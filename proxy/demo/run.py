@@ -25,10 +25,11 @@ from .model import start_model
 __all__ = ["default_policy_path", "main", "reading", "retarget", "run_demo"]
 
 HOST = "127.0.0.1"
-# The demo model answers in 2 ms plus an exponential 3 ms on average, so the control cohort's
-# latency looks like a real (fast) model's rather than a flat line.
-MODEL_LATENCY = 0.002
-MODEL_JITTER = 0.003
+# The demo model answers in 10 ms plus an exponential 5 ms on average, like a small real model. With 8
+# requests in flight that is about 500 req/s: load generator, sidecar and model share one event loop, and
+# a saturated loop would add its own queueing to every cohort's latency and blur the comparison.
+MODEL_LATENCY = 0.010
+MODEL_JITTER = 0.005
 # How often the progress line is rewritten on a terminal, and printed anew elsewhere (logs, CI).
 TTY_PROGRESS_INTERVAL = 0.25
 PLAIN_PROGRESS_INTERVAL = 2.0
@@ -88,7 +89,7 @@ def reading(results: Results) -> str:
 
 
 async def run_demo(*, duration: float = 20.0, policy_path: str | None = None, out: TextIO = sys.stdout,
-                   concurrency: int = 16, seed: int = 0) -> int:
+                   concurrency: int = 8, seed: int = 0) -> int:
     """Run the demo end to end; 0 on success, 1 when the policy, the model or the sidecar fails."""
     path = Path(policy_path) if policy_path else default_policy_path()
     try:
@@ -106,9 +107,14 @@ async def run_demo(*, duration: float = 20.0, policy_path: str | None = None, ou
         policy = retarget(policy, model_port)
         try:
             sidecar = Sidecar(policy)
+        except Exception as exc:
+            print(f"mlchaos demo: the sidecar failed to start: {type(exc).__name__}: {exc}", file=out)
+            return 1
+        try:
             await sidecar.start()
         except Exception as exc:
             print(f"mlchaos demo: the sidecar failed to start: {type(exc).__name__}: {exc}", file=out)
+            await sidecar.stop(drain=0)  # whatever it had opened before failing
             return 1
         try:
             _intro(policy, path, model_port, sidecar, duration, out)
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m proxy.demo.run", description="Run the mlchaos demo.")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of traffic (default 20)")
     parser.add_argument("--policy", default=None, help="policy file (default policies/demo.yaml)")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     return asyncio.run(run_demo(duration=args.duration, policy_path=args.policy,

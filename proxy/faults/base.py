@@ -39,8 +39,12 @@ Outcome = Reply | Drop | None
 class FaultContext(Protocol):
     """What a fault can read and change about the request it acts on."""
 
-    method: str
-    target: str
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
     # Name of the alternate upstream to send the request to; None is the primary.
     upstream_name: str | None
     # Response bytes per second to the client; None is unthrottled.

@@ -735,8 +735,8 @@ def _days(value: object, path: str, errors: Errors) -> frozenset[int] | None:
     for k, day in enumerate(value):
         if isinstance(day, int) and not isinstance(day, bool) and 0 <= day <= 6:
             days.add(day)
-        elif isinstance(day, str) and day.strip().lower() in DAYS:
-            days.add(DAYS.index(day.strip().lower()))
+        elif isinstance(day, str) and day in DAYS:
+            days.add(DAYS.index(day))
         else:
             errors.add(f"{path}[{k}]", f"expected mon..sun or 0-6 (Monday = 0), got {_show(day)}")
             ok = False

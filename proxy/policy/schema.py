@@ -54,4 +54,26 @@ def policy_schema() -> dict[str, Any]:
         },
     )
     # fields_schema shares the field tables' nested schema objects; callers get their own.
-    return copy.deepcopy(schema)
+    schema = copy.deepcopy(schema)
+    _allow_null_for_optional(schema)
+    return schema
+
+
+def _allow_null_for_optional(node: object) -> None:
+    """``read_fields`` takes null for "use the default" (``admin:`` with nothing under it), so the schema
+    must accept null wherever a field is optional; a required field given null is still refused."""
+    if isinstance(node, list):
+        for item in node:
+            _allow_null_for_optional(item)
+        return
+    if not isinstance(node, dict):
+        return
+    for value in node.values():
+        _allow_null_for_optional(value)
+    props = node.get("properties")
+    if node.get("type") == "object" and isinstance(props, dict):
+        required = set(node.get("required", ()))
+        for name, prop in props.items():
+            if name not in required and isinstance(prop, dict):
+                outer = {key: prop.pop(key) for key in ("description", "default") if key in prop}
+                props[name] = {**outer, "anyOf": [prop, {"type": "null"}]}

@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both build the virtualenv first.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# Debian packages the tests use as real peers: curl as a client.
+DEB_TEST := curl
+
+.PHONY: venv demo test test-fast lint bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(DEB_TEST); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/mlchaos demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest -q
+
+# The inner loop: stop at the first failure, skip the slow tests.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -x -m "not slow"
+
+# Installs nginx, HAProxy, wrk and bombardier when missing; prints the ratio table.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py --mlchaos $(BIN)/mlchaos
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -41,7 +41,11 @@ class Abort(Fault):
         elif isinstance(body, str):
             payload, ctype = body.encode(), "text/plain; charset=utf-8"
         else:
-            payload, ctype = orjson.dumps(body), "application/json"
+            try:
+                payload, ctype = orjson.dumps(body), "application/json"
+            except (TypeError, orjson.JSONEncodeError) as exc:
+                errors.add(f"{path}.body", f"cannot be sent as JSON: {exc}")
+                return None
         headers: list[tuple[str, str]] = []
         for name, value in (values["headers"] or {}).items():
             if not isinstance(value, str | int | float) or isinstance(value, bool):

@@ -6,9 +6,9 @@ HAProxy, mlchaos in pass-through and mlchaos with an experiment active. It then
 
 1. loads every path with ``wrk -t1 -c32`` for ``--rounds`` interleaved rounds (a 1 s warm-up before
    each measurement) and reports the per-path median req/s, p50 and p99;
-2. loads every path at one fixed rate with hey and reports the latency each adds to the direct path.
-   (The brief asked for bombardier, but Debian's "bombardier" package is a game, not codesenberg's
-   load tester, and nothing else is reachable; hey is Debian's fixed-rate HTTP load generator.)
+2. loads every path at one fixed rate (wrk, with post.lua spacing the requests on a schedule) and
+   reports the latency each adds to the direct path. Debian's "bombardier" package is a game, not the HTTP load
+   tester; hey (Debian) fires its 32 rate-limited workers in lockstep, i.e. in bursts of 32.
 
 Standard library only. Every server and load generator runs in its own process group and is killed on
 exit, on an error and on Ctrl-C; the temporary directory is removed. All traffic goes to 127.0.0.1.
@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 HOST = "127.0.0.1"  # the only address this script ever sends traffic to
 
-# Keep BODY in sync with post.lua: wrk and hey send the same bytes.
+# Keep BODY in sync with post.lua.
 BODY = '{"instances":[[1.0,2.0,3.0,4.0],[5.0,6.0,7.0,8.0]]}'
 # The model's answer: ~80 bytes of KServe-V1-like JSON. No single quote (it sits in nginx quotes).
 RESPONSE = '{"predictions":[[0.12,0.88],[0.91,0.09]],"model_name":"bench","model_version":"1"}'
@@ -66,8 +66,8 @@ POLICIES = {
     "experiment": HERE / "policies" / "experiment.yaml",
 }
 # command -> Debian package
-TOOLS = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "hey": "hey"}
-HEY_WORKERS = 32
+TOOLS = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk"}
+CONNECTIONS = 32
 
 READY_TIMEOUT = 10.0  # seconds for a server to accept connections
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
@@ -131,9 +131,9 @@ class Processes:
         for proc in reversed(list(self._procs)):
             self.stop(proc)
 
-    def run(self, cmd: Sequence[str], timeout: float) -> str:
+    def run(self, cmd: Sequence[str], timeout: float, env: dict[str, str] | None = None) -> str:
         """Run a load generator to completion (bounded by timeout) and return its stdout."""
-        proc = self.spawn(cmd, capture=True)
+        proc = self.spawn(cmd, capture=True, env=env)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -298,17 +298,31 @@ def wait_ready(server: Server, timeout: float = READY_TIMEOUT) -> None:
                          f"{log_tail(server.log_file)}")
 
 
-def admin_get(port: int, path: str, token: str) -> str:
-    """Best effort: the admin API's answer (or the error), for the record only."""
-    request = urllib.request.Request(f"http://{HOST}:{port}{path}",
+def admin_experiments(server: Server, token: str) -> list[dict[str, Any]]:
+    """GET /experiments from an mlchaos admin API."""
+    request = urllib.request.Request(f"http://{HOST}:{server.admin_port}/experiments",
                                      headers={"Authorization": f"Bearer {token}"})
     try:
-        with _no_proxy_opener().open(request, timeout=3) as resp:
-            return f"{resp.status} {resp.read(2000).decode(errors='replace')}"
-    except urllib.error.HTTPError as exc:
-        return f"{exc.code} {exc.read(500).decode(errors='replace')}"
-    except OSError as exc:
-        return f"error: {exc}"
+        with _no_proxy_opener().open(request, timeout=5) as resp:
+            doc = json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{server.path}: admin GET /experiments failed: {exc}\n"
+                         f"{log_tail(server.log_file)}") from exc
+    exps = doc.get("experiments") if isinstance(doc, dict) else None
+    if not isinstance(exps, list):
+        raise BenchError(f"{server.path}: admin GET /experiments: unexpected answer {doc!r:.300}")
+    return exps
+
+
+def require_experiments(server: Server, token: str) -> None:
+    """The experiment path needs its experiment active, the pass-through path none at all."""
+    exps = admin_experiments(server, token)
+    active = [e.get("name") for e in exps if e.get("state") == "active"]
+    if server.path == "experiment" and not active:
+        raise BenchError(f"experiment: no active experiment according to the admin API: {exps!r:.500}")
+    if server.path == "passthrough" and exps:
+        raise BenchError(f"passthrough: the policy should have no experiment, admin API lists {exps!r:.500}")
+    log(f"{server.path}: active experiments per the admin API: {active or 'none'}")
 
 
 @dataclass
@@ -395,9 +409,12 @@ def parse_wrk(out: str) -> WrkResult:
                      socket_errors)
 
 
-def run_wrk(ctx: Context, url: str, seconds: float) -> WrkResult:
-    cmd = [ctx.bins["wrk"], "-t1", "-c32", f"-d{seconds:g}s", "-s", str(HERE / "post.lua"), url, "--latency"]
-    return parse_wrk(ctx.procs.run(cmd, timeout=seconds + 30))
+def run_wrk(ctx: Context, url: str, seconds: int, env: dict[str, str] | None = None) -> WrkResult:
+    cmd = [ctx.bins["wrk"], "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(HERE / "post.lua"), url,
+           "--latency"]
+    if env is None:  # throughput mode: make sure post.lua defines no delay()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLCHAOS_BENCH_")}
+    return parse_wrk(ctx.procs.run(cmd, timeout=seconds + 30, env=env))
 
 
 @dataclass
@@ -406,34 +423,16 @@ class RateResult:
     achieved_rps: float
     p50_ms: float
     p99_ms: float
-    ok: int
+    requests: int
     errors: int
 
 
-def parse_hey(out: str, rate: int) -> RateResult:
-    def seconds_ms(pattern: str) -> float:
-        match = re.search(pattern, out, re.MULTILINE)
-        if not match:
-            raise BenchError(f"unexpected hey output (no {pattern!r}):\n{out[-3000:]}")
-        return float(match.group(1)) * 1000
-
-    rps = re.search(r"^\s*Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
-    statuses = {int(code): int(n) for code, n in
-                re.findall(r"^\s+\[(\d{3})\]\s+(\d+) responses", out, re.MULTILINE)}
-    errors_part = out.split("Error distribution:", 1)[1] if "Error distribution:" in out else ""
-    failures = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]", errors_part, re.MULTILINE))
-    ok = sum(n for code, n in statuses.items() if 200 <= code < 300)
-    return RateResult(rate=rate, achieved_rps=float(rps.group(1)) if rps else 0.0,
-                      p50_ms=seconds_ms(r"^\s+50% in ([\d.]+) secs"),
-                      p99_ms=seconds_ms(r"^\s+99% in ([\d.]+) secs"),
-                      ok=ok, errors=sum(statuses.values()) - ok + failures)
-
-
-def run_hey(ctx: Context, url: str, rate: int, seconds: float) -> RateResult:
-    """32 workers on keep-alive connections, each held to rate/32 req/s (hey's -q is per worker)."""
-    cmd = [ctx.bins["hey"], "-c", str(HEY_WORKERS), "-q", f"{rate / HEY_WORKERS:g}", "-z", f"{seconds:g}s",
-           "-m", "POST", "-T", "application/json", "-d", BODY, url]
-    return parse_hey(ctx.procs.run(cmd, timeout=seconds + 30), rate)
+def run_rate(ctx: Context, url: str, rate: int, seconds: int) -> RateResult:
+    """wrk in post.lua's fixed-rate mode: 32 connections sending on one schedule of `rate` slots a second."""
+    env = {**os.environ, "MLCHAOS_BENCH_RATE": str(rate), "MLCHAOS_BENCH_CONNECTIONS": str(CONNECTIONS)}
+    res = run_wrk(ctx, url, seconds, env=env)
+    return RateResult(rate=rate, achieved_rps=res.rps, p50_ms=res.p50_ms, p99_ms=res.p99_ms,
+                      requests=res.requests, errors=res.errors)
 
 
 # --------------------------------------------------------------------------- report
@@ -468,7 +467,10 @@ class Report:
     meta: dict[str, Any]
     rounds: list[dict[str, WrkResult]] = field(default_factory=list)
     rate: dict[str, RateResult] = field(default_factory=dict)
-    admin: dict[str, str] = field(default_factory=dict)
+    # Requests sent to each path (warm-ups, measurements, the readiness check, the fixed-rate load).
+    sent: dict[str, int] = field(default_factory=dict)
+    # GET /experiments of the experiment path after the load: what cohorts the requests fell in.
+    experiments_after: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
 
     def median(self, path: str) -> Median | None:
@@ -485,7 +487,8 @@ class Report:
             "wrk_rounds": [{p: asdict(r) for p, r in rnd.items()} for rnd in self.rounds],
             "wrk_median": {p: asdict(m) for p, m in medians.items() if m is not None},
             "rate": {p: asdict(r) for p, r in self.rate.items()},
-            "admin": self.admin,
+            "requests_sent": self.sent,
+            "experiments_after": self.experiments_after,
             "checks": self.checks,
         }
 
@@ -526,6 +529,22 @@ def evaluate_checks(report: Report) -> list[dict[str, Any]]:
     return checks
 
 
+def cohort_lines(report: Report) -> list[str]:
+    """How the experiment path's requests fell into cohorts, per its admin API (a sanity check)."""
+    sent = report.sent.get("experiment")
+    if not report.experiments_after or not sent:
+        return []
+    out = []
+    for exp in report.experiments_after:
+        requests = exp.get("requests") or {}
+        shares = ", ".join(f"{cohort} {int(n):,} ({int(n) / sent:.1%})" for cohort, n in requests.items())
+        errors = exp.get("errors") or {}
+        error_text = ", ".join(f"{cohort} {n}" for cohort, n in errors.items()) or "none"
+        out.append(f"experiment `{exp.get('name')}` ({exp.get('state')}) over the {sent:,} requests sent: "
+                   f"{shares}; faults injected {exp.get('faults_injected')}; errors {error_text}")
+    return ["", *out]
+
+
 def markdown(report: Report, args: argparse.Namespace) -> str:
     meta = report.meta
     medians = {p: report.median(p) for p in PATHS}
@@ -536,9 +555,9 @@ def markdown(report: Report, args: argparse.Namespace) -> str:
         f"- machine: {meta['cores']} cores (`nproc`), {meta['kernel']}; load generator, proxies and "
         "upstream share them",
         f"- nginx {meta['versions']['nginx']}, HAProxy {meta['versions']['haproxy']}, "
-        f"wrk {meta['versions']['wrk']}, hey {meta['versions']['hey']}, "
+        f"wrk {meta['versions']['wrk']}, "
         f"Python {meta['versions']['python']} (runner), mlchaos {meta['versions']['mlchaos']}",
-        f"- throughput: `wrk -t1 -c32 -d{args.duration:g}s --latency`, {len(report.rounds)} interleaved "
+        f"- throughput: `wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency`, {len(report.rounds)} interleaved "
         f"round(s), {args.warmup:g} s warm-up before each measurement; figures are per-path medians",
         f"- upstream: nginx, 1 worker, fixed {len(RESPONSE)}-byte JSON answer; request: POST of a "
         f"{len(BODY)}-byte JSON body",
@@ -562,6 +581,8 @@ def markdown(report: Report, args: argparse.Namespace) -> str:
         lines += ["", f"experiment / pass-through (median req/s): **{experiment.rps / passthrough.rps:.2f}** "
                       f"(per round: {', '.join(per_round)})"]
 
+    lines += cohort_lines(report)
+
     if len(report.rounds) > 1:
         header = " | ".join(f"round {i + 1}" for i in range(len(report.rounds)))
         lines += ["", "Per round, req/s (p99):", "", f"| path | {header} |",
@@ -576,9 +597,8 @@ def markdown(report: Report, args: argparse.Namespace) -> str:
         base = report.rate.get("direct")
         lines += [
             "",
-            f"Added latency at a fixed {args.rate} req/s (`hey -c {HEY_WORKERS} -q "
-            f"{args.rate / HEY_WORKERS:g} -z {args.rate_duration:g}s`: {HEY_WORKERS} keep-alive workers, "
-            "each rate-limited), vs direct; hey reports latency to 0.1 ms:",
+            f"Added latency at a fixed {args.rate} req/s (`wrk -t1 -c{CONNECTIONS} -d{args.rate_duration}s`, "
+            f"post.lua sending on a schedule of one request every {1000 / args.rate:g} ms), vs direct:",
             "",
             "| path | achieved req/s | p50 | p99 | added p50 | added p99 | errors |",
             "|---|---:|---:|---:|---:|---:|---:|",
@@ -624,14 +644,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "(all on 127.0.0.1). Prints a Markdown report on stdout; progress goes to stderr.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved wrk rounds; medians are reported")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk measurement")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk warm-up before each one")
+    # wrk takes whole seconds only.
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk warm-up before each one; 0: none")
     parser.add_argument("--only", type=parse_only, default=",".join(PATHS), metavar="PATHS",
                         help="comma-separated subset of: direct,nginx,haproxy,passthrough,experiment "
                              "(or a,b,c,d,e)")
     parser.add_argument("--rate", type=int, default=2000,
-                        help="fixed req/s for the hey added-latency part; 0 skips it")
-    parser.add_argument("--rate-duration", type=float, default=10.0, help="seconds of hey per path")
+                        help="total req/s for the added-latency part; 0 skips it")
+    parser.add_argument("--rate-duration", type=int, default=10, help="seconds of fixed-rate load per path")
     parser.add_argument("--mlchaos", default=str(REPO / ".venv" / "bin" / "mlchaos"),
                         help="command that runs mlchaos (split like a shell would)")
     parser.add_argument("--out", type=Path, help="also write the Markdown report to this file")
@@ -641,19 +662,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              f"pass-through p99 <= {MAX_P99_VS_NGINX:g}x nginx p99, experiment >= "
                              f"{MIN_EXPERIMENT_VS_PASSTHROUGH:.0%} of pass-through req/s, and no errors on "
                              "the mlchaos paths".replace("%", "%%"))
+    parser.add_argument("--logs", type=Path,
+                        help="copy every server's config and log here before the temporary directory goes")
     parser.add_argument("--no-install", action="store_true",
-                        help="fail instead of apt-get installing missing nginx/haproxy/wrk/hey")
+                        help="fail instead of apt-get installing missing nginx/haproxy/wrk")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.rate < 0 or args.rate_duration <= 0:
         parser.error("--rounds must be >= 1, --duration/--rate-duration > 0, --warmup/--rate >= 0")
     if args.duration > 600 or args.rate_duration > 600 or args.rounds > 50:
         parser.error("keep it bounded: --duration/--rate-duration <= 600 s, --rounds <= 50")
     return args
-
-
-def hey_version() -> str:
-    # hey has no --version flag; ask the package manager.
-    return tool_version(["dpkg-query", "-W", "-f", "${Version}", "hey"], r"^(\S+)")
 
 
 def mlchaos_version(mlchaos: list[str]) -> str:
@@ -671,7 +689,6 @@ def collect_meta(bins: dict[str, str], mlchaos: list[str], paths: Sequence[str])
         "nginx": tool_version([bins["nginx"], "-v"], r"nginx/(\S+)"),
         "haproxy": tool_version([bins["haproxy"], "-v"], r"version (\S+)") if "haproxy" in bins else "–",
         "wrk": tool_version([bins["wrk"], "-v"], r"wrk (?:debian/)?(\S+)"),
-        "hey": hey_version() if "hey" in bins else "–",
         "python": platform.python_version(),
         "mlchaos": mlchaos_version(mlchaos) if any(p in MLCHAOS_PATHS for p in paths) else "–",
     }
@@ -706,10 +723,9 @@ def start_servers(ctx: Context, paths: Sequence[str]) -> dict[str, Server]:
 def benchmark(args: argparse.Namespace, report: Report, ctx: Context, paths: Sequence[str]) -> None:
     servers = start_servers(ctx, paths)
     for path in paths:
-        server = servers[path]
-        if server.admin_port is not None:
-            report.admin[path] = admin_get(server.admin_port, "/experiments", ctx.admin_token)
-            log(f"{path}: admin GET /experiments -> {report.admin[path][:300]}")
+        report.sent[path] = 1  # wait_ready's check request
+        if servers[path].admin_port is not None:
+            require_experiments(servers[path], ctx.admin_token)
 
     for rnd in range(args.rounds):
         results: dict[str, WrkResult] = {}
@@ -717,8 +733,9 @@ def benchmark(args: argparse.Namespace, report: Report, ctx: Context, paths: Seq
         for path in paths:
             url = servers[path].url
             if args.warmup > 0:
-                run_wrk(ctx, url, args.warmup)
+                report.sent[path] += run_wrk(ctx, url, args.warmup).requests
             res = run_wrk(ctx, url, args.duration)
+            report.sent[path] += res.requests
             results[path] = res
             log(f"round {rnd + 1}/{args.rounds} {path}: {res.rps:,.0f} req/s, p50 {res.p50_ms:.2f} ms, "
                 f"p99 {res.p99_ms:.2f} ms, errors {res.errors}")
@@ -727,10 +744,14 @@ def benchmark(args: argparse.Namespace, report: Report, ctx: Context, paths: Seq
 
     if args.rate:
         for path in paths:
-            res_rate = run_hey(ctx, servers[path].url, args.rate, args.rate_duration)
+            res_rate = run_rate(ctx, servers[path].url, args.rate, args.rate_duration)
             report.rate[path] = res_rate
+            report.sent[path] += res_rate.requests
             log(f"rate {args.rate} {path}: {res_rate.achieved_rps:,.0f} req/s, p50 {res_rate.p50_ms:.2f} ms, "
                 f"p99 {res_rate.p99_ms:.2f} ms, errors {res_rate.errors}")
+
+    if "experiment" in servers:
+        report.experiments_after = admin_experiments(servers["experiment"], ctx.admin_token)
 
 
 @contextlib.contextmanager
@@ -744,6 +765,14 @@ def interrupts_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def keep_logs(tmp: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in tmp.iterdir():
+        if item.is_file() and item.suffix in {".log", ".conf", ".cfg"}:
+            shutil.copy2(item, dest / item.name)
+    log(f"server configs and logs copied to {dest}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     paths: list[str] = args.only
@@ -751,8 +780,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     needed = ["nginx", "wrk"]
     if "haproxy" in paths:
         needed.append("haproxy")
-    if args.rate:
-        needed.append("hey")
     with interrupts_raise():
         procs = Processes()
         tmp = Path(tempfile.mkdtemp(prefix="mlchaos-bench-"))
@@ -778,6 +805,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
                 procs.stop_all()
+                if args.logs:
+                    keep_logs(tmp, args.logs)
                 shutil.rmtree(tmp, ignore_errors=True)
             finally:
                 signal.signal(signal.SIGINT, old_int)

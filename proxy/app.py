@@ -176,7 +176,8 @@ class Sidecar:
             return exc.lines()
         fixed = [f"{name} changed from {old} to {new}; restart to apply it"
                  for name, old, new in (("listen", self.policy.listen, policy.listen),
-                                        ("admin.listen", self.policy.admin.listen, policy.admin.listen))
+                                        ("admin.listen", self.policy.admin.listen, policy.admin.listen),
+                                        ("admin.token_env", self.policy.admin.token_env, policy.admin.token_env))
                  if old != new]
         self._apply(policy)
         self._text_hash = hashlib.sha256(text.encode()).hexdigest()

@@ -117,7 +117,8 @@ def _in_schedule(s: Schedule, now: datetime) -> bool:
         return False
     if not s.windows:
         return True
-    t, day = now.timetz().replace(tzinfo=None), now.weekday()
+    now = now.astimezone(UTC)  # windows are written in UTC
+    t, day = now.time(), now.weekday()
     for w in s.windows:
         if w.start <= w.end:
             if day in w.days and w.start <= t < w.end:
@@ -137,6 +138,8 @@ class Experiments:
         self.router = Router()
         self.override_token: bytes | None = None
         self.max_blast_buckets = 500
+        # Set by POST /halt: nothing runs again until an experiment is started by name, reloads included.
+        self.halted: str | None = None
 
     def apply_policy(self, policy: Policy, override_token: bytes | None) -> None:
         old = self.states
@@ -157,7 +160,7 @@ class Experiments:
     def wants_to_run(self, st: ExperimentState, now: datetime) -> bool:
         if self.policy is None or self.policy.halted or st.manual == "stopped":
             return False
-        if st.manual != "started" and not st.spec.enabled:
+        if st.manual != "started" and (not st.spec.enabled or self.halted is not None):
             return False
         return _in_schedule(st.spec.schedule, now)
 
@@ -167,11 +170,22 @@ class Experiments:
         mono = time.monotonic()
         changes = []
         active = []
-        for st in self.states.values():
+        # Running experiments keep their place; newcomers join only while the chaos shares fit the cap,
+        # whatever brought them (a schedule opening, a reload, a start by hand).
+        order = sorted(self.states.values(), key=lambda s: s.running_since is None)
+        chaos = 0
+        for st in order:
             run = self.wants_to_run(st, now)
             limit = st.spec.schedule.max_duration
             if run and limit is not None and st.running_since is not None and mono - st.running_since >= limit:
                 st.manual, st.reason, run = "stopped", "max_duration reached", False
+            if run and chaos + st.chaos_buckets > self.max_blast_buckets:
+                run = False
+                if st.running_since is None:
+                    st.reason = (f"waiting: it would put {(chaos + st.chaos_buckets) * 100 / BUCKETS:g}% of traffic "
+                                 f"in chaos, over max_blast_radius {self.max_blast_buckets * 100 / BUCKETS:g}%")
+            if run:
+                chaos += st.chaos_buckets
             was = st.running_since is not None
             if run and not was:
                 st.running_since, st.stopped_at = mono, None
@@ -182,6 +196,9 @@ class Experiments:
             if run:
                 active.append(st)
             self.metrics.experiment_active.labels(st.spec.name).set(1 if run else 0)
+        # The router walks experiments in policy order: that order decides who takes an overlapping request.
+        rank = {name: i for i, name in enumerate(self.states)}
+        active.sort(key=lambda s: rank[s.spec.name])
         self.router = Router(tuple(active), self.override_token)
         return changes
 
@@ -203,6 +220,8 @@ class Experiments:
         if others + st.chaos_buckets > self.max_blast_buckets:
             return (f"starting it would put {(others + st.chaos_buckets) * 100 / BUCKETS:g}% of traffic in "
                     f"chaos, over max_blast_radius {self.max_blast_buckets * 100 / BUCKETS:g}%")
+        if not _in_schedule(st.spec.schedule, datetime.now(UTC)):
+            return "outside its schedule (start, end or daily windows)"
         st.manual, st.reason = "started", "started through the admin API"
         self.refresh()
         return None
@@ -216,6 +235,7 @@ class Experiments:
         return None
 
     def halt(self, reason: str) -> None:
+        self.halted = reason
         for st in self.states.values():
             st.manual, st.reason = "stopped", reason
         self.refresh()

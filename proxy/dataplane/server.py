@@ -473,7 +473,9 @@ class ClientConnection(asyncio.Protocol):
         "client_ip",
         "closed",
         "exchange",
+        "head_bytes",
         "header_limit",
+        "in_body",
         "last_active",
         "loop",
         "parser",
@@ -498,6 +500,10 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = self.loop.time()
         self.paused = False
         self.header_limit = plane.limits.max_header_bytes
+        # Bytes read while a request head is incomplete: llhttp buffers a partial header line itself,
+        # so the limit is enforced on what arrives, not only on the lines it hands over.
+        self.head_bytes = 0
+        self.in_body = False
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -519,8 +525,12 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.loop.time()
+        if not self.in_body:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
+            if not self.in_body and self.head_bytes > self.header_limit + 8192 and self.req is not None:
+                raise HeadersTooLarge("request line and headers exceed the limit")
         except httptools.HttpParserUpgrade:
             self._fail(BadRequest("protocol upgrades are not supported"))
         except httptools.HttpParserCallbackError as exc:
@@ -528,6 +538,8 @@ class ClientConnection(asyncio.Protocol):
             self._fail(cause if isinstance(cause, ProxyError) else BadRequest(f"malformed request: {exc}"))
         except httptools.HttpParserError as exc:
             self._fail(BadRequest(f"malformed request: {exc}"))
+        except HeadersTooLarge as exc:
+            self._fail(exc)
 
     def pause_writing(self) -> None:
         ex = self.exchange
@@ -589,6 +601,7 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         req = self.req
         assert req is not None
+        self.in_body, self.head_bytes = True, 0
         parser = self.parser
         req.method = parser.get_method().decode("latin-1")
         req.version = parser.get_http_version()
@@ -643,6 +656,7 @@ class ClientConnection(asyncio.Protocol):
         assert req is not None
         req.body.finish()
         self.req = None
+        self.in_body, self.head_bytes = False, 0
         if not req.ready:
             req.ready = True
             if self.exchange is None and self.queue and self.queue[0] is req:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DataPlane"]
 
-_PoolKey = tuple[Upstream, float, int]
+_PoolKey = tuple[Upstream, float, int, int]
 
 
 class DataPlane:
@@ -33,7 +33,7 @@ class DataPlane:
 
     def _all_pools(self) -> dict[_PoolKey, UpstreamPool]:
         pools = [*self.pools.values(), *([self.primary] if self.primary is not None else [])]
-        return {(p.upstream, p.connect_timeout, p.max_idle): p for p in pools}
+        return {(p.upstream, p.connect_timeout, p.max_idle, p.max_head_bytes): p for p in pools}
 
     def apply_policy(self, policy: Policy) -> None:
         """Swap in a policy's upstreams and limits; an unchanged upstream keeps its pooled connections."""
@@ -41,10 +41,12 @@ class DataPlane:
         kept: dict[_PoolKey, UpstreamPool] = {}
 
         def pool(up: Upstream) -> UpstreamPool:
-            key = (up, policy.timeouts.connect, policy.limits.upstream_pool)
+            limits = policy.limits
+            key = (up, policy.timeouts.connect, limits.upstream_pool, limits.max_header_bytes)
             if key not in kept:
                 kept[key] = old.get(key) or UpstreamPool(
-                    up, connect_timeout=policy.timeouts.connect, max_idle=policy.limits.upstream_pool)
+                    up, connect_timeout=policy.timeouts.connect, max_idle=limits.upstream_pool,
+                    max_head_bytes=limits.max_header_bytes)
             return kept[key]
 
         self.primary = pool(policy.upstream)

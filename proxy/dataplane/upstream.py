@@ -27,7 +27,9 @@ class ResponseSink(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("closed", "got_bytes", "headers", "interim", "parser", "pool", "sink", "transport", "uses")
+    __slots__ = (
+        "closed", "got_bytes", "head_bytes", "headers", "interim", "parser", "pool", "sink", "transport", "uses",
+    )
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -35,6 +37,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
         self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
         self.closed = False
         self.got_bytes = False
         self.interim = False
@@ -66,7 +69,9 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.sink = None
             self.close()
-            sink.on_error(BadGateway(f"upstream sent an invalid response: {exc}"), True)
+            cause = exc.__context__
+            sink.on_error(cause if isinstance(cause, BadGateway) else
+                          BadGateway(f"upstream sent an invalid response: {exc}"), True)
         sink.flush()
 
     def pause_writing(self) -> None:
@@ -78,6 +83,9 @@ class UpstreamConnection(asyncio.Protocol):
     # -- llhttp callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        self.head_bytes += len(name) + len(value)
+        if self.head_bytes > self.pool.max_head_bytes:
+            raise BadGateway("upstream response headers exceed limits.max_header_bytes")
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -85,6 +93,7 @@ class UpstreamConnection(asyncio.Protocol):
             # 1xx interim responses (100 Continue, 103 Early Hints) are not relayed: we sent no Expect.
             self.interim = True
             self.headers = []
+            self.head_bytes = 0
             return
         if self.sink is not None:
             self.sink.on_head(status, self.headers)
@@ -99,6 +108,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         sink, self.sink = self.sink, None
         self.headers = []
+        self.head_bytes = 0
         self.got_bytes = False
         if sink is not None:
             sink.on_complete(self.parser.should_keep_alive())
@@ -138,13 +148,15 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections to one upstream, most recently used first."""
 
-    __slots__ = ("authority", "closed", "connect_timeout", "idle", "max_idle", "upstream")
+    __slots__ = ("authority", "closed", "connect_timeout", "idle", "max_head_bytes", "max_idle", "upstream")
 
-    def __init__(self, upstream: Upstream, *, connect_timeout: float, max_idle: int) -> None:
+    def __init__(self, upstream: Upstream, *, connect_timeout: float, max_idle: int,
+                 max_head_bytes: int = 64 * 1024) -> None:
         self.upstream = upstream
         self.authority = upstream.authority.encode("latin-1")
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
+        self.max_head_bytes = max_head_bytes
         self.idle: list[UpstreamConnection] = []
         self.closed = False
 

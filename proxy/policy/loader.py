@@ -11,7 +11,7 @@ import fnmatch
 import re
 import reprlib
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from os import PathLike
 from pathlib import Path
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ADMIN_FIELDS", "COHORT_OVERRIDE_FIELDS", "EXPERIMENT_FIELDS", "LIMITS_FIELDS", "MATCH_FIELDS",
     "POLICY_FIELDS", "REVEAL_FIELDS", "SCHEDULE_FIELDS", "TIMEOUTS_FIELDS", "WINDOW_FIELDS",
-    "compile_glob", "compile_policy", "load_policy_file", "load_policy_text",
+    "compile_glob", "compile_policy", "load_policy_file", "load_policy_text", "parse_upstream_url",
 ]
 
 # An experiment's chaos and control cohorts together stay a minority of the traffic it sees.
@@ -119,7 +119,8 @@ _ADDRESS_SCHEMA: dict[str, Any] = {
 }
 _URL_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^http://[^/?#]+/?$"}
 _CLOCK_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"}
-_DATETIME_SCHEMA: dict[str, Any] = {"type": "string", "format": "date-time"}
+# Not "format": "date-time": the loader also takes a bare date and a time without seconds or zone.
+_DATETIME_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"}
 
 
 def _positive_duration(name: str, default: float | None, help: str) -> Field:
@@ -307,10 +308,10 @@ def compile_policy(raw: object, source: str = "") -> Policy:
     timeouts = Timeouts(**_read(TIMEOUTS_FIELDS, values.get("timeouts"), "timeouts", errors))
     limits = _limits(values.get("limits"), errors)
     override = _cohort_override(values.get("cohort_override"), errors)
-    experiments = _experiments(values.get("experiments"), upstreams, errors)
+    experiments, shares = _experiments(values.get("experiments"), upstreams, errors)
     if blast_radius is not None:
-        _check_blast_radius(experiments, blast_radius, errors)
-    _check_total_share(experiments, errors)
+        _check_blast_radius(shares, blast_radius, errors)
+    _check_total_share(shares, errors)
     errors.raise_if_any()
     if listen is None or upstream is None or blast_radius is None:
         _unreachable()
@@ -322,7 +323,7 @@ def compile_policy(raw: object, source: str = "") -> Policy:
         max_blast_radius_buckets=blast_radius,
         timeouts=timeouts,
         limits=limits,
-        experiments=tuple(exp for _, exp in experiments),
+        experiments=tuple(experiments),
         cohort_override=override,
         preserve_host=values["preserve_host"],
         halted=values["halted"],
@@ -467,24 +468,34 @@ def _percent(buckets: int) -> str:
     return f"{buckets * 100 / BUCKETS:g}%"
 
 
-def _check_blast_radius(experiments: list[tuple[int, Experiment]], limit: int, errors: Errors) -> None:
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """An experiment's traffic shares, known even when another of its fields is wrong, so that the limits
+    below are checked (and reported) in the same pass."""
+
+    path: str
+    name: str
+    chaos: int
+    control: int
+    enabled: bool
+
+
+def _check_blast_radius(shares: list[_Share], limit: int, errors: Errors) -> None:
     # Disabled experiments too: enabling one later must not be what first reveals the problem.
-    for i, exp in experiments:
-        if exp.chaos_buckets > limit:
-            errors.add(f"experiments[{i}].chaos",
-                       f"{_percent(exp.chaos_buckets)} is above max_blast_radius ({_percent(limit)})")
-    enabled = [exp for _, exp in experiments if exp.enabled]
-    total = sum(exp.chaos_buckets for exp in enabled)
+    for share in shares:
+        if share.chaos > limit:
+            errors.add(f"{share.path}.chaos", f"{_percent(share.chaos)} is above max_blast_radius ({_percent(limit)})")
+    enabled = [share for share in shares if share.enabled]
+    total = sum(share.chaos for share in enabled)
     # One enabled experiment over the limit was reported above; the sum adds nothing to that.
     if len(enabled) > 1 and total > limit:
-        shares = ", ".join(f"{exp.name} {_percent(exp.chaos_buckets)}" for exp in enabled)
+        listed = ", ".join(f"{share.name} {_percent(share.chaos)}" for share in enabled)
         errors.add("max_blast_radius", f"enabled experiments put {_percent(total)} of traffic in chaos "
-                                       f"({shares}), above max_blast_radius {_percent(limit)}")
+                                       f"({listed}), above max_blast_radius {_percent(limit)}")
 
 
-def _check_total_share(experiments: list[tuple[int, Experiment]], errors: Errors) -> None:
-    enabled = [exp for _, exp in experiments if exp.enabled]
-    total = sum(exp.chaos_buckets + exp.control_buckets for exp in enabled)
+def _check_total_share(shares: list[_Share], errors: Errors) -> None:
+    total = sum(share.chaos + share.control for share in shares if share.enabled)
     if total > BUCKETS:
         errors.add("experiments", f"enabled experiments take {_percent(total)} of traffic in chaos and "
                                   "control cohorts together, above 100%")
@@ -492,14 +503,18 @@ def _check_total_share(experiments: list[tuple[int, Experiment]], errors: Errors
 
 # --- Experiments ----------------------------------------------------------------------------------------
 
-def _experiments(raw: object, upstreams: Upstreams, errors: Errors) -> list[tuple[int, Experiment]]:
-    """Compiled experiments with their index in the file; failed ones are left out (and reported)."""
+_Compiled = tuple[_Share | None, Experiment | None]
+
+
+def _experiments(raw: object, upstreams: Upstreams, errors: Errors) -> tuple[list[Experiment], list[_Share]]:
+    """The experiments that compiled, and the shares of all whose shares could be read."""
+    experiments: list[Experiment] = []
+    shares: list[_Share] = []
     if raw is None:
-        return []
+        return experiments, shares
     if not isinstance(raw, list):
         errors.add("experiments", f"expected a list of experiments, got {type(raw).__name__}")
-        return []
-    out: list[tuple[int, Experiment]] = []
+        return experiments, shares
     first_index: dict[str, int] = {}
     for i, item in enumerate(raw):
         path = f"experiments[{i}]"
@@ -508,13 +523,13 @@ def _experiments(raw: object, upstreams: Upstreams, errors: Errors) -> list[tupl
             if name in first_index:
                 errors.add(f"{path}.name", f"duplicate name {name!r} (also experiments[{first_index[name]}])")
             first_index.setdefault(name, i)
-        exp = _experiment(item, path, upstreams, errors)
-        if exp is not None:
-            out.append((i, exp))
-    return out
+        share, exp = _experiment(item, path, upstreams, errors)
+        shares.extend([share] if share is not None else [])
+        experiments.extend([exp] if exp is not None else [])
+    return experiments, shares
 
 
-def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) -> Experiment | None:
+def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) -> _Compiled:
     before = len(errors.problems)
     values = _read(EXPERIMENT_FIELDS, raw, path, errors)
     name = values.get("name")
@@ -528,14 +543,17 @@ def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) ->
     if chaos is not None and control is not None and chaos + control > MAX_EXPERIMENT_SHARE_BUCKETS:
         errors.add(path, f"chaos ({_percent(chaos)}) + control ({_percent(control)}) is "
                          f"{_percent(chaos + control)}, above the 50% one experiment may take")
+    share = None
+    if chaos is not None and control is not None and "enabled" in values:
+        share = _Share(path, name or path, chaos, control, values["enabled"])
     sticky_key = _sticky_key(values.get("sticky_key"), f"{path}.sticky_key", errors)
     match = _match(values.get("match"), f"{path}.match", errors)
     faults = _fault_list(values.get("faults"), f"{path}.faults", upstreams, errors)
     schedule = _schedule(values.get("schedule"), f"{path}.schedule", errors)
     reveal = Reveal(**_read(REVEAL_FIELDS, values.get("reveal"), f"{path}.reveal", errors))
     if len(errors.problems) > before or name is None or chaos is None or control is None:
-        return None
-    return Experiment(
+        return share, None
+    return share, Experiment(
         name=name, chaos_buckets=chaos, control_buckets=control, sticky_key=sticky_key, match=match,
         faults=faults, schedule=schedule, enabled=values["enabled"], reveal=reveal,
     )

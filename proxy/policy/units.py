@@ -45,7 +45,7 @@ def parse_percent(value: object) -> float:
         raise ValueError(f"expected a percentage such as 2 or \"2%\", got {value!r}")
     if isinstance(value, str) and (m := _PERCENT_RE.match(value)):
         pct = float(m.group(1))
-    elif isinstance(value, int | float) and not isinstance(value, str):
+    elif isinstance(value, int | float):
         try:
             pct = float(value)
         except OverflowError:

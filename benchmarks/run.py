@@ -7,8 +7,8 @@ HAProxy, mlchaos in pass-through and mlchaos with an experiment active. It then
 1. loads every path with ``wrk -t1 -c32`` for ``--rounds`` interleaved rounds (a 1 s warm-up before
    each measurement) and reports the per-path median req/s, p50 and p99;
 2. loads every path at one fixed rate (wrk, with post.lua spacing the requests on a schedule) and
-   reports the latency each adds to the direct path. Debian's "bombardier" package is a game, not the HTTP load
-   tester; hey (Debian) fires its 32 rate-limited workers in lockstep, i.e. in bursts of 32.
+   reports the latency each adds to the direct path. Debian's "bombardier" package is a game, not the
+   HTTP load tester; hey (Debian) fires its 32 rate-limited workers in lockstep, in bursts of 32.
 
 Standard library only. Every server and load generator runs in its own process group and is killed on
 exit, on an error and on Ctrl-C; the temporary directory is removed. All traffic goes to 127.0.0.1.
@@ -569,11 +569,10 @@ def markdown(report: Report, args: argparse.Namespace) -> str:
         med = medians[path]
         if med is None:
             continue
+        vs = [fmt_ratio(med.rps, other.rps if other else None) for other in (nginx, haproxy, direct)]
         lines.append(
-            f"| {LABELS[path]} | {fmt_rps(med.rps)} | {fmt_ratio(med.rps, nginx and nginx.rps)} "
-            f"| {fmt_ratio(med.rps, haproxy and haproxy.rps)} | {fmt_ratio(med.rps, direct and direct.rps)} "
-            f"| {fmt_ms(med.p50_ms)} | {fmt_ms(med.p99_ms)} "
-            f"| {fmt_ratio(med.p99_ms, nginx and nginx.p99_ms)} | {med.errors} |")
+            f"| {LABELS[path]} | {fmt_rps(med.rps)} | {' | '.join(vs)} | {fmt_ms(med.p50_ms)} "
+            f"| {fmt_ms(med.p99_ms)} | {fmt_ratio(med.p99_ms, nginx.p99_ms if nginx else None)} | {med.errors} |")
     passthrough, experiment = medians["passthrough"], medians["experiment"]
     if passthrough and experiment:
         per_round = [f"{rnd['experiment'].rps / rnd['passthrough'].rps:.2f}" for rnd in report.rounds

@@ -18,7 +18,7 @@ __all__ = ["CHAOS", "COHORTS", "CONTROL", "NONE", "bucket_of", "random_bucket", 
 CHAOS, CONTROL, NONE = 0, 1, 2
 COHORTS = ("chaos", "control", "none")
 
-_rand = random.Random()
+_random = random.Random().random
 
 
 class KeySource(Protocol):
@@ -38,7 +38,8 @@ def bucket_of(salt: bytes, key: bytes) -> int:
 
 
 def random_bucket() -> int:
-    return _rand.randrange(BUCKETS)
+    # random() is C; randrange() is several Python calls. 53 bits of randomness over 10^4 buckets.
+    return int(_random() * BUCKETS)
 
 
 def sticky_value(key: StickyKey, req: KeySource) -> bytes | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, ClassVar, Self
@@ -11,6 +12,9 @@ import orjson
 from ..policy.errors import Errors
 from ..policy.fields import Field
 from .base import Fault, FaultContext, Outcome, Reply
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +55,11 @@ class Abort(Fault):
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 errors.add(f"{path}.headers.{name}", "header values must be strings or numbers")
                 return None
-            headers.append((str(name), str(value)))
+            # A name must be an RFC 9110 token and a value a single line: no response splitting.
+            if not isinstance(name, str) or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(str(value)):
+                errors.add(f"{path}.headers.{name}", "not a valid header: a token name and a one-line value")
+                return None
+            headers.append((name, str(value)))
         if values["retry_after"] is not None:
             headers.append(("retry-after", str(round(values["retry_after"]))))
         reply = Reply(status, payload, tuple(headers), ctype)

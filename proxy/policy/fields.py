@@ -6,12 +6,19 @@ them and ``fields_schema`` describes them to editors, so the two can never disag
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import Errors
 from .units import parse_duration, parse_percent, parse_size
+
+# Error messages quote the bad value, shortened: a policy may hold a huge one.
+_reprer = reprlib.Repr()
+_reprer.maxstring = _reprer.maxother = 60
+_reprer.maxlist = _reprer.maxdict = 5
+_repr = _reprer.repr
 
 __all__ = ["REQUIRED", "Field", "fields_schema", "read_fields"]
 
@@ -44,27 +51,27 @@ class Field:
 
 def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {_repr(value)}")
     if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"expected a finite number, got {value!r}")
+        raise ValueError(f"expected a finite number, got {_repr(value)}")
     return float(value)
 
 
 def _integer(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
+        raise ValueError(f"expected an integer, got {_repr(value)}")
     return value
 
 
 def _bool(value: object) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {_repr(value)}")
     return value
 
 
 def _string(value: object) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a non-empty string, got {value!r}")
+        raise ValueError(f"expected a non-empty string, got {_repr(value)}")
     return value
 
 
@@ -76,22 +83,22 @@ def _probability(value: object) -> float:
 
 
 def _string_list(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
+    if isinstance(value, str) and value:
         return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"expected a list of strings, got {value!r}")
+        raise ValueError(f"expected a list of strings, got {_repr(value)}")
     return tuple(value)
 
 
 def _number_list(value: object) -> tuple[float, ...]:
     if not isinstance(value, list):
-        raise ValueError(f"expected a list of numbers, got {value!r}")
+        raise ValueError(f"expected a list of numbers, got {_repr(value)}")
     return tuple(_number(v) for v in value)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
     if not isinstance(value, dict):
-        raise ValueError(f"expected a mapping, got {value!r}")
+        raise ValueError(f"expected a mapping, got {_repr(value)}")
     return value
 
 
@@ -106,14 +113,14 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
 def _convert(field: Field, value: object) -> Any:
     if field.kind == "choice":
         if value not in field.choices:
-            raise ValueError(f"must be one of {', '.join(field.choices)}; got {value!r}")
+            raise ValueError(f"must be one of {', '.join(field.choices)}; got {_repr(value)}")
         return value
     out = _CONVERTERS[field.kind](value)
     if isinstance(out, int | float) and not isinstance(out, bool):
         if field.minimum is not None and out < field.minimum:
-            raise ValueError(f"must be >= {field.minimum:g}, got {value!r}")
+            raise ValueError(f"must be >= {field.minimum:g}, got {_repr(value)}")
         if field.maximum is not None and out > field.maximum:
-            raise ValueError(f"must be <= {field.maximum:g}, got {value!r}")
+            raise ValueError(f"must be <= {field.maximum:g}, got {_repr(value)}")
     return out
 
 

@@ -531,8 +531,14 @@ class ClientConnection(asyncio.Protocol):
             self.parser.feed_data(data)
             if not self.in_body and self.head_bytes > self.header_limit + 8192 and self.req is not None:
                 raise HeadersTooLarge("request line and headers exceed the limit")
-        except httptools.HttpParserUpgrade:
-            self._fail(BadRequest("protocol upgrades are not supported"))
+        except httptools.HttpParserUpgrade as exc:
+            # The request was answered as plain HTTP/1.1 (Upgrade is hop-by-hop and never forwarded), as
+            # RFC 9110 allows; llhttp stops after it, so a fresh parser takes whatever follows.
+            self.parser = httptools.HttpRequestParser(self)
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            self.in_body, self.head_bytes = False, 0
+            if offset < len(data):
+                self.data_received(data[offset:])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._fail(cause if isinstance(cause, ProxyError) else BadRequest(f"malformed request: {exc}"))
@@ -619,6 +625,9 @@ class ClientConnection(asyncio.Protocol):
                 raise BadRequest("invalid request target")
         if req.content_length is not None and req.chunked:
             raise BadRequest("both Content-Length and Transfer-Encoding")
+        if parser.should_upgrade() and (req.chunked or req.content_length):
+            # llhttp hands the bytes after an upgrade request to the new protocol, not to its body.
+            raise BadRequest("protocol upgrades with a request body are not supported")
         if req.version == "1.1" and req.host is None:
             raise BadRequest("missing Host header")
         limits = self.plane.limits
@@ -761,8 +770,16 @@ class ClientConnection(asyncio.Protocol):
             ex.check_deadline(now)
 
     def idle_check(self, now: float, idle: float) -> None:
-        """Close a keep-alive connection idle too long; count one stuck mid-request as a timeout."""
-        if not self.busy and now - self.last_active > idle:
-            if self.req is not None:
-                self.plane.metrics.errors[CLIENT_TIMEOUT].inc()
+        """Close a connection whose client has owed us bytes, or said nothing, for longer than ``idle``.
+
+        A client waiting for a response (a long stream, a slow model) owes nothing and is left alone.
+        """
+        if now - self.last_active <= idle or self.closed:
+            return
+        req = self.req
+        if req is not None and not req.body.done:
+            # Mid-head or mid-body: the client stopped sending. Anything in flight for it is abandoned.
+            self.plane.metrics.errors[CLIENT_TIMEOUT].value += 1
+            self.transport.abort()
+        elif not self.busy:
             self.transport.close()

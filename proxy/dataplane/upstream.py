@@ -28,7 +28,8 @@ class ResponseSink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "closed", "got_bytes", "head_bytes", "headers", "interim", "parser", "pool", "sink", "transport", "uses",
+        "closed", "got_bytes", "head_bytes", "head_done", "head_raw", "headers", "interim", "parser", "pool",
+        "sink", "transport", "uses",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -38,6 +39,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink: ResponseSink | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
+        # Raw bytes read while the response head is incomplete, and whether it is.
+        self.head_raw = 0
+        self.head_done = False
         self.closed = False
         self.got_bytes = False
         self.interim = False
@@ -64,12 +68,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        if not self.head_done:
+            self.head_raw += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+            # llhttp buffers a partial header line itself: bound what arrives, not only finished lines.
+            if not self.head_done and self.head_raw > self.pool.max_head_bytes + 8192:
+                raise BadGateway("upstream response headers exceed limits.max_header_bytes")
+        except (httptools.HttpParserError, BadGateway) as exc:
             self.sink = None
             self.close()
-            cause = exc.__context__
+            cause = exc if isinstance(exc, BadGateway) else exc.__context__
             sink.on_error(cause if isinstance(cause, BadGateway) else
                           BadGateway(f"upstream sent an invalid response: {exc}"), True)
         sink.flush()
@@ -88,10 +97,12 @@ class UpstreamConnection(asyncio.Protocol):
             raise BadGateway("upstream response headers exceed limits.max_header_bytes")
 
     def on_headers_complete(self) -> None:
+        self.head_done, self.head_raw = True, 0
         status = self.parser.get_status_code()
         if status < 200:
             # 1xx interim responses (100 Continue, 103 Early Hints) are not relayed: we sent no Expect.
             self.interim = True
+            self.head_done = False
             self.headers = []
             self.head_bytes = 0
             return
@@ -108,7 +119,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         sink, self.sink = self.sink, None
         self.headers = []
-        self.head_bytes = 0
+        self.head_bytes = self.head_raw = 0
+        self.head_done = False
         self.got_bytes = False
         if sink is not None:
             sink.on_complete(self.parser.should_keep_alive())

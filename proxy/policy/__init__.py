@@ -10,6 +10,7 @@ from .model import (
     CohortOverride,
     DailyWindow,
     Experiment,
+    KillSwitch,
     Limits,
     Match,
     Policy,
@@ -18,12 +19,13 @@ from .model import (
     StickyKey,
     Timeouts,
     Upstream,
+    Webhook,
 )
 from .schema import policy_schema
 from .units import Address
 
 __all__ = [
-    "BUCKETS", "Address", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "Limits", "Match",
-    "Policy", "PolicyError", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "compile_glob",
-    "compile_policy", "load_policy_file", "load_policy_text", "policy_schema",
+    "BUCKETS", "Address", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "KillSwitch", "Limits",
+    "Match", "Policy", "PolicyError", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "Webhook",
+    "compile_glob", "compile_policy", "load_policy_file", "load_policy_text", "policy_schema",
 ]

@@ -32,6 +32,7 @@ from .model import (
     CohortOverride,
     DailyWindow,
     Experiment,
+    KillSwitch,
     Limits,
     Match,
     Policy,
@@ -41,6 +42,7 @@ from .model import (
     StickyKind,
     Timeouts,
     Upstream,
+    Webhook,
 )
 from .units import Address, parse_address
 
@@ -48,9 +50,26 @@ if TYPE_CHECKING:
     from ..faults.base import Fault
 
 __all__ = [
-    "ADMIN_FIELDS", "COHORT_OVERRIDE_FIELDS", "EXPERIMENT_FIELDS", "LIMITS_FIELDS", "MATCH_FIELDS",
-    "POLICY_FIELDS", "REVEAL_FIELDS", "SCHEDULE_FIELDS", "TIMEOUTS_FIELDS", "WINDOW_FIELDS",
-    "compile_glob", "compile_policy", "load_policy_file", "load_policy_text", "parse_upstream_url",
+    "ADMIN_FIELDS",
+    "COHORT_OVERRIDE_FIELDS",
+    "ERROR_GUARD_FIELDS",
+    "EXPERIMENT_FIELDS",
+    "KILL_SWITCH_FIELDS",
+    "LATENCY_GUARD_FIELDS",
+    "LIMITS_FIELDS",
+    "MATCH_FIELDS",
+    "POLICY_FIELDS",
+    "REVEAL_FIELDS",
+    "SCHEDULE_FIELDS",
+    "SEATBELT_FIELDS",
+    "TIMEOUTS_FIELDS",
+    "WEBHOOK_FIELDS",
+    "WINDOW_FIELDS",
+    "compile_glob",
+    "compile_policy",
+    "load_policy_file",
+    "load_policy_text",
+    "parse_upstream_url",
 ]
 
 # An experiment's chaos and control cohorts together stay a minority of the traffic it sees.
@@ -200,6 +219,43 @@ REVEAL_FIELDS: tuple[Field, ...] = (
     Field("cohort", "bool", default=False, help="Add x-mlchaos-cohort to every response of the experiment."),
 )
 
+_KILL = KillSwitch()
+
+ERROR_GUARD_FIELDS: tuple[Field, ...] = (
+    Field("enabled", "bool", default=_KILL.errors, help="Trip when chaos has more errors than control."),
+    Field("include_4xx", "bool", default=_KILL.include_4xx, help="Count 4xx answers as errors too."),
+)
+
+LATENCY_GUARD_FIELDS: tuple[Field, ...] = (
+    _positive_duration("slo", None, "A request slower than this is a bad event; trip when chaos has more."),
+)
+
+SEATBELT_FIELDS: tuple[Field, ...] = (
+    Field("enabled", "bool", default=_KILL.seatbelt, help="An absolute limit beside the statistical guards."),
+    Field("max_error_rate", "probability", default=_KILL.seatbelt_max_error_rate,
+          help="Trip when the chaos cohort's error rate is above this ..."),
+    Field("min_requests", "integer", default=_KILL.seatbelt_min_requests, minimum=1,
+          help="... after at least this many chaos requests."),
+)
+
+KILL_SWITCH_FIELDS: tuple[Field, ...] = (
+    Field("enabled", "bool", default=_KILL.enabled,
+          help="false turns every guard off; an experiment that says nothing keeps the defaults on."),
+    Field("alpha", "probability", default=_KILL.alpha, minimum=1e-9, maximum=0.5,
+          help="Chance that a guard trips on an unharmed experiment, over its whole run."),
+    Field("errors", "mapping", default=None, schema=_ref("error_guard")),
+    Field("latency", "mapping", default=None, schema=_ref("latency_guard")),
+    Field("seatbelt", "mapping", default=None, schema=_ref("seatbelt")),
+    Field("min_requests", "integer", default=_KILL.min_requests, minimum=1,
+          help="The gate says inconclusive until the chaos cohort has this many requests."),
+)
+
+WEBHOOK_FIELDS: tuple[Field, ...] = (
+    Field("url", "string", schema={"type": "string", "pattern": "^https?://[^/]+"},
+          help="POSTed when a kill switch trips: http(s)://host[:port]/path."),
+    _positive_duration("timeout", 2.0, "Give up on the webhook after this long."),
+)
+
 EXPERIMENT_FIELDS: tuple[Field, ...] = (
     Field("name", "string", schema=_pattern(EXPERIMENT_NAME_RE), help="Unique name."),
     _bounded(Field("chaos", "percent", minimum=0.01,
@@ -215,6 +271,8 @@ EXPERIMENT_FIELDS: tuple[Field, ...] = (
     Field("schedule", "mapping", default=None, schema=_ref("schedule")),
     Field("reveal", "mapping", default=None, schema=_ref("reveal"),
           help="Tell clients about faults and cohorts in response headers."),
+    Field("kill_switch", "mapping", default=None, schema=_ref("kill_switch"),
+          help="Stop the experiment when chaos is measurably worse than control (on by default)."),
 )
 
 POLICY_FIELDS: tuple[Field, ...] = (
@@ -235,6 +293,9 @@ POLICY_FIELDS: tuple[Field, ...] = (
     Field("halted", "bool", default=False, help="Keep every experiment off (the fleet-wide stop)."),
     Field("cohort_override", "mapping", default=None, schema=_ref("cohort_override")),
     Field("experiments", "any", default=None, schema={"type": "array", "items": _ref("experiment")}),
+    Field("state_file", "string", default=None,
+          help="File that remembers tripped kill switches across restarts."),
+    Field("webhook", "mapping", default=None, schema=_ref("webhook")),
 )
 
 
@@ -309,6 +370,7 @@ def compile_policy(raw: object, source: str = "") -> Policy:
     limits = _limits(values.get("limits"), errors)
     override = _cohort_override(values.get("cohort_override"), errors)
     experiments, shares = _experiments(values.get("experiments"), upstreams, errors)
+    webhook = _webhook(values.get("webhook"), errors)
     if blast_radius is not None:
         _check_blast_radius(shares, blast_radius, errors)
     _check_total_share(shares, errors)
@@ -327,6 +389,8 @@ def compile_policy(raw: object, source: str = "") -> Policy:
         cohort_override=override,
         preserve_host=values["preserve_host"],
         halted=values["halted"],
+        state_file=values["state_file"],
+        webhook=webhook,
         source=source,
     )
 
@@ -551,12 +615,46 @@ def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) ->
     faults = _fault_list(values.get("faults"), f"{path}.faults", upstreams, errors)
     schedule = _schedule(values.get("schedule"), f"{path}.schedule", errors)
     reveal = Reveal(**_read(REVEAL_FIELDS, values.get("reveal"), f"{path}.reveal", errors))
+    kill_switch = _kill_switch(values.get("kill_switch"), f"{path}.kill_switch", errors)
     if len(errors.problems) > before or name is None or chaos is None or control is None:
         return share, None
     return share, Experiment(
         name=name, chaos_buckets=chaos, control_buckets=control, sticky_key=sticky_key, match=match,
-        faults=faults, schedule=schedule, enabled=values["enabled"], reveal=reveal,
+        faults=faults, schedule=schedule, enabled=values["enabled"], reveal=reveal, kill_switch=kill_switch,
     )
+
+
+def _kill_switch(raw: object, path: str, errors: Errors) -> KillSwitch:
+    if raw is None:
+        return KillSwitch()
+    top = _read(KILL_SWITCH_FIELDS, raw, path, errors)
+    err = _read(ERROR_GUARD_FIELDS, top.get("errors"), f"{path}.errors", errors)
+    lat = _read(LATENCY_GUARD_FIELDS, top.get("latency"), f"{path}.latency", errors) \
+        if top.get("latency") is not None else {"slo": None}
+    belt = _read(SEATBELT_FIELDS, top.get("seatbelt"), f"{path}.seatbelt", errors)
+    defaults = KillSwitch()
+    return KillSwitch(
+        enabled=top.get("enabled", defaults.enabled), alpha=top.get("alpha", defaults.alpha),
+        errors=err.get("enabled", defaults.errors), include_4xx=err.get("include_4xx", defaults.include_4xx),
+        latency_slo=lat.get("slo"), seatbelt=belt.get("enabled", defaults.seatbelt),
+        seatbelt_max_error_rate=belt.get("max_error_rate", defaults.seatbelt_max_error_rate),
+        seatbelt_min_requests=belt.get("min_requests", defaults.seatbelt_min_requests),
+        min_requests=top.get("min_requests", defaults.min_requests),
+    )
+
+
+def _webhook(raw: object, errors: Errors) -> Webhook | None:
+    if raw is None:
+        return None
+    values = _read(WEBHOOK_FIELDS, raw, "webhook", errors)
+    url = values.get("url")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.add("webhook.url", f"expected http(s)://host[:port]/path, got {_show(url)}")
+        return None
+    return Webhook(url=url, timeout=values.get("timeout", 2.0))
 
 
 _STICKY_KINDS: dict[str, StickyKind] = {"header": "header", "query": "query", "cookie": "cookie"}

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from ..faults.base import Fault
 
 __all__ = [
-    "BUCKETS", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "Limits", "Match",
-    "Policy", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream",
+    "BUCKETS", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "KillSwitch", "Limits", "Match",
+    "Policy", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "Webhook",
 ]
 
 # Cohorts are assigned by hashing into this many buckets: one bucket is 0.01% of traffic.
@@ -106,6 +106,30 @@ class Reveal:
 
 
 @dataclass(frozen=True, slots=True)
+class KillSwitch:
+    """Guards comparing chaos against control; on by default, off only when the policy says so."""
+
+    enabled: bool = True
+    # Each guard's chance of tripping on an unharmed experiment, over its whole run (anytime-valid).
+    alpha: float = 0.01
+    errors: bool = True
+    include_4xx: bool = False
+    # Latency guard: a request slower than this is a bad event; None leaves the guard off.
+    latency_slo: float | None = None
+    seatbelt: bool = True
+    seatbelt_max_error_rate: float = 0.5
+    seatbelt_min_requests: int = 20
+    # The gate answers "inconclusive" until the chaos cohort has this many requests.
+    min_requests: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class Experiment:
     name: str
     chaos_buckets: int
@@ -116,6 +140,7 @@ class Experiment:
     schedule: Schedule
     enabled: bool = True
     reveal: Reveal = Reveal()
+    kill_switch: KillSwitch = KillSwitch()
 
     @property
     def chaos_percent(self) -> float:
@@ -148,6 +173,10 @@ class Policy:
     preserve_host: bool = True
     # Fleet-wide stop: every experiment stays off while the policy says so.
     halted: bool = False
+    # Where tripped kill switches are remembered across restarts; None keeps them in memory only.
+    state_file: str | None = None
+    # POSTed (Slack- and Alertmanager-compatible JSON) when a kill switch trips.
+    webhook: Webhook | None = None
     # The YAML text this was compiled from, served by GET /policy.
     source: str = ""
 

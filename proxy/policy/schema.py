@@ -14,13 +14,18 @@ from .fields import Field, fields_schema
 from .loader import (
     ADMIN_FIELDS,
     COHORT_OVERRIDE_FIELDS,
+    ERROR_GUARD_FIELDS,
     EXPERIMENT_FIELDS,
+    KILL_SWITCH_FIELDS,
+    LATENCY_GUARD_FIELDS,
     LIMITS_FIELDS,
     MATCH_FIELDS,
     POLICY_FIELDS,
     REVEAL_FIELDS,
     SCHEDULE_FIELDS,
+    SEATBELT_FIELDS,
     TIMEOUTS_FIELDS,
+    WEBHOOK_FIELDS,
     WINDOW_FIELDS,
 )
 
@@ -37,6 +42,11 @@ _DEFS: dict[str, tuple[Field, ...]] = {
     "schedule": SCHEDULE_FIELDS,
     "window": WINDOW_FIELDS,
     "reveal": REVEAL_FIELDS,
+    "kill_switch": KILL_SWITCH_FIELDS,
+    "error_guard": ERROR_GUARD_FIELDS,
+    "latency_guard": LATENCY_GUARD_FIELDS,
+    "seatbelt": SEATBELT_FIELDS,
+    "webhook": WEBHOOK_FIELDS,
 }
 
 

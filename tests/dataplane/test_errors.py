@@ -190,8 +190,6 @@ async def test_a_small_head_with_a_big_body_in_one_write_is_not_mistaken_for_a_b
     assert (r3.status, r3.json()["path"]) == (200, "/last")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: limits.max_header_bytes is documented as the largest request or "
-                                       "response head, but an upstream's response head is never limited")
 async def test_an_upstream_response_head_over_max_header_bytes_is_not_relayed(raw_upstream, start_sidecar):
     async def script(conn: RawConn) -> None:
         await conn.read_request()
@@ -201,6 +199,21 @@ async def test_an_upstream_response_head_over_max_header_bytes_is_not_relayed(ra
     sc = await start_sidecar(policy_from(up.url, SMALL_LIMITS))
     async with await RawClient.connect(sc.proxy_port) as c:
         r = await c.request(get("/"))
+    assert_proxy_error(r, 502)
+    assert errors_total(sc, "upstream_bad_response") == 1
+
+
+async def test_an_upstream_sending_an_endless_header_line_gets_502_before_it_ends(raw_upstream, start_sidecar):
+    async def script(conn: RawConn) -> None:
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 65536)
+        await conn.wait_closed_by_peer(timeout=3)
+
+    up = await raw_upstream(script)
+    sc = await start_sidecar(policy_from(up.url, {**SMALL_LIMITS, "timeouts": {"response": "5s"}}))
+    async with await RawClient.connect(sc.proxy_port) as c:
+        await c.send(get("/"))
+        r = await c.response(timeout=1.0)
     assert_proxy_error(r, 502)
 
 
@@ -396,6 +409,37 @@ async def test_an_upstream_answering_garbage_gives_502_bad_response(raw_upstream
         r2 = await c.request(get("/"))
         assert_proxy_error(r2, 502)  # a fresh upstream connection each time, same answer
     assert errors_total(sc, "upstream_bad_response") == 2
+
+
+async def test_an_upstream_answer_with_both_length_and_chunked_gives_502(raw_upstream, start_sidecar):
+    async def script(conn: RawConn) -> None:
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"5\r\nhello\r\n0\r\n\r\n")
+
+    up = await raw_upstream(script)
+    sc = await start_sidecar(policy_from(up.url))
+    async with await RawClient.connect(sc.proxy_port) as c:
+        r = await c.request(get("/"))
+    assert_proxy_error(r, 502)
+    assert errors_total(sc, "upstream_bad_response") == 1
+
+
+async def test_an_upstream_that_stalls_mid_body_is_cut_after_the_idle_timeout(raw_upstream, start_sidecar):
+    async def script(conn: RawConn) -> None:
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        await conn.wait_closed_by_peer(timeout=3)
+
+    up = await raw_upstream(script)
+    sc = await start_sidecar(policy_from(up.url, {"timeouts": {"idle": "300ms", "response": "5s"}}))
+    async with await RawClient.connect(sc.proxy_port) as c:
+        await c.send(get("/"))
+        t0 = time.monotonic()
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionResetError)):
+            await c.response(timeout=2)
+        assert 0.25 <= time.monotonic() - t0 < 1.5
+    assert errors_total(sc, "upstream_timeout") == 1
 
 
 async def test_an_upstream_that_closes_mid_body_cuts_the_client_connection(raw_upstream, start_sidecar):

@@ -155,6 +155,28 @@ async def test_an_idle_keep_alive_client_connection_is_closed_after_the_idle_tim
     assert await eventually(lambda: len(sc.plane.connections) == 0)
 
 
+async def test_a_client_silent_mid_head_is_closed_after_the_idle_timeout_and_counted(upstream, start_sidecar):
+    sc = await start_sidecar(policy_from(upstream.url, {"timeouts": {"idle": "300ms"}}))
+    async with await RawClient.connect(sc.proxy_port) as c:
+        await c.send(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        t0 = time.monotonic()
+        assert await c.closed_by_peer(timeout=2.5)
+        assert time.monotonic() - t0 >= 0.25
+    assert errors_total(sc, "client_timeout") == 1
+
+
+@pytest.mark.parametrize("inspect", ["1MiB", "1"], ids=["held-body", "streamed-body"])
+async def test_a_client_silent_mid_body_is_closed_after_the_idle_timeout_and_counted(upstream, start_sidecar,
+                                                                                     inspect):
+    policy = policy_from(upstream.url, {"timeouts": {"idle": "300ms", "response": "10s"},
+                                        "limits": {"inspect_body_bytes": inspect}})
+    sc = await start_sidecar(policy)
+    async with await RawClient.connect(sc.proxy_port) as c:
+        await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")  # 7 bytes never come
+        assert await c.closed_by_peer(timeout=2.0)
+    assert errors_total(sc, "client_timeout") == 1
+
+
 async def test_stop_drains_in_flight_requests_refuses_new_ones_and_readyz_says_draining(start_upstream,
                                                                                         start_sidecar):
     seen = 0

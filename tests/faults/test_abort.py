@@ -142,3 +142,24 @@ async def test_abort_probability_is_respected_within_a_binomial_band(start_upstr
     assert all((fault == "abort") == (status == 503) for status, fault in statuses)
     assert aborted + hits["n"] == n
     assert faults_total(sc, "e1", "abort") == aborted
+
+
+async def test_abort_answers_head_with_headers_only_and_keeps_the_connection(start_upstream, start_sidecar):
+    _, up = await _model(start_upstream)
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([{"type": "abort"}])), env=OVERRIDE_ENV)
+    async with await RawClient.connect(sc.proxy_port) as c:
+        h = await c.request(get("/v1/infer", method="HEAD", headers=FORCE_CHAOS), head=True)
+        assert h.status == 503 and h.header("x-mlchaos-fault") == "abort"
+        r = await c.request(get("/v1/infer", headers=FORCE_NONE))
+        assert r.status == 200 and r.json()["model"] == "answer"
+
+
+async def test_abort_answers_an_http_1_0_client_and_closes(start_upstream, start_sidecar):
+    _, up = await _model(start_upstream)
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([{"type": "abort", "status": 500}])),
+                             env=OVERRIDE_ENV)
+    headers = "".join(f"{k}: {v}\r\n" for k, v in FORCE_CHAOS.items())
+    async with await RawClient.connect(sc.proxy_port) as c:
+        r = await c.request(f"GET /v1/infer HTTP/1.0\r\n{headers}\r\n".encode())
+        assert r.status == 500 and r.json() == {"error": "Internal Server Error"}
+        assert await c.closed_by_peer()

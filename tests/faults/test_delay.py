@@ -10,10 +10,21 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from proxy.faults.delay import Delay
 from tests.conftest import policy_from
-from tests.dataplane.conftest import FORCE_CHAOS, FORCE_CONTROL, OVERRIDE_ENV, chaos_experiment, faults_total
+from tests.dataplane.conftest import (
+    FORCE_CHAOS,
+    FORCE_CONTROL,
+    OVERRIDE_ENV,
+    RawClient,
+    chaos_experiment,
+    errors_total,
+    eventually,
+    faults_total,
+    get,
+)
 
 DRAWS = 5000
 
@@ -64,6 +75,41 @@ async def test_delayed_requests_are_held_concurrently_not_one_after_another(upst
         statuses = await asyncio.gather(*(one() for _ in range(10)))
     assert statuses == [200] * 10
     assert time.monotonic() - t0 < 0.6
+
+
+async def test_a_client_that_leaves_during_a_delay_is_counted_and_the_model_is_never_called(start_upstream,
+                                                                                            start_sidecar):
+    calls = 0
+
+    async def model(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.Response(text="answer")
+
+    up = await start_upstream({"/v1/infer": model})
+    fault = {"type": "delay", "duration": "1s"}
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([fault])), env=OVERRIDE_ENV)
+    c = await RawClient.connect(sc.proxy_port)
+    await c.send(get("/v1/infer", headers=FORCE_CHAOS))
+    await asyncio.sleep(0.1)
+    await c.close()
+    assert await eventually(lambda: errors_total(sc, "client_disconnect") == 1, timeout=1)
+    await asyncio.sleep(1.0)  # past the delay: the abandoned request must not reach the model
+    assert calls == 0
+    async with await RawClient.connect(sc.proxy_port) as c2:
+        assert (await c2.request(get("/v1/infer", headers=FORCE_CONTROL))).body == b"answer"
+    assert calls == 1
+
+
+async def test_pipelined_delayed_and_undelayed_requests_keep_their_order(upstream, start_sidecar):
+    fault = {"type": "delay", "duration": "200ms"}
+    sc = await start_sidecar(policy_from(upstream.url, chaos_experiment([fault])), env=OVERRIDE_ENV)
+    async with await RawClient.connect(sc.proxy_port) as c:
+        await c.send(b"".join(get(f"/p{i}", headers=FORCE_CHAOS if i % 2 == 0 else FORCE_CONTROL)
+                              for i in range(4)))
+        rs = await c.responses(4, timeout=3)
+    assert [r.json()["path"] for r in rs] == ["/p0", "/p1", "/p2", "/p3"]
+    assert [r.header("x-mlchaos-fault") for r in rs] == ["delay", None, "delay", None]
 
 
 def test_a_fixed_delay_is_always_its_duration():

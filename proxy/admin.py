@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .cohort import COHORTS
+from .gate import overall_verdict
 
 if TYPE_CHECKING:
     from .app import Sidecar
@@ -29,11 +30,15 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
     return _json({"error": message, "source": "mlchaos", **extra}, status)
 
 
+# The gate's Flagger hooks are POSTs but only read: Flagger cannot send a bearer token by default.
+_READ_ONLY_POSTS = frozenset({"/gate/flagger", "/gate/flagger/rollback"})
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     sidecar = request.app[SIDECAR]
     token = sidecar.admin_token
-    if token and request.method not in _OPEN:
+    if token and request.method not in _OPEN and request.path not in _READ_ONLY_POSTS:
         sent = request.headers.get("Authorization", "")
         if not (sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].encode(), token.encode())):
             return _error(401, "missing or wrong bearer token")
@@ -56,6 +61,8 @@ def experiment_view(st: ExperimentState, active: bool) -> dict[str, Any]:
         "requests": {COHORTS[i]: st.requests[i] for i in (0, 1)},
         "errors": {COHORTS[i]: st.errors[i] for i in (0, 1)},
         "faults_injected": st.faults_injected,
+        "kill_switch": {"enabled": spec.kill_switch.enabled, "tripped": st.tripped,
+                        "guards": st.guards.snapshot() if st.guards is not None else {}},
     }
 
 
@@ -105,6 +112,56 @@ async def halt(request: web.Request) -> web.Response:
     return _json({"status": "halted", "experiments": list(sidecar.experiments.states)})
 
 
+async def rearm_experiment(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    name = request.match_info["name"]
+    problem = sidecar.experiments.rearm(name)
+    if problem is not None:
+        return _error(404 if problem.startswith("no experiment") else 409, problem)
+    return _json({"status": "rearmed", "experiment": name})
+
+
+async def gate(request: web.Request) -> web.Response:
+    """Argo Rollouts' web metric: always 200, the verdict in the JSON."""
+    name = request.query.get("experiment")
+    verdict = overall_verdict(request.app[SIDECAR].experiments, name)
+    if verdict is None:
+        return _json({"verdict": "inconclusive", "tripped": False, "n_chaos": 0, "n_control": 0, "guards": {},
+                      "reason": f"no experiment named {name!r}"})
+    return _json(verdict)
+
+
+async def _flagger_verdict(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
+    name = meta.get("experiment") or request.query.get("experiment")
+    verdict = overall_verdict(request.app[SIDECAR].experiments, name if isinstance(name, str) else None)
+    if verdict is None:
+        verdict = {"verdict": "inconclusive", "tripped": False, "reason": f"no experiment named {name!r}"}
+    return body, verdict
+
+
+async def gate_flagger(request: web.Request) -> web.Response:
+    """Flagger webhook: 200 lets the canary proceed; 503 holds it (fail or not enough data)."""
+    body, verdict = await _flagger_verdict(request)
+    status = 200 if verdict["verdict"] == "pass" else 503
+    return _json({**verdict, "canary": {k: body.get(k) for k in ("name", "namespace", "phase") if k in body}},
+                 status)
+
+
+async def gate_flagger_rollback(request: web.Request) -> web.Response:
+    """Flagger's rollback hook is inverted: a 2xx rolls the canary back, so 200 only when tripped."""
+    _, verdict = await _flagger_verdict(request)
+    return _json(verdict, 200 if verdict["tripped"] else 503)
+
+
 async def get_policy(request: web.Request) -> web.Response:
     policy = request.app[SIDECAR].policy
     return web.Response(text=policy.source, content_type="application/yaml")
@@ -128,7 +185,11 @@ def make_admin_app(sidecar: Sidecar) -> web.Application:
     app.router.add_get("/experiments", experiments)
     app.router.add_post("/experiments/{name}/start", start_experiment)
     app.router.add_post("/experiments/{name}/stop", stop_experiment)
+    app.router.add_post("/experiments/{name}/rearm", rearm_experiment)
     app.router.add_post("/halt", halt)
+    app.router.add_get("/gate", gate)
+    app.router.add_post("/gate/flagger", gate_flagger)
+    app.router.add_post("/gate/flagger/rollback", gate_flagger_rollback)
     app.router.add_get("/policy", get_policy)
     app.router.add_post("/policy", post_policy)
     return app

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -17,7 +18,9 @@ from . import _tasks
 from .admin import make_admin_app
 from .dataplane.server import ClientConnection
 from .dataplane.state import DataPlane
-from .experiments import Experiments
+from .experiments import Experiments, ExperimentState
+from .killswitch.state import load_state, save_state
+from .killswitch.webhook import trip_payload
 from .logs import event
 from .metrics import Metrics
 from .policy import PolicyError, compile_policy, load_policy_text
@@ -99,7 +102,10 @@ class Sidecar:
                 f"{policy.admin.token_env}, or bind it to 127.0.0.1")
         loop = asyncio.get_running_loop()
         self.plane = DataPlane(loop, self.metrics, self.experiments)
+        self.experiments.on_trip = self._on_trip
+        self.experiments.on_rearm = self._on_rearm
         self._apply(policy)
+        self._restore_tripped()
         plane = self.plane
         try:
             self._server = await loop.create_server(
@@ -222,6 +228,55 @@ class Sidecar:
             return
         if hashlib.sha256(text.encode()).hexdigest() != self._text_hash:
             self.reload_text(text, origin="file change")
+
+    # -- kill switch
+    def _restore_tripped(self) -> None:
+        try:
+            tripped = load_state(self.policy.state_file)
+        except (OSError, ValueError) as exc:
+            # A kill switch that cannot know whether it tripped must not route chaos: fail closed.
+            self.experiments.halt(f"kill switch state unreadable: {exc}")
+            event("state_unreadable", logging.ERROR, path=self.policy.state_file, error=str(exc),
+                  action="every experiment halted until one is started by hand")
+            return
+        if tripped:
+            self.experiments.restore_tripped(tripped)
+            event("killswitch_restored", experiments=sorted(tripped), path=self.policy.state_file)
+
+    def _persist(self) -> None:
+        try:
+            save_state(self.policy.state_file, self.experiments.tripped_state())
+        except OSError as exc:
+            event("state_write_failed", logging.ERROR, path=self.policy.state_file, error=str(exc))
+
+    def _on_trip(self, st: ExperimentState) -> None:
+        # Runs inside the request that tripped it: the router already changed; the rest waits a turn.
+        trip = dict(st.tripped or {})
+        asyncio.get_running_loop().call_soon(self._after_trip, st.spec.name, trip)
+
+    def _after_trip(self, name: str, trip: dict[str, Any]) -> None:
+        event("killswitch_tripped", logging.WARNING, experiment=name, **trip)
+        self._log_changes([(name, False, f"kill switch tripped ({trip.get('guard')})")])
+        self._persist()
+        webhook = self.policy.webhook
+        if webhook is not None:
+            payload = trip_payload(name, trip, f"{self.policy.listen.host}:{self.proxy_port}")
+            _ = _tasks.spawn(self._post_webhook(webhook.url, webhook.timeout, payload), name="mlchaos-webhook")
+
+    def _on_rearm(self, st: ExperimentState) -> None:
+        event("killswitch_rearmed", experiment=st.spec.name)
+        self._persist()
+
+    async def _post_webhook(self, url: str, timeout: float, payload: dict[str, Any]) -> None:
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
+                    session.post(url, data=orjson.dumps(payload),
+                                 headers={"Content-Type": "application/json"}) as resp:
+                event("webhook_sent", url=url, status=resp.status)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            event("webhook_failed", logging.WARNING, url=url, error=repr(exc))
 
     # -- experiments
     def _log_changes(self, changes: list[tuple[str, bool, str]]) -> None:

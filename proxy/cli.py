@@ -28,11 +28,14 @@ examples:
   mlchaos run --config policy.yaml               # serve; SIGHUP or a file change reloads
   mlchaos run --config policy.yaml --upstream http://127.0.0.1:8080 --listen 0.0.0.0:8000
   mlchaos schema > mlchaos.schema.json           # JSON Schema for editors
+  mlchaos gate --admin http://127.0.0.1:9000 --experiment slow-model   # exit 0 pass, 1 fail, 2 inconclusive
+  mlchaos gate --prometheus http://prometheus:9090 --experiment slow-model
 
 admin API (127.0.0.1:9000 by default; mutating calls need
 'Authorization: Bearer $MLCHAOS_ADMIN_TOKEN' when that variable is set):
   GET /healthz  GET /readyz  GET /metrics  GET /experiments  GET /policy
-  POST /experiments/NAME/start  POST /experiments/NAME/stop  POST /halt  POST /policy
+  POST /experiments/NAME/start  POST /experiments/NAME/stop  POST /experiments/NAME/rearm
+  POST /halt  POST /policy  GET /gate  POST /gate/flagger  POST /gate/flagger/rollback
 """
 
 
@@ -58,6 +61,19 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of the policy file",
                    description="Print the JSON Schema (draft 2020-12) of the policy file, for editors.")
+
+    gate = sub.add_parser("gate", help="ask for a rollout verdict; exit 0 pass, 1 fail, 2 inconclusive",
+                          description="Print the rollout gate's verdict and exit 0 (pass), 1 (fail) or 2 "
+                                      "(inconclusive: not enough data yet). --admin asks one sidecar; "
+                                      "--prometheus runs the error guard on counts summed over every sidecar.")
+    where = gate.add_mutually_exclusive_group(required=True)
+    where.add_argument("--admin", metavar="URL", help="a sidecar's admin API, e.g. http://127.0.0.1:9000")
+    where.add_argument("--prometheus", metavar="URL", help="a Prometheus server scraping the sidecars")
+    gate.add_argument("--experiment", metavar="NAME", help="one experiment (required with --prometheus)")
+    gate.add_argument("--alpha", type=float, default=0.01, help="--prometheus: the guard's alpha (0.01)")
+    gate.add_argument("--min-requests", type=int, default=100,
+                      help="--prometheus: chaos requests needed before pass or fail on counts (100)")
+    gate.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
 
     demo = sub.add_parser("demo", help="run the embedded demo model behind mlchaos under load",
                           description="Start the embedded demo model and mlchaos with policies/demo.yaml "
@@ -139,6 +155,30 @@ def _validate(path: str) -> int:
     return 0
 
 
+def _gate(args: argparse.Namespace) -> int:
+    import os
+    import urllib.error
+
+    from .gate import EXIT_CODES, gate_from_admin, gate_from_prometheus
+
+    try:
+        if args.admin:
+            verdict = gate_from_admin(args.admin, args.experiment, token=os.environ.get("MLCHAOS_ADMIN_TOKEN"),
+                                      timeout=args.timeout)
+        else:
+            if not args.experiment:
+                print("mlchaos gate: --prometheus needs --experiment", file=sys.stderr)
+                return 2
+            verdict = gate_from_prometheus(args.prometheus, args.experiment, alpha=args.alpha,
+                                           min_requests=args.min_requests, timeout=args.timeout)
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        # No answer is no evidence: inconclusive, so a pipeline waits instead of promoting.
+        print(f"mlchaos gate: no verdict: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(orjson.dumps(verdict, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return EXIT_CODES[verdict["verdict"]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -152,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(orjson.dumps(policy_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
+    if args.command == "gate":
+        return _gate(args)
     if args.command == "demo":
         setup_logging("warning")
         _use_uvloop(False)

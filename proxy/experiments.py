@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .cohort import CHAOS, CONTROL, NONE, bucket_of, random_bucket, sticky_value
 from .dataplane.request import Request
-from .metrics import CohortMetrics, Metrics
+from .killswitch.guards import GUARD_NAMES, ExperimentGuards
+from .metrics import CohortMetrics, Count, Metrics
 from .policy.model import BUCKETS, Experiment, Policy, Schedule
 
 __all__ = ["ExperimentState", "Experiments", "Router"]
@@ -24,6 +29,9 @@ _FORCED = {b"chaos": CHAOS, b"control": CONTROL, b"none": NONE}
 
 class ExperimentState:
     __slots__ = (
+        "guards",
+        "tripped",
+        "trip_counters",
         "bounds",
         "chaos_buckets",
         "cohort_metrics",
@@ -56,12 +64,27 @@ class ExperimentState:
         self.requests = [0, 0]
         self.errors = [0, 0]
         self.faults_injected = 0
+        self.guards = ExperimentGuards(spec.kill_switch) if spec.kill_switch.enabled else None
+        # Why and when the kill switch tripped; it stays until re-armed, across reloads and restarts.
+        self.tripped: dict[str, Any] | None = None
+        self.trip_counters: dict[str, Count] = {g: metrics.killswitch_trips.labels(spec.name, g) for g in GUARD_NAMES}
 
     def adopt(self, prev: ExperimentState) -> None:
         """Carry run-time state over a reload that kept this experiment."""
         self.manual, self.reason = prev.manual, prev.reason
         self.running_since, self.stopped_at = prev.running_since, prev.stopped_at
         self.requests, self.errors, self.faults_injected = prev.requests, prev.errors, prev.faults_injected
+        self.tripped = prev.tripped
+        if prev.spec.kill_switch == self.spec.kill_switch:
+            self.guards = prev.guards  # same guards: the evidence gathered so far still counts
+
+    def observe(self, cohort: int, status: int, seconds: float) -> str | None:
+        """Count one finished request of a cohort; returns a guard's name when it trips."""
+        self.requests[cohort] += 1
+        if status >= 500 or status < 100:
+            self.errors[cohort] += 1
+        guards = self.guards
+        return guards.observe(cohort == CHAOS, status, seconds) if guards is not None else None
 
 
 class Router:
@@ -128,11 +151,15 @@ def _in_schedule(s: Schedule, now: datetime) -> bool:
     return False
 
 
-class Experiments:
+class Experiments(Collector):
     """All experiments of the running policy and their run-time state."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # Called after a kill switch trips or is re-armed (persist, log, webhook); never on the request path.
+        self.on_trip: Callable[[ExperimentState], None] = lambda st: None
+        self.on_rearm: Callable[[ExperimentState], None] = lambda st: None
+        metrics.registry.register(self)
         self.policy: Policy | None = None
         self.states: dict[str, ExperimentState] = {}
         self.router = Router()
@@ -159,6 +186,8 @@ class Experiments:
 
     def wants_to_run(self, st: ExperimentState, now: datetime) -> bool:
         if self.policy is None or self.policy.halted or st.manual == "stopped":
+            return False
+        if st.tripped is not None:
             return False
         if st.manual != "started" and (not st.spec.enabled or self.halted is not None):
             return False
@@ -202,6 +231,63 @@ class Experiments:
         self.router = Router(tuple(active), self.override_token)
         return changes
 
+    def trip(self, st: ExperimentState, guard: str) -> None:
+        """Stop routing chaos at once: the router is rebuilt before the next request is assigned."""
+        if st.tripped is not None:
+            return
+        reason = st.guards.trip_reason if st.guards is not None else guard
+        st.tripped = {
+            "guard": guard, "reason": reason, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "n_chaos": st.requests[CHAOS], "n_control": st.requests[CONTROL],
+            "errors_chaos": st.errors[CHAOS], "errors_control": st.errors[CONTROL],
+            "guards": st.guards.snapshot() if st.guards is not None else {},
+        }
+        st.reason = f"kill switch tripped ({guard}): {reason}"
+        st.trip_counters[guard].value += 1
+        self.refresh()
+        self.on_trip(st)
+
+    def rearm(self, name: str) -> str | None:
+        st = self.states.get(name)
+        if st is None:
+            return f"no experiment named {name!r}"
+        if st.tripped is None:
+            return "its kill switch has not tripped"
+        st.tripped = None
+        st.guards = ExperimentGuards(st.spec.kill_switch) if st.spec.kill_switch.enabled else None
+        st.requests, st.errors = [0, 0], [0, 0]
+        st.manual, st.reason = None, "re-armed through the admin API"
+        self.refresh()
+        self.on_rearm(st)
+        return None
+
+    def restore_tripped(self, tripped: dict[str, dict[str, Any]]) -> None:
+        """Mark experiments tripped in an earlier run as tripped again (names no longer in the policy wait)."""
+        for name, info in tripped.items():
+            st = self.states.get(name)
+            if st is not None and st.tripped is None:
+                st.tripped = info
+                st.reason = f"kill switch tripped ({info.get('guard', '?')}) in an earlier run; re-arm to resume"
+        self.refresh()
+
+    def tripped_state(self) -> dict[str, dict[str, Any]]:
+        return {name: st.tripped for name, st in self.states.items() if st.tripped is not None}
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        tripped = GaugeMetricFamily("mlchaos_killswitch_tripped", "1 once the experiment's kill switch has "
+                                    "tripped, until it is re-armed.", labels=["experiment"])
+        evalue = GaugeMetricFamily("mlchaos_killswitch_evalue", "Evidence against 'no harm' of each guard; "
+                                   "trips at 1/alpha.", labels=["experiment", "guard"])
+        for name, st in list(self.states.items()):
+            tripped.add_metric([name], 1.0 if st.tripped is not None else 0.0)
+            if st.guards is not None:
+                for guard, value in st.guards.e_values().items():
+                    evalue.add_metric([name, guard], value)
+        return [tripped, evalue]
+
     def _why_off(self, st: ExperimentState, now: datetime) -> str:
         if self.policy is not None and self.policy.halted:
             return "policy halted"
@@ -220,6 +306,8 @@ class Experiments:
         if others + st.chaos_buckets > self.max_blast_buckets:
             return (f"starting it would put {(others + st.chaos_buckets) * 100 / BUCKETS:g}% of traffic in "
                     f"chaos, over max_blast_radius {self.max_blast_buckets * 100 / BUCKETS:g}%")
+        if st.tripped is not None:
+            return "its kill switch has tripped: re-arm it first (POST /experiments/NAME/rearm)"
         if not _in_schedule(st.spec.schedule, datetime.now(UTC)):
             return "outside its schedule (start, end or daily windows)"
         st.manual, st.reason = "started", "started through the admin API"

@@ -145,6 +145,9 @@ class Metrics:
         self.experiment_active = Gauge(
             "mlchaos_experiment_active", "1 while the experiment routes chaos and control traffic.",
             ["experiment"], registry=r)
+        self.killswitch_trips: Family[Count] = Family(
+            "mlchaos_killswitch_trips", "Kill switch trips, by experiment and the guard that tripped.",
+            ["experiment", "guard"], r)
         self.reloads = Counter(
             "mlchaos_policy_reloads", "Policy loads, by result (ok, invalid).", ["result"], registry=r)
         self.connections = Gauge(
@@ -167,6 +170,8 @@ class Metrics:
             _remove(self.upstream_duration, experiment, cohort)
         for fault in faults:
             _remove(self.faults, experiment, fault)
+        for guard in ("errors", "latency", "seatbelt", "evaluation"):
+            _remove(self.killswitch_trips, experiment, guard)
         _remove(self.experiment_active, experiment)
 
 

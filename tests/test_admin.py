@@ -78,7 +78,9 @@ async def test_metrics_are_served_as_prometheus_text(upstream, start_sidecar) ->
 async def test_get_experiments_describes_each_experiment_and_counts_its_traffic(upstream, start_sidecar) -> None:
     policy = policy_from(upstream.url, {"max_blast_radius": 20, "experiments": [
         {"name": "wide", "chaos": 20, "control": 20, "reveal": {"cohort": True},
-         "match": {"method": "GET"}, "faults": [{"type": "abort", "status": 500}]}]})
+         "match": {"method": "GET"}, "faults": [{"type": "abort", "status": 500}],
+         # Off, or the guards would stop this deliberately broken experiment partway through.
+         "kill_switch": {"enabled": False}}]})
     sc = await start_sidecar(policy)
     seen: Counter[str] = Counter()
     async with aiohttp.ClientSession() as s:
@@ -95,6 +97,7 @@ async def test_get_experiments_describes_each_experiment_and_counts_its_traffic(
         "requests": {"chaos": seen["chaos"], "control": seen["control"]},
         "errors": {"chaos": seen["chaos"], "control": 0},
         "faults_injected": seen["chaos"],
+        "kill_switch": {"enabled": False, "tripped": None, "guards": {}},
     }
     assert seen["chaos"] > 0 and seen["control"] > 0
 

@@ -24,6 +24,7 @@ FAULT_TYPES = {"abort", "drop", "delay", "stall", "throttle", "fallback"}
 ERROR_KINDS = {"malformed_request", "body_too_large", "headers_too_large", "upstream_connect", "upstream_reset",
                "upstream_timeout", "upstream_bad_response", "client_disconnect", "client_timeout",
                "upstream_stale_retry", "internal"}
+GUARDS = {"errors", "latency", "seatbelt", "evaluation"}
 
 
 async def raw_exchange(port: int, data: bytes, timeout: float = 3.0) -> bytes:
@@ -125,7 +126,7 @@ async def test_label_values_come_only_from_the_policy_and_fixed_lists(upstream, 
     text = await scrape(sc.admin_port)
     allowed = {
         "experiment": {"", "exp-a", "exp-b"}, "cohort": COHORTS, "code": CODES, "fault": FAULT_TYPES,
-        "kind": ERROR_KINDS, "result": {"ok", "invalid"}, "version": {proxy.__version__},
+        "kind": ERROR_KINDS, "result": {"ok", "invalid"}, "version": {proxy.__version__}, "guard": GUARDS,
     }
     seen: dict[str, set[str]] = {}
     for name, labels, _ in samples(text):

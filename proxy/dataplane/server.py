@@ -433,6 +433,12 @@ class Exchange:
             self.task.cancel()
         if self.status:
             self.record()
+        elif self.st is not None:
+            # Gone before an answer: for the guards, a failed request of its cohort.
+            self.recorded = True
+            tripped = self.st.observe(self.cohort, DROPPED, self.loop.time() - self.t0)
+            if tripped is not None:
+                self.plane.experiments.trip(self.st, tripped)
 
     # -- answering without the upstream
     def local_reply(self, reply: Reply) -> None:
@@ -463,9 +469,9 @@ class Exchange:
             self.plane.metrics.untouched.count(self.status, seconds)
             return
         st.cohort_metrics[self.cohort].count(self.status, seconds)
-        st.requests[self.cohort] += 1
-        if self.status >= 500 or self.status == DROPPED:
-            st.errors[self.cohort] += 1
+        tripped = st.observe(self.cohort, self.status, seconds)
+        if tripped is not None:
+            self.plane.experiments.trip(st, tripped)
 
 
 class ClientConnection(asyncio.Protocol):

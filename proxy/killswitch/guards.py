@@ -1,0 +1,74 @@
+"""The guards of one experiment, fed by the data plane with every finished request of its two cohorts.
+
+Each guard is an anytime-valid test (``CountGuard``) or an absolute limit (``Seatbelt``); the first that
+trips stops the experiment. Evaluation errors trip too: a kill switch that cannot judge fails closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..policy.model import KillSwitch
+from .seatbelt import Seatbelt
+from .sequential import CountGuard
+
+__all__ = ["GUARD_NAMES", "ExperimentGuards", "is_error"]
+
+GUARD_NAMES = ("errors", "latency", "seatbelt", "evaluation")
+
+
+def is_error(status: int, include_4xx: bool) -> bool:
+    """5xx answers and connections closed without one (status 0) are errors; 4xx only when asked."""
+    return status >= 500 or status < 100 or (include_4xx and 400 <= status < 500)
+
+
+class ExperimentGuards:
+    __slots__ = ("belt", "errors", "include_4xx", "latency", "slo", "spec", "trip_reason", "tripped_guard")
+
+    def __init__(self, spec: KillSwitch) -> None:
+        self.spec = spec
+        self.include_4xx = spec.include_4xx
+        self.errors = CountGuard(spec.alpha) if spec.errors else None
+        self.slo = spec.latency_slo
+        self.latency = CountGuard(spec.alpha) if spec.latency_slo is not None else None
+        self.belt = Seatbelt(max_rate=spec.seatbelt_max_error_rate, min_requests=spec.seatbelt_min_requests) \
+            if spec.seatbelt else None
+        self.tripped_guard: str | None = None
+        self.trip_reason = ""
+
+    def observe(self, chaos: bool, status: int, seconds: float) -> str | None:
+        """Feed one finished request; returns the guard's name the first time one trips."""
+        if self.tripped_guard is not None:
+            return None
+        try:
+            bad = is_error(status, self.include_4xx)
+            if self.errors is not None and self.errors.observe(chaos, bad):
+                return self._trip("errors", "the chaos cohort has more errors than control")
+            if self.latency is not None and self.latency.observe(chaos, seconds > self.slo):  # type: ignore[operator]
+                return self._trip("latency", f"the chaos cohort has more requests slower than {self.slo:g}s")
+            if self.belt is not None and chaos and self.belt.observe(True, bad):
+                return self._trip("seatbelt", f"the chaos cohort's error rate is above "
+                                              f"{self.spec.seatbelt_max_error_rate:g}")
+        except Exception as exc:
+            return self._trip("evaluation", f"guard evaluation failed: {exc!r}")
+        return None
+
+    def _trip(self, guard: str, reason: str) -> str:
+        self.tripped_guard, self.trip_reason = guard, reason
+        return guard
+
+    def e_values(self) -> dict[str, float]:
+        out = {}
+        if self.errors is not None:
+            out["errors"] = self.errors.e_value
+        if self.latency is not None:
+            out["latency"] = self.latency.e_value
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        guards: dict[str, Any] = {}
+        for name, guard in (("errors", self.errors), ("latency", self.latency), ("seatbelt", self.belt)):
+            if guard is not None:
+                guards[name] = {**guard.snapshot(), "threshold": 1 / self.spec.alpha if name != "seatbelt"
+                                else self.spec.seatbelt_max_error_rate}
+        return guards

@@ -61,10 +61,12 @@ class UpstreamTimeout(ProxyError):
 CLIENT_DISCONNECT = "client_disconnect"
 CLIENT_TIMEOUT = "client_timeout"
 UPSTREAM_STALE_RETRY = "upstream_stale_retry"
+# A response a fault or an observer wanted to inspect was over limits.inspect_body_bytes: sent untouched.
+RESPONSE_TOO_LARGE = "response_over_inspect_limit"
 ERROR_KINDS = (
     "malformed_request", "body_too_large", "headers_too_large", "upstream_bad_response",
     "upstream_connect", "upstream_reset", "upstream_timeout", "internal",
-    CLIENT_DISCONNECT, CLIENT_TIMEOUT, UPSTREAM_STALE_RETRY,
+    CLIENT_DISCONNECT, CLIENT_TIMEOUT, UPSTREAM_STALE_RETRY, RESPONSE_TOO_LARGE,
 )
 
 

@@ -12,6 +12,7 @@ client as it arrives.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import struct
@@ -25,6 +26,7 @@ from ..cohort import CHAOS, COHORTS, NONE
 from ..errors import (
     CLIENT_DISCONNECT,
     CLIENT_TIMEOUT,
+    RESPONSE_TOO_LARGE,
     UPSTREAM_STALE_RETRY,
     BadRequest,
     BodyTooLarge,
@@ -34,7 +36,7 @@ from ..errors import (
     UpstreamTimeout,
     error_response,
 )
-from ..faults.base import Drop, Reply
+from ..faults.base import Drop, Reply, ResponseHook, ResponseView
 from .http import CONTINUE, HOP_BY_HOP, LAST_CHUNK, chunk, connection_tokens, status_line
 from .request import Request
 from .upstream import UpstreamConnection, UpstreamPool
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientConnection"]
 
 _rand = random.random
+log = logging.getLogger("mlchaos")
 # Request headers the proxy handles itself instead of forwarding as they came.
 _SPECIAL = frozenset({
     b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
@@ -66,7 +69,7 @@ class Exchange:
         "applied", "client", "close_delimited", "cohort", "finished", "head_received", "keep_alive", "loop",
         "payload", "plane", "pool", "recorded", "relay", "req", "retried", "reused", "rx", "rx_at", "rx_seen",
         "st", "status", "t0", "t_up", "task", "throttle_bps", "to_chunk", "upstream", "upstream_done",
-        "upstream_keep", "upstream_name", "waiting",
+        "upstream_keep", "upstream_name", "waiting", "hooks", "held",
     )
 
     def __init__(self, client: ClientConnection, req: Request, st: ExperimentState | None, cohort: int) -> None:
@@ -100,6 +103,9 @@ class Exchange:
         self.rx = 0
         self.rx_seen = 0
         self.relay: deque[bytes] | None = None
+        # Response hooks of faults (and observers); with any, the response is held until complete.
+        self.hooks: list[ResponseHook] | None = None
+        self.held: tuple[ResponseView, list[bytes]] | None = None
 
     # -- FaultContext
     @property
@@ -112,6 +118,34 @@ class Exchange:
 
     def header(self, name: bytes) -> bytes | None:
         return self.req.header(name)
+
+    def request_body(self) -> bytes | None:
+        body = self.req.body
+        if self.req.streamed or not body.done:
+            return None
+        data = body.take() if body.chunks else b""
+        body.chunks.append(data)
+        return data
+
+    def replace_request_body(self, data: bytes) -> None:
+        req = self.req
+        if req.streamed:
+            raise ValueError("a streamed request body cannot be replaced")
+        req.body.chunks.clear()
+        req.body.chunks.append(data)
+        if req.content_length is None:
+            req.content_length = len(data)  # a body where there was none needs a length upstream
+
+    def set_target(self, target: str) -> None:
+        if not target.startswith("/"):
+            raise ValueError(f"a request target starts with '/': {target!r}")
+        self.req.url = target.encode("latin-1")
+        self.req._path = self.req._query = None
+
+    def on_response(self, hook: ResponseHook) -> None:
+        if self.hooks is None:
+            self.hooks = []
+        self.hooks.append(hook)
 
     # -- start
     def start(self) -> None:
@@ -283,11 +317,26 @@ class Exchange:
         now = self.loop.time()
         self.head_received = True
         self.status = status
+        self.rx_at = now
         req = self.req
         if self.st is not None:
             self.st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
+        if self.hooks is not None and req.method != "HEAD" and status not in _NO_BODY_STATUS:
+            self.held = (ResponseView(status, list(headers), b""), [])
+            return
+        self.client.wbuf.append(self._head(status, headers, None))
+        if req.method == "HEAD":
+            # llhttp cannot be told that a HEAD response has no body: end here, don't reuse the socket.
+            up, self.upstream = self.upstream, None
+            if up is not None:
+                up.close()
+            self.on_complete(False)
+
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None) -> bytes:
+        """The response head for this client; ``length`` replaces the upstream's framing when given."""
+        req = self.req
         out = [status_line(status)]
-        has_length = False
+        has_length = length is not None
         drop: frozenset[bytes] | None = None
         for name, value in headers:
             lname = name.lower()
@@ -297,10 +346,14 @@ class Exchange:
                     drop = connection_tokens(value)
                 continue
             if lname == b"content-length":
+                if length is not None:
+                    continue
                 has_length = True
             out.append(name + b": " + value + b"\r\n")
         if drop and drop - _PLAIN_CONNECTION:
             out = [out[0]] + [ln for ln in out[1:] if ln.split(b":", 1)[0].lower() not in drop]
+        if length is not None:
+            out.append(b"content-length: %d\r\n" % length)
         no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
         if not no_body and not has_length:
             if req.version == "1.1":
@@ -318,14 +371,41 @@ class Exchange:
         if self.st is not None:
             out.extend(self._reveal())
         out.append(b"\r\n")
-        self.rx_at = now
-        self.client.wbuf.append(b"".join(out))
-        if req.method == "HEAD":
-            # llhttp cannot be told that a HEAD response has no body: end here, don't reuse the socket.
-            up, self.upstream = self.upstream, None
-            if up is not None:
-                up.close()
-            self.on_complete(False)
+        return b"".join(out)
+
+    def _release_held(self) -> None:
+        """The held response grew past the inspection limit: send it on as it came, hooks skipped."""
+        assert self.held is not None
+        view, chunks = self.held
+        self.held = None
+        self.plane.metrics.errors[RESPONSE_TOO_LARGE].value += 1
+        self.client.wbuf.append(self._head(view.status, view.headers, None))
+        for data in chunks:
+            self._emit(data)
+
+    def _finish_held(self) -> None:
+        assert self.held is not None and self.hooks is not None
+        view, chunks = self.held
+        self.held = None
+        view.body = b"".join(chunks)
+        for hook in self.hooks:
+            try:
+                hook(view)
+            except Exception:  # a hook never fails the request: the response goes on as it came
+                self.plane.metrics.errors["internal"].value += 1
+                log.exception("response hook failed; the response is sent as it is")
+        self.status = view.status
+        self.client.wbuf.append(self._head(view.status, view.headers, len(view.body)))
+        self._emit(view.body)
+
+    def _emit(self, data: bytes) -> None:
+        relay = self.relay
+        if relay is None:
+            self.client.wbuf.append(chunk(data) if self.to_chunk else data)
+        else:
+            relay.append(data)
+            if self.upstream is not None and sum(map(len, relay)) > 262144:
+                self.upstream.pause_reading()
 
     def _reveal(self) -> list[bytes]:
         assert self.st is not None
@@ -339,6 +419,12 @@ class Exchange:
 
     def on_body(self, data: bytes) -> None:
         self.rx += 1
+        held = self.held
+        if held is not None:
+            held[1].append(data)
+            if sum(map(len, held[1])) > self.plane.limits.inspect_body_bytes:
+                self._release_held()
+            return
         relay = self.relay
         if relay is None:
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)
@@ -349,6 +435,8 @@ class Exchange:
 
     def on_complete(self, keep_alive: bool) -> None:
         self.waiting = False
+        if self.held is not None:
+            self._finish_held()
         if self.relay is not None:
             self.upstream_done, self.upstream_keep = True, keep_alive  # the throttled drain finishes
             return

@@ -11,16 +11,18 @@ from ..policy.errors import Errors
 from ..policy.fields import fields_schema, read_fields
 from .abort import Abort
 from .base import COMMON_FIELDS, Drop, Fault, FaultContext, Outcome, Reply
+from .corrupt_response import CorruptResponse
 from .delay import Delay
 from .drop import DropConnection
 from .fallback import Fallback
 from .stall import Stall
+from .status import Status
 from .throttle import Throttle
 
 __all__ = ["FAULTS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "fault_schemas", "parse_fault"]
 
 FAULTS: dict[str, type[Fault]] = {
-    cls.type: cls for cls in (Abort, DropConnection, Delay, Stall, Throttle, Fallback)
+    cls.type: cls for cls in (Abort, DropConnection, Delay, Stall, Throttle, Fallback, Status, CorruptResponse)
 }
 
 

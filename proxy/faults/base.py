@@ -7,13 +7,14 @@ is the small surface of ``FaultContext``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self
 
 from ..policy.errors import Errors
 from ..policy.fields import Field
 
-__all__ = ["COMMON_FIELDS", "Drop", "Fault", "FaultContext", "Outcome", "Reply"]
+__all__ = ["COMMON_FIELDS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "ResponseHook", "ResponseView"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,34 @@ class Drop:
 Outcome = Reply | Drop | None
 
 
+@dataclass(slots=True)
+class ResponseView:
+    """A complete upstream response held in memory (at most ``limits.inspect_body_bytes``) so that a
+    fault or an observer can read or change it before the client sees it. Framing headers are the
+    proxy's business: Content-Length is set from ``body`` when the response is sent."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        lname = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lname:
+                return v
+        return None
+
+    def set_header(self, name: bytes, value: bytes | None) -> None:
+        """Replace every ``name`` header (any case) by one with ``value``; ``None`` removes them."""
+        lname = name.lower()
+        self.headers = [(n, v) for n, v in self.headers if n.lower() != lname]
+        if value is not None:
+            self.headers.append((name, value))
+
+
+ResponseHook = Callable[[ResponseView], None]
+
+
 class FaultContext(Protocol):
     """What a fault can read and change about the request it acts on."""
 
@@ -51,6 +80,23 @@ class FaultContext(Protocol):
     throttle_bps: float | None
 
     def header(self, name: bytes) -> bytes | None: ...
+
+    def request_body(self) -> bytes | None:
+        """The whole request body when held in memory; None when it streams (over the inspection limit)."""
+        ...
+
+    def replace_request_body(self, body: bytes) -> None:
+        """Send this body upstream instead; Content-Length follows."""
+        ...
+
+    def set_target(self, target: str) -> None:
+        """Send the request to this path (and query) instead, on the same upstream."""
+        ...
+
+    def on_response(self, hook: ResponseHook) -> None:
+        """Call ``hook`` with the complete response before the client gets it (bodies over the inspection
+        limit stream through untouched instead)."""
+        ...
 
 
 COMMON_FIELDS: tuple[Field, ...] = (

@@ -12,7 +12,7 @@ DEB_TEST := curl
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,ecosystem]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -21,7 +21,8 @@ def experiment_verdict(st: ExperimentState) -> dict[str, Any]:
     rate_chaos = st.errors[CHAOS] / n_chaos if n_chaos else 0.0
     rate_control = st.errors[CONTROL] / n_control if n_control else 0.0
     if st.tripped is not None:
-        verdict, reason = "fail", st.reason
+        # The trip's own reason: a stop or halt afterwards changes st.reason, not why it failed.
+        verdict, reason = "fail", f"kill switch tripped ({st.tripped.get('guard')}): {st.tripped.get('reason')}"
     elif n_chaos < st.spec.kill_switch.min_requests:
         verdict = "inconclusive"
         reason = f"{n_chaos} chaos requests so far; the verdict needs {st.spec.kill_switch.min_requests}"

@@ -35,6 +35,7 @@ from .model import (
     KillSwitch,
     Limits,
     Match,
+    PayloadSpec,
     Policy,
     Reveal,
     Schedule,
@@ -256,6 +257,23 @@ WEBHOOK_FIELDS: tuple[Field, ...] = (
     _positive_duration("timeout", 2.0, "Give up on the webhook after this long."),
 )
 
+PAYLOAD_FORMATS = ("auto", "v2", "v1", "mlflow", "generic")
+
+PAYLOAD_FIELDS: tuple[Field, ...] = (
+    Field("format", "choice", default="auto", choices=PAYLOAD_FORMATS,
+          help="auto detects from path and body; v2 (Open Inference Protocol), v1 (KServe V1 / TF Serving), "
+               "mlflow (/invocations) or generic (JSON pointers below)."),
+    Field("features", "string_list", default=None,
+          help="Feature names for layouts that carry none (V2 matrix, V1 list rows, MLflow instances)."),
+    Field("features_pointer", "string", default=None, schema={"type": "string", "pattern": "^(/.*)?$"},
+          help="generic: RFC 6901 pointer to the rows or columns of features."),
+    Field("predictions_pointer", "string", default=None, schema={"type": "string", "pattern": "^(/.*)?$"},
+          help="generic: RFC 6901 pointer to the predictions."),
+    Field("output", "string", default=None, help="The output that holds the predictions when there are several."),
+    Field("nan_token", "bool", default=False,
+          help="Write missing values as the bare NaN token instead of null (MLServer and KServe V1 reject it)."),
+)
+
 EXPERIMENT_FIELDS: tuple[Field, ...] = (
     Field("name", "string", schema=_pattern(EXPERIMENT_NAME_RE), help="Unique name."),
     _bounded(Field("chaos", "percent", minimum=0.01,
@@ -273,6 +291,8 @@ EXPERIMENT_FIELDS: tuple[Field, ...] = (
           help="Tell clients about faults and cohorts in response headers."),
     Field("kill_switch", "mapping", default=None, schema=_ref("kill_switch"),
           help="Stop the experiment when chaos is measurably worse than control (on by default)."),
+    Field("payload", "mapping", default=None, schema=_ref("payload"),
+          help="How to read inference payloads: format and feature names."),
 )
 
 POLICY_FIELDS: tuple[Field, ...] = (
@@ -616,12 +636,33 @@ def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) ->
     schedule = _schedule(values.get("schedule"), f"{path}.schedule", errors)
     reveal = Reveal(**_read(REVEAL_FIELDS, values.get("reveal"), f"{path}.reveal", errors))
     kill_switch = _kill_switch(values.get("kill_switch"), f"{path}.kill_switch", errors)
+    payload = _payload(values.get("payload"), f"{path}.payload", errors)
     if len(errors.problems) > before or name is None or chaos is None or control is None:
         return share, None
     return share, Experiment(
         name=name, chaos_buckets=chaos, control_buckets=control, sticky_key=sticky_key, match=match,
         faults=faults, schedule=schedule, enabled=values["enabled"], reveal=reveal, kill_switch=kill_switch,
+        payload=payload,
     )
+
+
+def _payload(raw: object, path: str, errors: Errors) -> PayloadSpec:
+    if raw is None:
+        return PayloadSpec()
+    values = _read(PAYLOAD_FIELDS, raw, path, errors)
+    fmt = values.get("format", "auto")
+    if fmt == "generic" and not values.get("features_pointer") and not values.get("predictions_pointer"):
+        errors.add(f"{path}.format", "generic needs features_pointer or predictions_pointer")
+    for key in ("features_pointer", "predictions_pointer"):
+        pointer = values.get(key)
+        if pointer is not None and pointer != "" and not pointer.startswith("/"):
+            errors.add(f"{path}.{key}", f"a JSON pointer starts with '/': {_show(pointer)}")
+    names = values.get("features") or ()
+    if len(set(names)) != len(names):
+        errors.add(f"{path}.features", "feature names must be unique")
+    return PayloadSpec(format=fmt, features=tuple(names), features_pointer=values.get("features_pointer"),
+                       predictions_pointer=values.get("predictions_pointer"), output=values.get("output"),
+                       nan_token=values.get("nan_token", False))
 
 
 def _kill_switch(raw: object, path: str, errors: Errors) -> KillSwitch:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUCKETS", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "KillSwitch", "Limits", "Match",
-    "Policy", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "Webhook",
+    "PayloadSpec", "Policy", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "Webhook",
 ]
 
 # Cohorts are assigned by hashing into this many buckets: one bucket is 0.01% of traffic.
@@ -106,6 +106,23 @@ class Reveal:
 
 
 @dataclass(frozen=True, slots=True)
+class PayloadSpec:
+    """How to read an experiment's inference payloads (for feature and prediction faults and metrics)."""
+
+    # auto detects from the path and body; or one of the adapters: v2, v1, mlflow, generic.
+    format: str = "auto"
+    # Feature names for layouts that carry none (V2 matrix, V1 list rows, MLflow instances).
+    features: tuple[str, ...] = ()
+    # generic: RFC 6901 pointers to the features and the predictions.
+    features_pointer: str | None = None
+    predictions_pointer: str | None = None
+    # Which output holds the predictions when there are several.
+    output: str | None = None
+    # Write NaN as the bare NaN token instead of null (MLServer and KServe V1 reject the token).
+    nan_token: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class KillSwitch:
     """Guards comparing chaos against control; on by default, off only when the policy says so."""
 
@@ -141,6 +158,7 @@ class Experiment:
     enabled: bool = True
     reveal: Reveal = Reveal()
     kill_switch: KillSwitch = KillSwitch()
+    payload: PayloadSpec = PayloadSpec()
 
     @property
     def chaos_percent(self) -> float:

@@ -20,6 +20,7 @@ from .loader import (
     LATENCY_GUARD_FIELDS,
     LIMITS_FIELDS,
     MATCH_FIELDS,
+    PAYLOAD_FIELDS,
     POLICY_FIELDS,
     REVEAL_FIELDS,
     SCHEDULE_FIELDS,
@@ -47,6 +48,7 @@ _DEFS: dict[str, tuple[Field, ...]] = {
     "latency_guard": LATENCY_GUARD_FIELDS,
     "seatbelt": SEATBELT_FIELDS,
     "webhook": WEBHOOK_FIELDS,
+    "payload": PAYLOAD_FIELDS,
 }
 
 

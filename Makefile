@@ -4,7 +4,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# Debian packages the tests use as real peers: curl as a client.
+# Debian packages the tests use as real peers: curl as a client (Prometheus comes from its own script,
+# which keeps Debian's service from starting).
 DEB_TEST := curl
 
 .PHONY: venv demo test test-fast lint bench system-deps clean
@@ -19,6 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 system-deps:
+	bash scripts/install-prometheus.sh
 	@missing=""; for p in $(DEB_TEST); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

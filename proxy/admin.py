@@ -141,8 +141,10 @@ async def _flagger_verdict(request: web.Request) -> tuple[dict[str, Any], dict[s
     meta = body.get("metadata")
     if not isinstance(meta, dict):
         meta = {}
-    name = meta.get("experiment") or request.query.get("experiment")
-    verdict = overall_verdict(request.app[SIDECAR].experiments, name if isinstance(name, str) else None)
+    name = meta.get("experiment") if "experiment" in meta else request.query.get("experiment")
+    if name is not None and not isinstance(name, str):
+        name = str(name)  # a number is a name too; it will not match one of ours
+    verdict = overall_verdict(request.app[SIDECAR].experiments, name)
     if verdict is None:
         verdict = {"verdict": "inconclusive", "tripped": False, "reason": f"no experiment named {name!r}"}
     return body, verdict

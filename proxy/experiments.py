@@ -16,9 +16,10 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .cohort import CHAOS, CONTROL, NONE, bucket_of, random_bucket, sticky_value
+from .cohort import CHAOS, COHORTS, CONTROL, NONE, bucket_of, random_bucket, sticky_value
+from .dataplane.payload import adapter_options
 from .dataplane.request import Request
-from .killswitch.guards import GUARD_NAMES, ExperimentGuards
+from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from .metrics import CohortMetrics, Count, Metrics
 from .policy.model import BUCKETS, Experiment, Policy, Schedule
 
@@ -32,6 +33,8 @@ class ExperimentState:
         "guards",
         "tripped",
         "trip_counters",
+        "adapter_options",
+        "unparsed",
         "bounds",
         "chaos_buckets",
         "cohort_metrics",
@@ -68,6 +71,10 @@ class ExperimentState:
         # Why and when the kill switch tripped; it stays until re-armed, across reloads and restarts.
         self.tripped: dict[str, Any] | None = None
         self.trip_counters: dict[str, Count] = {g: metrics.killswitch_trips.labels(spec.name, g) for g in GUARD_NAMES}
+        self.adapter_options = adapter_options(spec.payload)
+        # Per cohort (chaos, control): payloads that could not be read, by direction.
+        self.unparsed = tuple({d: metrics.payload_unparsed.labels(spec.name, COHORTS[c], d)
+                               for d in ("request", "response")} for c in (CHAOS, CONTROL))
 
     def adopt(self, prev: ExperimentState) -> None:
         """Carry run-time state over a reload that kept this experiment."""
@@ -81,7 +88,7 @@ class ExperimentState:
     def observe(self, cohort: int, status: int, seconds: float) -> str | None:
         """Count one finished request of a cohort; returns a guard's name when it trips."""
         self.requests[cohort] += 1
-        if status >= 500 or status < 100:
+        if is_error(status, self.spec.kill_switch.include_4xx):
             self.errors[cohort] += 1
         guards = self.guards
         return guards.observe(cohort == CHAOS, status, seconds) if guards is not None else None
@@ -167,6 +174,9 @@ class Experiments(Collector):
         self.max_blast_buckets = 500
         # Set by POST /halt: nothing runs again until an experiment is started by name, reloads included.
         self.halted: str | None = None
+        # Trips of experiments the running policy does not have: they return tripped if a reload brings
+        # them back, and stay in the state file meanwhile.
+        self.dormant_trips: dict[str, dict[str, Any]] = {}
 
     def apply_policy(self, policy: Policy, override_token: bytes | None) -> None:
         old = self.states
@@ -179,6 +189,13 @@ class Experiments(Collector):
         for name, prev in old.items():
             if name not in states:
                 self.metrics.forget_experiment(name, {f.type for f in prev.spec.faults})
+                if prev.tripped is not None:
+                    self.dormant_trips[name] = prev.tripped
+        for name, st in states.items():
+            trip = self.dormant_trips.pop(name, None) if st.tripped is None else None
+            if trip is not None:
+                st.tripped = trip
+                st.reason = f"kill switch tripped ({trip.get('guard', '?')}) before; re-arm to resume"
         self.policy, self.states = policy, states
         self.override_token = override_token if policy.cohort_override.enabled else None
         self.max_blast_buckets = policy.max_blast_radius_buckets
@@ -262,16 +279,20 @@ class Experiments(Collector):
         return None
 
     def restore_tripped(self, tripped: dict[str, dict[str, Any]]) -> None:
-        """Mark experiments tripped in an earlier run as tripped again (names no longer in the policy wait)."""
+        """Mark experiments tripped in an earlier run as tripped again; names the policy lacks wait, dormant."""
         for name, info in tripped.items():
             st = self.states.get(name)
-            if st is not None and st.tripped is None:
+            if st is None:
+                self.dormant_trips[name] = info
+            elif st.tripped is None:
                 st.tripped = info
                 st.reason = f"kill switch tripped ({info.get('guard', '?')}) in an earlier run; re-arm to resume"
         self.refresh()
 
     def tripped_state(self) -> dict[str, dict[str, Any]]:
-        return {name: st.tripped for name, st in self.states.items() if st.tripped is not None}
+        """Every remembered trip, dormant ones included: what the state file holds."""
+        live = {name: st.tripped for name, st in self.states.items() if st.tripped is not None}
+        return {**self.dormant_trips, **live}
 
     def describe(self) -> list[Metric]:
         return []

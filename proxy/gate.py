@@ -23,6 +23,9 @@ def experiment_verdict(st: ExperimentState) -> dict[str, Any]:
     if st.tripped is not None:
         # The trip's own reason: a stop or halt afterwards changes st.reason, not why it failed.
         verdict, reason = "fail", f"kill switch tripped ({st.tripped.get('guard')}): {st.tripped.get('reason')}"
+    elif st.guards is None:
+        # No guard judges this experiment, so nothing can say it passed.
+        verdict, reason = "inconclusive", "the experiment's kill switch is disabled: no guard judges it"
     elif n_chaos < st.spec.kill_switch.min_requests:
         verdict = "inconclusive"
         reason = f"{n_chaos} chaos requests so far; the verdict needs {st.spec.kill_switch.min_requests}"

@@ -148,6 +148,9 @@ class Metrics:
         self.killswitch_trips: Family[Count] = Family(
             "mlchaos_killswitch_trips", "Kill switch trips, by experiment and the guard that tripped.",
             ["experiment", "guard"], r)
+        self.payload_unparsed: Family[Count] = Family(
+            "mlchaos_payload_unparsed", "Inference payloads mlchaos could not read and let through untouched, "
+            "by experiment, cohort and direction (request, response).", ["experiment", "cohort", "direction"], r)
         self.reloads = Counter(
             "mlchaos_policy_reloads", "Policy loads, by result (ok, invalid).", ["result"], registry=r)
         self.connections = Gauge(
@@ -172,6 +175,9 @@ class Metrics:
             _remove(self.faults, experiment, fault)
         for guard in ("errors", "latency", "seatbelt", "evaluation"):
             _remove(self.killswitch_trips, experiment, guard)
+        for cohort in COHORTS[:2]:
+            for direction in ("request", "response"):
+                _remove(self.payload_unparsed, experiment, cohort, direction)
         _remove(self.experiment_active, experiment)
 
 

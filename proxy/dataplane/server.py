@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from .. import _tasks
-from ..cohort import CHAOS, COHORTS, NONE
+from ..cohort import CHAOS, COHORTS, NONE, sticky_value
 from ..errors import (
     CLIENT_DISCONNECT,
     CLIENT_TIMEOUT,
@@ -38,6 +38,7 @@ from ..errors import (
 )
 from ..faults.base import Drop, Reply, ResponseHook, ResponseView
 from .http import CONTINUE, HOP_BY_HOP, LAST_CHUNK, chunk, connection_tokens, status_line
+from .payload import RequestPayload
 from .request import Request
 from .upstream import UpstreamConnection, UpstreamPool
 
@@ -67,9 +68,9 @@ class Exchange:
 
     __slots__ = (
         "applied", "client", "close_delimited", "cohort", "finished", "head_received", "keep_alive", "loop",
-        "payload", "plane", "pool", "recorded", "relay", "req", "retried", "reused", "rx", "rx_at", "rx_seen",
+        "outbound", "plane", "pool", "recorded", "relay", "req", "retried", "reused", "rx", "rx_at", "rx_seen",
         "st", "status", "t0", "t_up", "task", "throttle_bps", "to_chunk", "upstream", "upstream_done",
-        "upstream_keep", "upstream_name", "waiting", "hooks", "held",
+        "upstream_keep", "upstream_name", "waiting", "hooks", "held", "_payload",
     )
 
     def __init__(self, client: ClientConnection, req: Request, st: ExperimentState | None, cohort: int) -> None:
@@ -90,7 +91,7 @@ class Exchange:
         self.keep_alive = req.keep_alive
         self.upstream: UpstreamConnection | None = None
         self.pool: UpstreamPool | None = None
-        self.payload: bytes | None = None
+        self.outbound: bytes | None = None
         self.reused = False
         self.retried = False
         # True from sending to the upstream until its response ends or fails: deadlines apply.
@@ -106,6 +107,7 @@ class Exchange:
         # Response hooks of faults (and observers); with any, the response is held until complete.
         self.hooks: list[ResponseHook] | None = None
         self.held: tuple[ResponseView, list[bytes]] | None = None
+        self._payload: RequestPayload | None = None
 
     # -- FaultContext
     @property
@@ -141,6 +143,22 @@ class Exchange:
             raise ValueError(f"a request target starts with '/': {target!r}")
         self.req.url = target.encode("latin-1")
         self.req._path = self.req._query = None
+
+    def payload(self) -> RequestPayload:
+        """The request's payload, parsed on first use with the experiment's payload settings."""
+        if self._payload is None:
+            assert self.st is not None
+            self._payload = RequestPayload(self, self.st.spec.payload, self.st.adapter_options)
+        return self._payload
+
+    def sticky_value(self) -> bytes | None:
+        st = self.st
+        key = st.spec.sticky_key if st is not None else None
+        return sticky_value(key, self.req) if key is not None else None
+
+    def count_unparsed(self, direction: str) -> None:
+        if self.st is not None:
+            self.st.unparsed[self.cohort][direction].value += 1
 
     def on_response(self, hook: ResponseHook) -> None:
         if self.hooks is None:
@@ -219,19 +237,20 @@ class Exchange:
     # -- upstream
     def _send(self, pool: UpstreamPool, conn: UpstreamConnection, reused: bool) -> None:
         self.pool, self.upstream, self.reused = pool, conn, reused
-        payload = self.payload
-        if payload is None:
+        outbound = self.outbound
+        if outbound is None:
             req = self.req
             if req.streamed:
-                payload = self._upstream_head(pool, None)
+                outbound = self._upstream_head(pool, None)
             else:
                 body = req.body.take() if req.body.chunks else b""
                 framed = req.content_length is not None or req.chunked
-                payload = self._upstream_head(pool, len(body) if framed else None) + body
-            self.payload = payload
+                outbound = self._upstream_head(pool, len(body) if framed else None) + body
+            # Kept whole, so a stale pooled connection can be retried with the same bytes.
+            self.outbound = outbound
         self.t_up = self.rx_at = self.loop.time()
         self.waiting = True
-        conn.send(self, payload)
+        conn.send(self, outbound)
 
     def _upstream_head(self, pool: UpstreamPool, body_len: int | None) -> bytes:
         req = self.req

@@ -1,0 +1,77 @@
+"""Payloads of one exchange: parse the request's JSON once, let faults change its features, write it back.
+
+Only chaos requests of an experiment with payload faults come here; what cannot be parsed passes through
+untouched and is counted in ``mlchaos_payload_unparsed_total{experiment,cohort,direction}``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..payload import AdapterOptions, BaseAdapter, FeatureTable, Parsed, detect, dumps, get_adapter, loads
+from ..payload.adapters import binary_header_length
+from ..policy.model import PayloadSpec
+
+if TYPE_CHECKING:
+    from .server import Exchange
+
+__all__ = ["RequestPayload", "adapter_options"]
+
+# One generator for every payload fault of the process: which cells a fault picks is random, not sticky.
+RNG = np.random.default_rng()
+
+
+def adapter_options(spec: PayloadSpec) -> AdapterOptions:
+    return AdapterOptions(feature_names=spec.features, features_pointer=spec.features_pointer,
+                          predictions_pointer=spec.predictions_pointer, output=spec.output)
+
+
+class RequestPayload:
+    __slots__ = ("adapter", "ex", "options", "parsed", "spec", "tried")
+
+    def __init__(self, ex: Exchange, spec: PayloadSpec, options: AdapterOptions) -> None:
+        self.ex = ex
+        self.spec = spec
+        self.options = options
+        self.adapter: BaseAdapter | None = None
+        self.parsed: Parsed | None = None
+        self.tried = False
+
+    def table(self) -> FeatureTable | None:
+        """The request's feature table, or None (counted once) when the body is not a payload we read."""
+        if not self.tried:
+            self.tried = True
+            self.parsed = self._parse()
+            if self.parsed is None:
+                self.ex.count_unparsed("request")
+        return self.parsed.table if self.parsed is not None else None
+
+    def _parse(self) -> Parsed | None:
+        ex = self.ex
+        if binary_header_length(ex.req.headers) is not None:
+            return None  # the binary tensor extension passes through untouched
+        body = ex.request_body()
+        if not body:
+            return None
+        try:
+            doc = loads(body)
+        except ValueError:
+            return None
+        spec = self.spec
+        adapter = detect(ex.req.path, doc, options=self.options) if spec.format == "auto" \
+            else get_adapter(spec.format)
+        if adapter is None:
+            return None
+        self.adapter = adapter
+        return adapter.read(doc, self.options)
+
+    def commit(self, table: FeatureTable) -> None:
+        """Send ``table`` upstream in place of the request's features; every other field stays."""
+        assert self.parsed is not None and self.adapter is not None
+        doc: Any = self.adapter.write(self.parsed, table, self.options)
+        self.ex.replace_request_body(dumps(doc, nan_token=self.spec.nan_token))
+        parsed = self.adapter.read(doc, self.options)
+        if parsed is not None:
+            self.parsed = parsed  # the next fault of the request starts from what was sent

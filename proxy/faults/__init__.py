@@ -12,17 +12,34 @@ from ..policy.fields import fields_schema, read_fields
 from .abort import Abort
 from .base import COMMON_FIELDS, Drop, Fault, FaultContext, Outcome, Reply
 from .corrupt_response import CorruptResponse
+from .default import Default
 from .delay import Delay
 from .drop import DropConnection
+from .drop_feature import DropFeature
 from .fallback import Fallback
+from .nan import Nan
+from .out_of_range import OutOfRange
+from .rename_feature import RenameFeature
+from .reorder_features import ReorderFeatures
+from .shift import Shift
+from .stale import Stale
 from .stall import Stall
 from .status import Status
 from .throttle import Throttle
+from .truncate_batch import TruncateBatch
+from .type_swap import TypeSwap
 
 __all__ = ["FAULTS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "fault_schemas", "parse_fault"]
 
 FAULTS: dict[str, type[Fault]] = {
-    cls.type: cls for cls in (Abort, DropConnection, Delay, Stall, Throttle, Fallback, Status, CorruptResponse)
+    cls.type: cls for cls in (
+        # the request and the connection
+        Abort, DropConnection, Delay, Stall, Throttle, Fallback,
+        # the features inside the payload
+        Nan, OutOfRange, Shift, DropFeature, RenameFeature, ReorderFeatures, TypeSwap, Default, Stale, TruncateBatch,
+        # the response
+        Status, CorruptResponse,
+    )
 }
 
 

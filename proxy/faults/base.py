@@ -9,10 +9,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from ..policy.errors import Errors
 from ..policy.fields import Field
+
+if TYPE_CHECKING:
+    from ..dataplane.payload import RequestPayload
 
 __all__ = ["COMMON_FIELDS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "ResponseHook", "ResponseView"]
 
@@ -91,6 +94,14 @@ class FaultContext(Protocol):
 
     def set_target(self, target: str) -> None:
         """Send the request to this path (and query) instead, on the same upstream."""
+        ...
+
+    def payload(self) -> RequestPayload:
+        """The request's inference payload, parsed on first use per the experiment's payload settings."""
+        ...
+
+    def sticky_value(self) -> bytes | None:
+        """The request's value of the experiment's sticky key, if it has one."""
         ...
 
     def on_response(self, hook: ResponseHook) -> None:

@@ -1,0 +1,22 @@
+"""``drop_feature``: schema drift: the features disappear from the payload, as if a pipeline stopped writing them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..payload import FeatureTable, Mutation, mutate
+from ..policy.fields import Field
+from .base import FaultContext
+from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DropFeature(FeatureFault):
+    type: ClassVar[str] = "drop_feature"
+    HELP: ClassVar[str] = ("Schema drift: the features disappear from the payload, as if a pipeline stopped "
+                           "writing them.")
+    FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS
+
+    def mutate(self, table: FeatureTable, ctx: FaultContext) -> Mutation:
+        return mutate.drop_feature(table, features=self.features, fraction=self.fraction, rng=RNG)

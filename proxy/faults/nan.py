@@ -1,0 +1,22 @@
+"""``nan``: missing values, null by default (the NaN token when the experiment's payload.nan_token says so)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..payload import FeatureTable, Mutation, mutate
+from ..policy.fields import Field
+from .base import FaultContext
+from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nan(FeatureFault):
+    type: ClassVar[str] = "nan"
+    HELP: ClassVar[str] = ("Missing values: a fraction of the cells become null, or the NaN token with the "
+                           "experiment's payload.nan_token.")
+    FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS
+
+    def mutate(self, table: FeatureTable, ctx: FaultContext) -> Mutation:
+        return mutate.nan(table, features=self.features, fraction=self.fraction, rng=RNG)

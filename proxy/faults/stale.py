@@ -1,0 +1,46 @@
+"""``stale``: feature store lag: the values this same sticky key sent some requests or seconds ago."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from ..payload import FeatureTable, Mutation, StaleCache, mutate
+from ..policy.errors import Errors
+from ..policy.fields import Field
+from .base import FaultContext
+from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stale(FeatureFault):
+    type: ClassVar[str] = "stale"
+    HELP: ClassVar[str] = (
+        "Feature store lag: features take the values the same sticky key sent `age_requests` requests or "
+        "`age_seconds` ago, from an in-memory cache bounded by `memory`. Needs the experiment's sticky_key.")
+    FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS + (
+        Field("age_requests", "integer", default=None, minimum=1, help="How many requests back (1 = the last)."),
+        Field("age_seconds", "duration", default=None, help="At least this old."),
+        Field("memory", "size", default=8 * 1024 * 1024, minimum=1024,
+              help="Most memory the cache of past values may take."),
+    )
+
+    age_requests: int | None = None
+    age_seconds: float | None = None
+    memory: int = 8 * 1024 * 1024
+    cache: StaleCache = field(default_factory=lambda: StaleCache(8 * 1024 * 1024), compare=False, repr=False)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], path: str, errors: Errors) -> Self | None:
+        if values["age_requests"] is None and values["age_seconds"] is None:
+            values["age_requests"] = 1
+        return cls(**values, cache=StaleCache(values["memory"]))
+
+    def mutate(self, table: FeatureTable, ctx: FaultContext) -> Mutation:
+        key = ctx.sticky_value()
+        if key is None:
+            return Mutation(table, 0, False, "stale needs a sticky key to know whose values are old")
+        name = key.decode("latin-1")
+        rows = self.cache.get(name, age_seconds=self.age_seconds, age_requests=self.age_requests)
+        self.cache.put(name, table)  # what this key sends now is someone's stale value later
+        return mutate.stale(table, features=self.features, fraction=self.fraction, rng=RNG, rows=rows)

@@ -1,0 +1,364 @@
+"""The adapter contract, and the row/column shapes several formats share.
+
+An adapter turns an inference request into a ``FeatureTable`` and writes a changed table back, and reads
+predictions out of a response. It never raises on a payload it does not understand: ``read`` and
+``predictions`` return ``None`` (the caller passes such bodies through untouched and counts them).
+
+The shared shapes (V1 ``instances``/``inputs``, MLflow ``instances``/``inputs``/``dataframe_records``, generic
+pointers) are:
+
+- ``rows``: rows as equal-length lists (no feature names in the payload: names come from the policy);
+- ``scalars``: one value per row (a single unnamed feature);
+- ``records``: rows as objects, feature name → value (keys a row lacks are ``MISSING`` cells);
+- ``columns``: an object of equal-length lists, feature name → values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ..table import (
+    MISSING,
+    FeatureTable,
+    all_json,
+    all_scalar,
+    clone,
+    copy_cells,
+    infer_dtype,
+    is_number,
+    is_scalar,
+    resolve_col_origin,
+    resolve_row_origin,
+)
+
+__all__ = [
+    "DEFAULT_OPTIONS", "Adapter", "AdapterOptions", "BaseAdapter", "Parsed", "Predictions", "RowsDetail",
+    "clone", "read_pred_items", "read_rows", "rows_of", "write_pred_items", "write_rows",
+]
+
+# Output name → one value per row: a float (score, regression), an int or str (label), a list[float]
+# (probability vector or scores), or None where a row has no value.
+Predictions = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    # Names for layouts that carry none (V2 matrix, V1 list rows, MLflow instances as lists); used only when
+    # their count matches the payload's, otherwise names are made up ("<tensor>[j]").
+    feature_names: tuple[str, ...] = ()
+    # Generic adapter: RFC 6901 pointer to the rows (list of lists or list of dicts) or columns (dict of lists).
+    features_pointer: str | None = None
+    # Generic adapter: pointer to the predictions (one item per row, or a dict of lists).
+    predictions_pointer: str | None = None
+    # Which output to read predictions from when there are several (default: all).
+    output: str | None = None
+
+
+DEFAULT_OPTIONS = AdapterOptions()
+
+
+@dataclass
+class Parsed:
+    """What ``read`` found. Callers use ``table`` and ``layout``; ``doc`` and ``detail`` belong to the adapter."""
+
+    doc: Any
+    table: FeatureTable
+    layout: str
+    detail: Any = None
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    name: ClassVar[str]
+
+    def matches(self, path: str, doc: Any) -> bool: ...
+
+    def read(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS) -> Parsed | None: ...
+
+    def write(self, parsed: Parsed, table: FeatureTable, options: AdapterOptions = DEFAULT_OPTIONS) -> Any: ...
+
+    def predictions(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS) -> Predictions | None: ...
+
+    def write_predictions(
+        self, doc: Any, preds: Predictions, options: AdapterOptions = DEFAULT_OPTIONS,
+    ) -> Any | None: ...
+
+
+class BaseAdapter(ABC):
+    """The no-exceptions shell around each format's strict reader and writers.
+
+    ``read_strict``/``predictions_strict`` are the real parsers; tests call them directly so that the safety
+    net here does not hide a bug. ``write`` raises ValueError only for a table that is not consistent with
+    itself (columns of different lengths), which mutations never produce.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def matches(self, path: str, doc: Any) -> bool: ...
+
+    @abstractmethod
+    def read_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None: ...
+
+    @abstractmethod
+    def write(self, parsed: Parsed, table: FeatureTable, options: AdapterOptions = DEFAULT_OPTIONS) -> Any: ...
+
+    @abstractmethod
+    def predictions_strict(self, doc: Any, options: AdapterOptions) -> Predictions | None: ...
+
+    @abstractmethod
+    def write_predictions_strict(self, doc: Any, preds: Predictions, options: AdapterOptions) -> Any | None: ...
+
+    def read(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS) -> Parsed | None:
+        try:
+            return self.read_strict(doc, options)
+        except Exception:  # a payload we did not foresee: pass it through rather than fail the request
+            return None
+
+    def predictions(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS) -> Predictions | None:
+        try:
+            return self.predictions_strict(doc, options)
+        except Exception:
+            return None
+
+    def write_predictions(
+        self, doc: Any, preds: Predictions, options: AdapterOptions = DEFAULT_OPTIONS,
+    ) -> Any | None:
+        """A new response doc with ``preds`` in place of the predictions read; None when they do not fit."""
+        try:
+            return self.write_predictions_strict(doc, preds, options)
+        except Exception:
+            return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rows and columns shared by V1, MLflow and generic
+
+
+@dataclass
+class RowsDetail:
+    kind: str  # "rows" | "scalars" | "records" | "columns" | "columns_in_list"
+    names: list[str]  # the names as read
+    n_rows: int
+    # records: the key order of each original row (to keep it when columns were not reordered)
+    row_keys: list[list[str]] | None = None
+
+
+def _made_up_names(base: str, n: int) -> list[str]:
+    return [f"{base}[{j}]" for j in range(n)]
+
+
+def read_rows(
+    value: Any, feature_names: Sequence[str], base_name: str, *, allow_scalars: bool = True,
+    allow_columns_in_list: bool = False,
+) -> tuple[FeatureTable, RowsDetail] | None:
+    """A table from one of the shared shapes; None when ``value`` is none of them (or empty, or ragged)."""
+    if isinstance(value, dict):
+        return _read_columns(value, "columns")
+    if not isinstance(value, list) or not value:
+        return None
+    first = value[0]
+    if isinstance(first, list):
+        if not all(isinstance(r, list) and len(r) == len(first) for r in value):
+            return None
+        if not all(all_json(r) for r in value):
+            return None
+        f = len(first)
+        named = len(feature_names) == f and f > 0
+        list_names = list(feature_names) if named else _made_up_names(base_name, f)
+        table = FeatureTable.from_rows(list_names, value, named=False)
+        return table, RowsDetail("rows", list_names, len(value))
+    if isinstance(first, dict):
+        if (
+            allow_columns_in_list and len(value) == 1 and first
+            and all(isinstance(v, list) for v in first.values())
+            and len({len(v) for v in first.values()}) == 1 and len(next(iter(first.values()))) >= 2
+            and all(all_scalar(v) for v in first.values())
+        ):
+            return _read_columns(first, "columns_in_list")
+        if not all(isinstance(r, dict) for r in value):
+            return None
+        names: list[str] = []
+        seen: set[str] = set()
+        row_keys: list[list[str]] = []
+        for r in value:
+            keys = list(r)
+            row_keys.append(keys)
+            for k in keys:
+                if not isinstance(k, str):
+                    return None
+                if k not in seen:
+                    seen.add(k)
+                    names.append(k)
+        if not names:
+            return None
+        if not all(all_json(list(r.values())) for r in value):
+            return None
+        columns = [[r.get(n, MISSING) for r in value] for n in names]
+        table = FeatureTable(
+            names=names, columns=columns, dtypes=[infer_dtype(c) for c in columns], named=True,
+            col_origin=list(range(len(names))), row_origin=list(range(len(value))),
+        )
+        return table, RowsDetail("records", list(names), len(value), row_keys)
+    if allow_scalars and all_scalar(value):
+        names = [feature_names[0]] if len(feature_names) == 1 else [base_name]
+        table = FeatureTable(
+            names=names, columns=[list(value)], dtypes=[infer_dtype(value)], named=False,
+            col_origin=[0], row_origin=list(range(len(value))),
+        )
+        return table, RowsDetail("scalars", names, len(value))
+    return None
+
+
+def _read_columns(value: dict[str, Any], kind: str) -> tuple[FeatureTable, RowsDetail] | None:
+    if not value or not all(isinstance(k, str) and isinstance(v, list) for k, v in value.items()):
+        return None
+    lengths = {len(v) for v in value.values()}
+    if len(lengths) != 1:
+        return None
+    if not all(all_json(v) for v in value.values()):
+        return None
+    names = list(value)
+    columns = [list(value[n]) for n in names]
+    n = lengths.pop()
+    table = FeatureTable(
+        names=names, columns=columns, dtypes=[infer_dtype(c) for c in columns], named=True,
+        col_origin=list(range(len(names))), row_origin=list(range(n)),
+    )
+    return table, RowsDetail(kind, list(names), n)
+
+
+def _check_unique(names: Sequence[str]) -> None:
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate feature names cannot be written as object keys")
+
+
+def _in_original_order(origins: Sequence[int | None]) -> bool:
+    known = [o for o in origins if o is not None]
+    return all(a < b for a, b in itertools.pairwise(known))
+
+
+def rows_of(columns: Sequence[Sequence[Any]], n: int) -> list[list[Any]]:
+    """Row lists from columns (cells copied)."""
+    if not columns:
+        return [[] for _ in range(n)]
+    return [list(r) for r in zip(*(copy_cells(c) for c in columns), strict=True)]
+
+
+def write_rows(detail: RowsDetail, table: FeatureTable) -> Any:
+    """The shared shape ``detail`` describes, holding ``table`` (cells are copied, never shared)."""
+    table.validate()
+    n = table.n_rows
+    cols = [copy_cells(c) for c in table.columns]
+    if detail.kind == "rows" or (detail.kind == "scalars" and len(cols) != 1):
+        return [list(r) for r in zip(*cols, strict=True)] if cols else [[] for _ in range(n)]
+    if detail.kind == "scalars":
+        return cols[0]
+    _check_unique(table.names)
+    if detail.kind in ("columns", "columns_in_list"):
+        out = {name: c for name, c in zip(table.names, cols, strict=True)}
+        return [out] if detail.kind == "columns_in_list" else out
+    # records
+    origins = resolve_col_origin(table, detail.names)
+    rows = resolve_row_origin(table, detail.n_rows)
+    keep_order = _in_original_order(origins) and detail.row_keys is not None
+    by_origin = {o: j for j, o in enumerate(origins) if o is not None}
+    index_of = {name: k for k, name in enumerate(detail.names)}
+    records: list[dict[str, Any]] = []
+    for i in range(n):
+        rec: dict[str, Any] = {}
+        order: list[int] = []
+        r = rows[i]
+        if keep_order and r is not None and detail.row_keys is not None:
+            for key in detail.row_keys[r]:
+                j = by_origin.get(index_of[key])
+                if j is not None:
+                    order.append(j)
+            placed = set(order)
+            order.extend(j for j in range(len(cols)) if j not in placed)
+        else:
+            order = list(range(len(cols)))
+        for j in order:
+            v = cols[j][i]
+            if v is not MISSING:
+                rec[table.names[j]] = v
+        records.append(rec)
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prediction items: one per row, as found in V1/MLflow ``predictions`` or a generic pointer
+
+
+def _pred_value(v: Any) -> tuple[bool, Any]:
+    """(ok, value): a scalar; ``[x]`` unwrapped to x; a list of numbers as a vector."""
+    if is_scalar(v):
+        return True, v
+    if isinstance(v, list) and v and all(is_number(x) or x is None for x in v):
+        if len(v) == 1:
+            return True, v[0]
+        return True, list(v)
+    return False, None
+
+
+def read_pred_items(items: Any, name: str) -> Predictions | None:
+    """Predictions from a per-row list: scalars/vectors under ``name``, or dict items split by key."""
+    if not isinstance(items, list) or not items:
+        return None
+    if all(isinstance(it, dict) for it in items):
+        keys: list[str] = []
+        for it in items:
+            keys.extend(k for k in it if k not in keys)
+        out: Predictions = {}
+        for k in keys:
+            values: list[Any] = []
+            for it in items:
+                ok, v = _pred_value(it.get(k))
+                if not ok:
+                    break
+                values.append(v)
+            else:
+                out[k] = values
+        return out or None
+    values = []
+    for it in items:
+        ok, v = _pred_value(it)
+        if not ok:
+            return None
+        values.append(v)
+    return {name: values}
+
+
+def _put_value(original: Any, new: Any) -> Any:
+    """``new`` in the form ``original`` had: re-wrapped in a list when the original was ``[x]``."""
+    if isinstance(original, list) and len(original) == 1 and not isinstance(new, list):
+        return [new]
+    if isinstance(new, float) and math.isnan(new):
+        return new
+    return clone(new)
+
+
+def write_pred_items(items: list[Any], preds: Predictions, name: str) -> list[Any] | None:
+    """``items`` with the values of ``preds`` written back in the same form; None when they do not fit."""
+    n = len(items)
+    if all(isinstance(it, dict) for it in items):
+        if not all(k in {kk for it in items for kk in it} for k in preds):
+            return None
+        if any(len(v) != n for v in preds.values()):
+            return None
+        out = []
+        for i, it in enumerate(items):
+            new = dict(it)
+            for k, values in preds.items():
+                if k in new:
+                    new[k] = _put_value(new[k], values[i])
+            out.append({k: clone(v) if k not in preds else v for k, v in new.items()})
+        return out
+    if set(preds) != {name} or len(preds[name]) != n:
+        return None
+    return [_put_value(o, v) for o, v in zip(items, preds[name], strict=True)]

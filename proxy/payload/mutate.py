@@ -1,0 +1,499 @@
+"""Feature faults: each takes a table and returns a ``Mutation`` holding a new one (the input is never changed).
+
+Every function has the signature ``f(table, *, features=None, fraction=1.0, rng, **params) -> Mutation``:
+
+- ``features``: the names it acts on (all when None; names the table lacks are listed in ``note``);
+- ``fraction``: of cells (nan, out_of_range, type_swap), of rows (shift, default, stale, truncate_batch) or of
+  the chosen features (drop_feature, rename_feature); ignored by reorder_features. A fraction of ``n`` things
+  is ``floor(fraction * n)`` plus one more with probability equal to the remainder (the expected count is
+  exact, and small batches still get hit); for features it is rounded half up, at least one when > 0;
+- ``rng``: every random choice comes from it, so a seeded generator gives the same cells every time.
+
+``changed`` counts cells whose value changed, columns dropped/renamed/moved, or rows dropped.
+``applicable`` is False when the fault cannot be expressed on this table (``note`` says why): then
+``changed`` is 0 and ``table`` is an unchanged copy.
+
+Value faults only touch scalar cells (not tensor cells, not ``MISSING`` keys); numeric ones skip bools and
+strings. Numbers keep their kind: a cell of a V2 INT column, or a Python int in a column without a V2
+datatype, stays an int (rounded, clamped to the datatype's range, INT64 when unknown); floats stay finite and
+within their datatype (FP16/FP32/FP64).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .table import (
+    FLOAT_DTYPES,
+    FLOAT_MAX,
+    INT_DTYPES,
+    INT_RANGES,
+    MISSING,
+    V2_DATATYPES,
+    FeatureTable,
+    cells_equal,
+    is_number,
+    is_scalar,
+)
+
+__all__ = [
+    "MUTATIONS", "Mutation", "default", "drop_feature", "nan", "out_of_range", "rename_feature", "reorder_features",
+    "shift", "stale", "truncate_batch", "type_swap",
+]
+
+_NON_NUMERIC = frozenset({"BOOL", "BYTES", "bool", "string"})
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
+
+@dataclass(frozen=True)
+class Mutation:
+    table: FeatureTable
+    changed: int = 0
+    applicable: bool = True
+    note: str = ""
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def _check_fraction(fraction: float) -> None:
+    if not (isinstance(fraction, int | float) and 0.0 <= fraction <= 1.0):
+        raise ValueError(f"fraction must be within [0, 1], not {fraction!r}")
+
+
+def _count(n: int, fraction: float, rng: np.random.Generator) -> int:
+    """How many of ``n`` things a ``fraction`` is, rounded at random so the expected count is exact."""
+    x = fraction * n
+    k = math.floor(x)
+    rest = x - k
+    if rest > 0 and rng.random() < rest:
+        k += 1
+    return min(k, n)
+
+
+def _count_cols(n: int, fraction: float) -> int:
+    if fraction <= 0 or n == 0:
+        return 0
+    return min(n, max(1, math.floor(fraction * n + 0.5)))
+
+
+def _pick(n: int, k: int, rng: np.random.Generator) -> list[int]:
+    """``k`` distinct indices below ``n``, sorted."""
+    if k <= 0:
+        return []
+    if k >= n:
+        return list(range(n))
+    return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
+
+
+def _candidates(table: FeatureTable, features: Sequence[str] | None) -> tuple[list[int], str]:
+    """Column indices to act on and a note naming requested features the table lacks."""
+    if features is None:
+        return list(range(table.n_cols)), ""
+    if isinstance(features, str):
+        features = [features]
+    wanted = set(features)
+    cols = [j for j, n in enumerate(table.names) if n in wanted]
+    missing = [f for f in dict.fromkeys(features) if f not in table.names]
+    return cols, (f"not in the payload: {', '.join(missing)}" if missing else "")
+
+
+def _na(table: FeatureTable, note: str) -> Mutation:
+    return Mutation(table.copy(), 0, False, note)
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _no_features(table: FeatureTable, features: Sequence[str] | None, note: str) -> Mutation:
+    if features is not None:
+        return _na(table, note or "no features selected")
+    return _na(table, "the payload has no features")
+
+
+def _numeric_kind(dtype: str, v: Any) -> str | None:
+    """"int" or "float" for a finite number the column's datatype treats as numeric, else None."""
+    if not is_number(v) or dtype in _NON_NUMERIC or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    if dtype in INT_DTYPES:
+        return "int"
+    if dtype in FLOAT_DTYPES:
+        return "float"
+    return "int" if isinstance(v, int) else "float"
+
+
+def _limits(dtype: str, kind: str) -> tuple[float, float]:
+    if dtype in INT_RANGES:
+        return INT_RANGES[dtype]
+    if dtype in FLOAT_MAX:
+        m = FLOAT_MAX[dtype]
+        return -m, m
+    if kind == "int":
+        return INT_RANGES["INT64"]
+    return -FLOAT_MAX["FP64"], FLOAT_MAX["FP64"]
+
+
+def _fit(x: float, dtype: str, kind: str) -> int | float:
+    """``x`` as a value of the column's kind, clamped into its datatype's range."""
+    lo, hi = _limits(dtype, kind)
+    if kind == "int":
+        if math.isinf(x):
+            return int(hi if x > 0 else lo)
+        return int(min(max(round(x), lo), hi))
+    return float(min(max(x, lo), hi))
+
+
+def _numeric_cells(table: FeatureTable, cols: Sequence[int]) -> list[tuple[int, int]]:
+    """(column, row) of the finite numbers (not bools) in numeric columns."""
+    cells: list[tuple[int, int]] = []
+    for j in cols:
+        dt, col = table.dtypes[j], table.columns[j]
+        if dt in _NON_NUMERIC:
+            continue
+        if set(map(type, col)) <= _PLAIN:  # JSON-parsed: exact types, a fast test (v - v is NaN for ±inf, NaN)
+            cells.extend((j, i) for i, v in enumerate(col) if (type(v) is float or type(v) is int) and v - v == 0)
+        else:
+            cells.extend((j, i) for i, v in enumerate(col) if _numeric_kind(dt, v))
+    return cells
+
+
+def _has_numeric(table: FeatureTable, cols: Sequence[int]) -> bool:
+    return any(_numeric_kind(table.dtypes[j], v) for j in cols for v in table.columns[j])
+
+
+def _present_cells(table: FeatureTable, cols: Sequence[int]) -> list[tuple[int, int]]:
+    """(column, row) of the scalar cells that hold a value (not null, not NaN, not a tensor or MISSING)."""
+    cells: list[tuple[int, int]] = []
+    for j in cols:
+        col = table.columns[j]
+        if set(map(type, col)) <= _PLAIN:
+            cells.extend((j, i) for i, v in enumerate(col) if v is not None and v == v)
+        else:
+            cells.extend((j, i) for i, v in enumerate(col)
+                         if is_scalar(v) and v is not None and not (isinstance(v, float) and math.isnan(v)))
+    return cells
+
+
+def _zero(dtype: str, column: Sequence[Any]) -> Any:
+    if dtype in INT_DTYPES:
+        return 0
+    if dtype in FLOAT_DTYPES:
+        return 0.0
+    if dtype in ("BOOL", "bool"):
+        return False
+    if dtype in ("BYTES", "string"):
+        return ""
+    if dtype == "number":
+        return 0.0 if any(isinstance(v, float) for v in column) else 0
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- mutations
+
+
+def nan(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+) -> Mutation:
+    """Missing values: a ``fraction`` of the selected scalar cells become ``float("nan")`` (written as
+    ``null``, or the ``NaN`` token when the caller serializes with ``nan_token``)."""
+    _check_fraction(fraction)
+    cols, note = _candidates(table, features)
+    if not cols:
+        return _no_features(table, features, note)
+    cells = _present_cells(table, cols)
+    out = table.copy()
+    chosen = _pick(len(cells), _count(len(cells), fraction, rng), rng)
+    for c in chosen:
+        j, i = cells[c]
+        out.columns[j][i] = math.nan
+    return Mutation(out, len(chosen), True, note)
+
+
+def out_of_range(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    factor: float = 1e6, at: Literal["scaled", "extreme"] = "scaled", sign: Literal["both", "+", "-"] = "both",
+) -> Mutation:
+    """Extreme values in a ``fraction`` of the numeric cells, within the datatype: ``±factor × max|column|``
+    (at least ``±factor``) clamped to the datatype's finite range (``at="scaled"``), or the datatype's own
+    extremes (``at="extreme"``: INT32 → ±2³¹, FP32 → ±3.4e38; INT64/FP64 when the datatype is unknown).
+    Unsigned datatypes only go up."""
+    _check_fraction(fraction)
+    if at not in ("scaled", "extreme") or sign not in ("both", "+", "-"):
+        raise ValueError(f"bad out_of_range parameters: at={at!r} sign={sign!r}")
+    cols, note = _candidates(table, features)
+    if not cols:
+        return _no_features(table, features, note)
+    cells = _numeric_cells(table, cols)
+    if not cells:
+        return _na(table, _join("no numeric values in the selected features", note))
+    absmax: dict[int, float] = dict.fromkeys(cols, 1.0)
+    for j, i in cells:
+        absmax[j] = max(absmax[j], abs(float(table.columns[j][i])))
+    out = table.copy()
+    changed = 0
+    for c in _pick(len(cells), _count(len(cells), fraction, rng), rng):
+        j, i = cells[c]
+        dtype, v = table.dtypes[j], table.columns[j][i]
+        kind = _numeric_kind(dtype, v)
+        assert kind is not None
+        lo, hi = _limits(dtype, kind)
+        s = 1.0 if sign == "+" or lo >= 0 else -1.0 if sign == "-" else (1.0 if rng.random() < 0.5 else -1.0)
+        x = (hi if s > 0 else lo) if at == "extreme" else s * factor * absmax[j]
+        new = _fit(x, dtype, kind)
+        if not cells_equal(new, v):
+            out.columns[j][i] = new
+            changed += 1
+    return Mutation(out, changed, True, note)
+
+
+def shift(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    scale: float = 1.0, offset: float = 0.0, noise_std: float = 0.0,
+) -> Mutation:
+    """Training/serving skew on a ``fraction`` of the rows: each numeric cell of the selected features becomes
+    ``x * scale + offset`` plus Gaussian noise of ``noise_std`` (ints rounded, values clamped to the datatype)."""
+    _check_fraction(fraction)
+    if noise_std < 0:
+        raise ValueError("noise_std must be >= 0")
+    cols, note = _candidates(table, features)
+    if not cols:
+        return _no_features(table, features, note)
+    if not _has_numeric(table, cols):
+        return _na(table, _join("no numeric values in the selected features", note))
+    out = table.copy()
+    changed = 0
+    n = table.n_rows
+    for i in _pick(n, _count(n, fraction, rng), rng):
+        for j in cols:
+            v = table.columns[j][i]
+            kind = _numeric_kind(table.dtypes[j], v)
+            if kind is None:
+                continue
+            x = float(v) * scale + offset
+            if noise_std > 0:
+                x += float(rng.normal(0.0, noise_std))
+            if math.isnan(x):
+                continue
+            new = _fit(x, table.dtypes[j], kind)
+            if not cells_equal(new, v):
+                out.columns[j][i] = new
+                changed += 1
+    return Mutation(out, changed, True, note)
+
+
+def _keep_columns(table: FeatureTable, keep: Sequence[int]) -> FeatureTable:
+    origins = table.col_origins()
+    return FeatureTable(
+        names=[table.names[j] for j in keep], columns=[list(table.columns[j]) for j in keep],
+        dtypes=[table.dtypes[j] for j in keep], named=table.named,
+        col_origin=[origins[j] for j in keep], row_origin=table.row_origins(),
+    )
+
+
+def drop_feature(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+) -> Mutation:
+    """Schema drift: remove a ``fraction`` of the selected features (all of them by default) from every row."""
+    _check_fraction(fraction)
+    cols, note = _candidates(table, features)
+    if not cols:
+        return _no_features(table, features, note)
+    dropped = {cols[c] for c in _pick(len(cols), _count_cols(len(cols), fraction), rng)}
+    out = _keep_columns(table, [j for j in range(table.n_cols) if j not in dropped])
+    return Mutation(out, len(dropped), True, note)
+
+
+def rename_feature(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    mapping: Mapping[str, str] | None = None, suffix: str = "_renamed",
+) -> Mutation:
+    """Schema drift: rename features, by ``mapping`` (old → new) or by appending ``suffix`` to a ``fraction``
+    of the selected ones. Not applicable to layouts without names in the payload; a new name that another
+    feature already has is skipped (and noted)."""
+    _check_fraction(fraction)
+    if not table.named:
+        return _na(table, "rename needs named features; this layout carries none (names come from the policy)")
+    cols, note = _candidates(table, features)
+    if mapping is not None:
+        cols = [j for j in cols if table.names[j] in mapping]
+        chosen = cols
+    else:
+        chosen = [cols[c] for c in _pick(len(cols), _count_cols(len(cols), fraction), rng)]
+    if not cols:
+        return _no_features(table, features if mapping is None else list(mapping), note)
+    out = table.copy()
+    out.col_origin = table.col_origins()
+    out.row_origin = table.row_origins()
+    changed = 0
+    clashes = []
+    for j in chosen:
+        old = table.names[j]
+        new = mapping[old] if mapping is not None else old + suffix
+        if new == old:
+            continue
+        if new in out.names:
+            clashes.append(new)
+            continue
+        out.names[j] = new
+        changed += 1
+    if clashes:
+        note = _join(note, f"names already taken: {', '.join(clashes)}")
+    return Mutation(out, changed, True, note)
+
+
+def reorder_features(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    order: Sequence[str] | None = None, mode: Literal["reverse", "shuffle"] = "reverse",
+) -> Mutation:
+    """Features sent in another order: the selected features trade places among the positions they hold,
+    reversed, shuffled (never the identity), or in ``order``. Unnamed layouts (matrix, list rows) then carry
+    values under the wrong feature; named ones change key or input order. ``fraction`` is not used."""
+    _check_fraction(fraction)
+    if mode not in ("reverse", "shuffle"):
+        raise ValueError(f"mode must be 'reverse' or 'shuffle', not {mode!r}")
+    cols, note = _candidates(table, features)
+    if order is not None:
+        allowed = set(cols)
+        wanted = [table.names.index(n) for n in dict.fromkeys(order) if n in table.names]
+        cols = sorted(j for j in wanted if j in allowed)
+        perm = [j for j in wanted if j in allowed]
+    else:
+        perm = list(reversed(cols))
+        if mode == "shuffle" and len(cols) >= 2:
+            for _ in range(8):
+                perm = [cols[int(k)] for k in rng.permutation(len(cols))]
+                if perm != cols:
+                    break
+            else:
+                perm = cols[1:] + cols[:1]
+    if len(cols) < 2:
+        return _na(table, _join("reordering needs at least two features", note))
+    layout = list(range(table.n_cols))
+    for pos, src in zip(cols, perm, strict=True):
+        layout[pos] = src
+    out = _keep_columns(table, layout)
+    changed = sum(1 for pos, src in enumerate(layout) if pos != src)
+    return Mutation(out, changed, True, note)
+
+
+def type_swap(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+) -> Mutation:
+    """Numbers sent as strings (``3.5`` → ``"3.5"``) in a ``fraction`` of the numeric cells. A column with a
+    V2 datatype that had any cell swapped becomes ``BYTES`` (the V2 writer changes the input's datatype)."""
+    _check_fraction(fraction)
+    cols, note = _candidates(table, features)
+    if not cols:
+        return _no_features(table, features, note)
+    cells = _numeric_cells(table, cols)
+    if not cells:
+        return _na(table, _join("no numeric values in the selected features", note))
+    out = table.copy()
+    touched: set[int] = set()
+    chosen = _pick(len(cells), _count(len(cells), fraction, rng), rng)
+    for c in chosen:
+        j, i = cells[c]
+        v = table.columns[j][i]
+        out.columns[j][i] = str(v) if isinstance(v, int) else repr(float(v))
+        touched.add(j)
+    for j in touched:
+        if out.dtypes[j] in V2_DATATYPES:
+            out.dtypes[j] = "BYTES"
+        else:
+            rest = [v for v in out.columns[j] if v is not None and v is not MISSING]
+            out.dtypes[j] = "string" if all(isinstance(v, str) for v in rest) else "mixed"
+    return Mutation(out, len(chosen), True, note)
+
+
+def default(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    values: Mapping[str, Any] | None = None,
+) -> Mutation:
+    """Feature store down: in a ``fraction`` of the rows, the selected features hold their configured default
+    (``values[name]``; otherwise 0, 0.0, "" or False by datatype). Features default to the keys of ``values``."""
+    _check_fraction(fraction)
+    if features is None and values:
+        cols, note = _candidates(table, list(values))
+        if not cols:
+            return _na(table, _join("no default values for features in the payload", note))
+    else:
+        cols, note = _candidates(table, features)
+    if not cols:
+        return _no_features(table, features, note)
+    out = table.copy()
+    changed = 0
+    n = table.n_rows
+    for i in _pick(n, _count(n, fraction, rng), rng):
+        for j in cols:
+            v = table.columns[j][i]
+            if not is_scalar(v):
+                continue
+            name = table.names[j]
+            new = values[name] if values is not None and name in values else _zero(table.dtypes[j], table.columns[j])
+            if not cells_equal(new, v):
+                out.columns[j][i] = new
+                changed += 1
+    return Mutation(out, changed, True, note)
+
+
+def stale(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+) -> Mutation:
+    """Feature store lag: in a ``fraction`` of the rows, the selected features take the values of ``rows`` (what
+    this sticky key sent earlier, from ``StaleCache.get``); row ``i`` takes ``rows[i % len(rows)]``."""
+    _check_fraction(fraction)
+    if not rows:
+        return _na(table, "no earlier values for this key yet")
+    cols, note = _candidates(table, features)
+    if not cols:
+        return _no_features(table, features, note)
+    if not any(table.names[j] in r for r in rows for j in cols):
+        return _na(table, _join("the earlier values hold none of the selected features", note))
+    out = table.copy()
+    changed = 0
+    n = table.n_rows
+    for i in _pick(n, _count(n, fraction, rng), rng):
+        past = rows[i % len(rows)]
+        for j in cols:
+            name, v = table.names[j], table.columns[j][i]
+            if name in past and is_scalar(v) and is_scalar(past[name]) and not cells_equal(past[name], v):
+                out.columns[j][i] = past[name]
+                changed += 1
+    return Mutation(out, changed, True, note)
+
+
+def truncate_batch(
+    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    keep_min: int = 0, where: Literal["random", "tail"] = "random",
+) -> Mutation:
+    """Partial data: drop a ``fraction`` of the rows (at random, or the last ones), keeping at least
+    ``keep_min``. ``features`` is not used."""
+    _check_fraction(fraction)
+    if where not in ("random", "tail") or keep_min < 0:
+        raise ValueError(f"bad truncate_batch parameters: where={where!r} keep_min={keep_min!r}")
+    n = table.n_rows
+    if n <= keep_min:
+        return _na(table, f"the batch has {n} row(s); keep_min is {keep_min}")
+    k = min(_count(n, fraction, rng), n - keep_min)
+    drop = set(range(n - k, n)) if where == "tail" else set(_pick(n, k, rng))
+    keep = [i for i in range(n) if i not in drop]
+    origins = table.row_origins()
+    out = FeatureTable(
+        names=list(table.names), columns=[[c[i] for i in keep] for c in table.columns], dtypes=list(table.dtypes),
+        named=table.named, col_origin=table.col_origins(), row_origin=[origins[i] for i in keep],
+    )
+    return Mutation(out, k, True, "")
+
+
+MUTATIONS: Mapping[str, Callable[..., Mutation]] = {
+    "nan": nan, "out_of_range": out_of_range, "shift": shift, "drop_feature": drop_feature,
+    "rename_feature": rename_feature, "reorder_features": reorder_features, "type_swap": type_swap,
+    "default": default, "stale": stale, "truncate_batch": truncate_batch,
+}

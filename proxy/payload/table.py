@@ -1,0 +1,251 @@
+"""The feature table: what an adapter reads out of an inference payload and what mutations change.
+
+A table is column-major: ``columns[j][i]`` is row ``i`` of feature ``j``. Cells are the values found in the
+payload (float, int, str, bool, None), a nested list for a tensor-valued cell (a V2 input of shape ``[N, K]``,
+a V1 instance holding a vector), or ``MISSING`` where a record (a dict row) lacks a key other rows have.
+Value mutations only touch scalar cells; structural ones (drop, rename, reorder, truncate) move any cell.
+
+``col_origin`` and ``row_origin`` tie each column and row to the one it came from in the parsed payload
+(``None`` for one that did not exist), so that an adapter writing the table back knows that ``x_renamed`` is
+the input that used to be ``x`` and keeps that input's other fields. Adapters set both on the tables they
+read; mutations keep them up to date. A table built by hand may leave them ``None``: columns are then matched
+by name and rows by position.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+__all__ = [
+    "FLOAT_DTYPES", "FLOAT_MAX", "INT_DTYPES", "INT_RANGES", "MISSING", "V2_DATATYPES", "FeatureTable",
+    "all_json", "all_scalar", "cells_equal", "clone", "copy_cells", "infer_dtype", "is_number", "is_scalar",
+]
+
+
+class _Missing:
+    """A cell with no value at all (a key a record lacks), as opposed to an explicit ``null``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __copy__(self) -> _Missing:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Missing:
+        return self
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+INT_RANGES: Final[Mapping[str, tuple[int, int]]] = {
+    "INT8": (-(2**7), 2**7 - 1), "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1), "INT64": (-(2**63), 2**63 - 1),
+    "UINT8": (0, 2**8 - 1), "UINT16": (0, 2**16 - 1), "UINT32": (0, 2**32 - 1), "UINT64": (0, 2**64 - 1),
+}
+# The largest finite value of each float datatype (BF16 is known here but never decoded from binary).
+FLOAT_MAX: Final[Mapping[str, float]] = {
+    "FP16": float(np.finfo(np.float16).max), "BF16": 3.3895313892515355e38,
+    "FP32": float(np.finfo(np.float32).max), "FP64": sys.float_info.max,
+}
+INT_DTYPES: Final = frozenset(INT_RANGES)
+FLOAT_DTYPES: Final = frozenset(FLOAT_MAX)
+V2_DATATYPES: Final = INT_DTYPES | FLOAT_DTYPES | {"BOOL", "BYTES"}
+
+
+def is_number(v: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+_SCALAR_TYPES: Final = frozenset({type(None), bool, int, float, str})
+_JSON_TYPES: Final = _SCALAR_TYPES | {list, dict}
+
+
+def is_scalar(v: Any) -> bool:
+    """A value mutations may replace: None, bool, int, float or str (not a list, dict or MISSING)."""
+    return type(v) in _SCALAR_TYPES or (v is not MISSING and isinstance(v, int | float | str))
+
+
+def all_scalar(values: Sequence[Any]) -> bool:
+    """Every value is a scalar (fast for JSON-parsed lists: one pass over the types in C)."""
+    return set(map(type, values)) <= _SCALAR_TYPES or all(is_scalar(v) for v in values)
+
+
+def all_json(values: Sequence[Any]) -> bool:
+    """Every value is a JSON value (scalar, list or dict): not MISSING, not a tuple or an object."""
+    return set(map(type, values)) <= _JSON_TYPES or all(is_scalar(v) or isinstance(v, list | dict) for v in values)
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts and lists are new; scalars shared); iterative, so depth is no issue."""
+    if isinstance(value, dict):
+        root: Any = {}
+    elif isinstance(value, list):
+        root = []
+    else:
+        return value
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        src, dst = stack.pop()
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for k, x in items:
+            if isinstance(x, dict):
+                y: Any = {}
+                stack.append((x, y))
+            elif isinstance(x, list):
+                y = []
+                stack.append((x, y))
+            else:
+                y = x
+            if isinstance(dst, dict):
+                dst[k] = y
+            else:
+                dst.append(y)
+    return root
+
+
+def copy_cells(values: Sequence[Any]) -> list[Any]:
+    """A new list of the values, with lists and dicts among them deep-copied."""
+    if set(map(type, values)) <= _SCALAR_TYPES:
+        return list(values)
+    return [clone(v) for v in values]
+
+
+def cells_equal(a: Any, b: Any) -> bool:
+    """Equality of cells as JSON values: NaN equals NaN, a bool never equals a number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(cells_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(cells_equal(a[k], b[k]) for k in a)
+    if type(a) is not type(b) and not (is_number(a) and is_number(b)):
+        return False
+    return bool(a == b)
+
+
+def infer_dtype(values: Iterable[Any]) -> str:
+    """``number``, ``string``, ``bool`` or ``mixed`` for a column read from a format without datatypes
+    (nulls and missing keys aside; a column of nothing else is ``mixed``)."""
+    types = set(map(type, values)) - {type(None), _Missing}
+    if not types:
+        return "mixed"
+    if types <= {int, float}:
+        return "number"
+    if types == {str}:
+        return "string"
+    if types == {bool}:
+        return "bool"
+    return "mixed"
+
+
+@dataclass
+class FeatureTable:
+    names: list[str]
+    columns: list[list[Any]]
+    dtypes: list[str]
+    # False when the payload carries no feature names (a V2 matrix, V1 list rows): renaming is not expressible.
+    named: bool = True
+    # Per column, the index of the column it came from in the parsed payload (None: a new column).
+    col_origin: list[int | None] | None = None
+    # Per row, the index of the row it came from (None: a new row). Also keeps the row count of a table
+    # whose every column was dropped.
+    row_origin: list[int | None] | None = None
+
+    @property
+    def n_rows(self) -> int:
+        if self.columns:
+            return len(self.columns[0])
+        return len(self.row_origin) if self.row_origin is not None else 0
+
+    @property
+    def n_cols(self) -> int:
+        return len(self.names)
+
+    def copy(self) -> FeatureTable:
+        """A new table with new lists; cells themselves are shared (scalars are immutable)."""
+        return FeatureTable(
+            names=list(self.names), columns=[list(c) for c in self.columns], dtypes=list(self.dtypes),
+            named=self.named,
+            col_origin=None if self.col_origin is None else list(self.col_origin),
+            row_origin=None if self.row_origin is None else list(self.row_origin),
+        )
+
+    def index(self, name: str) -> int:
+        """Position of the feature ``name``; KeyError when absent."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(name) from None
+
+    def column(self, name: str) -> list[Any]:
+        return self.columns[self.index(name)]
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row ``i`` as name → value, leaving out MISSING cells."""
+        return {n: c[i] for n, c in zip(self.names, self.columns, strict=True) if c[i] is not MISSING}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [self.row(i) for i in range(self.n_rows)]
+
+    def col_origins(self) -> list[int | None]:
+        """``col_origin`` or, when unset, positions (the table is taken as read)."""
+        return list(self.col_origin) if self.col_origin is not None else list(range(len(self.names)))
+
+    def row_origins(self) -> list[int | None]:
+        return list(self.row_origin) if self.row_origin is not None else list(range(self.n_rows))
+
+    def validate(self) -> None:
+        """ValueError unless names, columns and dtypes agree and every column has ``n_rows`` cells."""
+        if not (len(self.names) == len(self.columns) == len(self.dtypes)):
+            raise ValueError("names, columns and dtypes differ in length")
+        n = self.n_rows
+        if any(len(c) != n for c in self.columns):
+            raise ValueError("columns differ in length")
+        if self.col_origin is not None and len(self.col_origin) != len(self.names):
+            raise ValueError("col_origin does not match the columns")
+        if self.row_origin is not None and len(self.row_origin) != n:
+            raise ValueError("row_origin does not match the rows")
+
+    @classmethod
+    def from_rows(
+        cls, names: Sequence[str], rows: Sequence[Sequence[Any]], dtypes: Sequence[str] | None = None,
+        *, named: bool = True,
+    ) -> FeatureTable:
+        """A table from row lists (each as long as ``names``); dtypes inferred when not given."""
+        columns = [[r[j] for r in rows] for j in range(len(names))]
+        return cls(
+            names=list(names), columns=columns,
+            dtypes=list(dtypes) if dtypes is not None else [infer_dtype(c) for c in columns],
+            named=named, col_origin=list(range(len(names))), row_origin=list(range(len(rows))),
+        )
+
+
+def resolve_col_origin(table: FeatureTable, original_names: Sequence[str]) -> list[int | None]:
+    """Where each column of ``table`` came from: its ``col_origin``, else the original column of that name."""
+    if table.col_origin is not None:
+        return [o if o is not None and 0 <= o < len(original_names) else None for o in table.col_origin]
+    first: dict[str, int] = {}
+    for j, n in enumerate(original_names):
+        first.setdefault(n, j)
+    return [first.get(n) for n in table.names]
+
+
+def resolve_row_origin(table: FeatureTable, original_rows: int) -> list[int | None]:
+    """Where each row came from: ``row_origin``, else by position (rows past the original count are new)."""
+    if table.row_origin is not None:
+        return [o if o is not None and 0 <= o < original_rows else None for o in table.row_origin]
+    return [i if i < original_rows else None for i in range(table.n_rows)]

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..payload import AdapterOptions, BaseAdapter, FeatureTable, Parsed, detect, dumps, get_adapter, loads
+from ..payload import (
+    AdapterOptions,
+    BaseAdapter,
+    FeatureTable,
+    Parsed,
+    Predictions,
+    detect,
+    dumps,
+    get_adapter,
+    loads,
+)
 from ..payload.adapters import binary_header_length
 from ..policy.model import PayloadSpec
 
@@ -18,9 +26,6 @@ if TYPE_CHECKING:
     from .server import Exchange
 
 __all__ = ["RequestPayload", "adapter_options"]
-
-# One generator for every payload fault of the process: which cells a fault picks is random, not sticky.
-RNG = np.random.default_rng()
 
 
 def adapter_options(spec: PayloadSpec) -> AdapterOptions:
@@ -75,3 +80,24 @@ class RequestPayload:
         parsed = self.adapter.read(doc, self.options)
         if parsed is not None:
             self.parsed = parsed  # the next fault of the request starts from what was sent
+
+    def read_response(self, body: bytes) -> tuple[BaseAdapter, Any, Predictions] | None:
+        """The predictions in a response body, with what is needed to write them back; None (counted)
+        when the body holds none we can read."""
+        try:
+            doc = loads(body)
+        except ValueError:
+            doc = None
+        adapter = None
+        if doc is not None:
+            adapter = self.adapter or (detect(self.ex.req.path, doc, options=self.options)
+                                       if self.spec.format == "auto" else get_adapter(self.spec.format))
+        preds = adapter.predictions(doc, self.options) if adapter is not None else None
+        if adapter is None or preds is None:
+            self.ex.count_unparsed("response")
+            return None
+        return adapter, doc, preds
+
+    def write_response(self, adapter: BaseAdapter, doc: Any, preds: Predictions) -> bytes | None:
+        out = adapter.write_predictions(doc, preds, self.options)
+        return None if out is None else dumps(out, nan_token=self.spec.nan_token)

@@ -19,6 +19,8 @@ from .drop_feature import DropFeature
 from .fallback import Fallback
 from .nan import Nan
 from .out_of_range import OutOfRange
+from .patch import Patch
+from .perturb_predictions import PerturbPredictions
 from .rename_feature import RenameFeature
 from .reorder_features import ReorderFeatures
 from .shift import Shift
@@ -28,17 +30,18 @@ from .status import Status
 from .throttle import Throttle
 from .truncate_batch import TruncateBatch
 from .type_swap import TypeSwap
+from .wrong_version import WrongVersion
 
 __all__ = ["FAULTS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "fault_schemas", "parse_fault"]
 
 FAULTS: dict[str, type[Fault]] = {
     cls.type: cls for cls in (
         # the request and the connection
-        Abort, DropConnection, Delay, Stall, Throttle, Fallback,
+        Abort, DropConnection, Delay, Stall, Throttle, Fallback, WrongVersion,
         # the features inside the payload
         Nan, OutOfRange, Shift, DropFeature, RenameFeature, ReorderFeatures, TypeSwap, Default, Stale, TruncateBatch,
         # the response
-        Status, CorruptResponse,
+        Status, CorruptResponse, PerturbPredictions, Patch,
     )
 }
 

@@ -104,6 +104,10 @@ class FaultContext(Protocol):
         """The request's value of the experiment's sticky key, if it has one."""
         ...
 
+    def count_unparsed(self, direction: str) -> None:
+        """Count a body of ``direction`` (request, response) that a fault could not read."""
+        ...
+
     def on_response(self, hook: ResponseHook) -> None:
         """Call ``hook`` with the complete response before the client gets it (bodies over the inspection
         limit stream through untouched instead)."""

@@ -87,6 +87,7 @@ class CountGuard:
         "_log_threshold",
         "_log_w",
         "_llr",
+        "_stale",
         "alpha",
         "bad_chaos",
         "bad_control",
@@ -133,9 +134,10 @@ class CountGuard:
         self.min_bad = min_bad
         self.prior = prior
         self._log_w = tuple(math.log(w) for w in self.weights)
-        self._grid = tuple(zip(effects, (math.log(r) for r in effects), self._log_w, strict=True))
+        self._grid = tuple(zip(effects, (math.log(r) for r in effects), strict=True))
         self._llr = [0.0] * len(effects)
         self._log_e = 0.0
+        self._stale = False
         self.tripped = False
         self.n_chaos = 0
         self.n_control = 0
@@ -245,8 +247,7 @@ class CountGuard:
         xc = bc + gc
         xk = bk + gk
         llr = self._llr
-        terms = []
-        for k, (r, log_r, log_w) in enumerate(self._grid):
+        for k, (r, log_r) in enumerate(self._grid):
             d = r * s + u
             inc = base + ng * log(d)
             if bc:
@@ -255,28 +256,40 @@ class CountGuard:
                 inc -= xc * log(nb * r + ng * d)
             if xk:
                 inc -= xk * log(nb + ng * d)
-            v = llr[k] + inc
-            llr[k] = v
-            terms.append(v + log_w)
+            llr[k] += inc
         self.blocks += 1
+        if bc:
+            self._log_e = self._mixture()
+            self._stale = False
+            if self._log_e >= self._log_threshold and self.bad_chaos >= self.min_bad:
+                self.tripped = True
+        else:
+            # Without a chaos bad event every effect's factor is <= 1 (weighted AM-GM, and chaos good
+            # requests only lower it): the e-value falls, no trip is possible; compute it when read.
+            self._stale = True
+
+    def _mixture(self) -> float:
+        """log sum_k w_k exp(llr_k)."""
+        terms = [lw + x for lw, x in zip(self._log_w, self._llr, strict=True)]
         top = max(terms)
         total = 0.0
         exp = math.exp
         for t in terms:
             total += exp(t - top)
-        self._log_e = top + log(total)
-        if self._log_e >= self._log_threshold and self.bad_chaos >= self.min_bad:
-            self.tripped = True
+        return top + math.log(total)
 
     # -- read-outs ----------------------------------------------------------------------------------
 
     @property
     def e_value(self) -> float:
         """The current mixture e-value (>= 0); the guard trips when it reaches 1/alpha."""
-        return math.exp(min(self._log_e, _MAX_LOG))
+        return math.exp(min(self.log_e_value, _MAX_LOG))
 
     @property
     def log_e_value(self) -> float:
+        if self._stale:
+            self._log_e = self._mixture()
+            self._stale = False
         return self._log_e
 
     @property
@@ -298,7 +311,7 @@ class CountGuard:
         return {
             "tripped": self.tripped,
             "e_value": self.e_value,
-            "log_e_value": self._log_e,
+            "log_e_value": self.log_e_value,
             "threshold": self.threshold,
             "alpha": self.alpha,
             "effect": self.effect,

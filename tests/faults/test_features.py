@@ -113,3 +113,72 @@ async def test_stale_sends_what_the_same_user_sent_before(upstream, start_sideca
             async with s.post(url, data=json.dumps(doc), headers={**FORCE_CHAOS, "x-user-id": "u1"}) as r:
                 sent.append(json.loads((await r.json())["body"])["instances"][0]["sepal_length"])
     assert sent == [1.0, 1.0, 2.0]  # the first has no history yet; then each gets the previous request's
+
+
+V2_ANSWER = {"model_name": "iris", "model_version": "1", "id": "r",
+             "outputs": [{"name": "label", "shape": [4], "datatype": "INT64", "data": [0, 1, 2, 1]},
+                         {"name": "probabilities", "shape": [4, 3], "datatype": "FP32",
+                          "data": [0.8, 0.1, 0.1, 0.1, 0.8, 0.1, 0.1, 0.1, 0.8, 0.2, 0.6, 0.2]}]}
+
+
+async def _model_answering(start_upstream, answer: Any):
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def model(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        return web.json_response(answer)
+
+    up = await start_upstream({"/v2/models/{tail:.*}": model})
+    return up, seen
+
+
+async def test_perturb_predictions_flips_every_label_at_rate_one(start_upstream, start_sidecar):
+    up, _ = await _model_answering(start_upstream, V2_ANSWER)
+    fault = {"type": "perturb_predictions", "flip_rate": 1.0, "classes": [0, 1, 2]}
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([fault])), env=OVERRIDE_ENV)
+    async with aiohttp.ClientSession() as s, \
+            s.post(f"http://127.0.0.1:{sc.proxy_port}/v2/models/iris/infer", json={}, headers=FORCE_CHAOS) as r:
+        got = await r.json(content_type=None)
+    labels = got["outputs"][0]["data"]
+    assert all(a != b for a, b in zip(labels, V2_ANSWER["outputs"][0]["data"], strict=True))
+    assert got["model_name"] == "iris" and got["id"] == "r"
+
+
+async def test_patch_rewrites_the_answers_model_version(start_upstream, start_sidecar):
+    up, _ = await _model_answering(start_upstream, V2_ANSWER)
+    fault = {"type": "patch", "target": "response",
+             "operations": [{"op": "replace", "path": "/model_version", "value": "7"}]}
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([fault])), env=OVERRIDE_ENV)
+    async with aiohttp.ClientSession() as s, \
+            s.post(f"http://127.0.0.1:{sc.proxy_port}/v2/models/iris/infer", json={}, headers=FORCE_CHAOS) as r:
+        got = await r.json(content_type=None)
+    assert got["model_version"] == "7" and got["outputs"] == V2_ANSWER["outputs"]
+
+
+async def test_wrong_version_rewrites_the_path_to_another_version(start_upstream, start_sidecar):
+    up, seen = await _model_answering(start_upstream, V2_ANSWER)
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([{"type": "wrong_version", "version": "2"}])),
+                             env=OVERRIDE_ENV)
+    async with aiohttp.ClientSession() as s:
+        for path in ("/v2/models/iris/infer?x=1", "/v2/models/iris/versions/1/infer"):
+            async with s.post(f"http://127.0.0.1:{sc.proxy_port}{path}", json={}, headers=FORCE_CHAOS) as r:
+                assert r.status == 200
+    assert seen == ["/v2/models/iris/versions/2/infer?x=1", "/v2/models/iris/versions/2/infer"]
+
+
+@pytest.mark.parametrize("fault", [
+    {"type": "patch", "operations": [{"op": "replace"}]},
+    {"type": "patch", "operations": [{"op": "jump", "path": "/a"}]},
+    {"type": "wrong_version"},
+    {"type": "perturb_predictions"},
+    {"type": "shift"},
+])
+def test_payload_faults_refuse_settings_that_would_do_nothing_or_cannot_work(fault):
+    from proxy.policy import PolicyError, compile_policy
+
+    with pytest.raises(PolicyError) as err:
+        compile_policy({"upstream": "http://127.0.0.1:1", "experiments": [{"name": "e", "chaos": 1,
+                                                                             "faults": [fault]}]})
+    assert all(p.startswith("experiments[0].faults[0]") for p, _ in err.value.problems), err.value.problems

@@ -11,7 +11,7 @@ import hmac
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -28,6 +28,12 @@ __all__ = ["ExperimentState", "Experiments", "Router"]
 _FORCED = {b"chaos": CHAOS, b"control": CONTROL, b"none": NONE}
 
 
+class ResponseObserver(Protocol):
+    """Takes copies of chaos and control responses off the request path (prediction bookkeeping)."""
+
+    def submit(self, cohort: int, path: str, chunks: list[bytes]) -> None: ...
+
+
 class ExperimentState:
     __slots__ = (
         "guards",
@@ -35,6 +41,7 @@ class ExperimentState:
         "trip_counters",
         "adapter_options",
         "unparsed",
+        "observer",
         "bounds",
         "chaos_buckets",
         "cohort_metrics",
@@ -72,6 +79,8 @@ class ExperimentState:
         self.tripped: dict[str, Any] | None = None
         self.trip_counters: dict[str, Count] = {g: metrics.killswitch_trips.labels(spec.name, g) for g in GUARD_NAMES}
         self.adapter_options = adapter_options(spec.payload)
+        # Set by the sidecar when the experiment observes predictions; None costs the hot path nothing.
+        self.observer: ResponseObserver | None = None
         # Per cohort (chaos, control): payloads that could not be read, by direction.
         self.unparsed = tuple({d: metrics.payload_unparsed.labels(spec.name, COHORTS[c], d)
                                for d in ("request", "response")} for c in (CHAOS, CONTROL))

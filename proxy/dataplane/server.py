@@ -63,6 +63,14 @@ _COHORT_HEADERS = tuple(b"x-mlchaos-cohort: %s\r\n" % c.encode() for c in COHORT
 DROPPED = 0
 
 
+def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
 class Exchange:
     """One request/response pair: runs the faults, talks to the upstream, relays the response."""
 
@@ -70,7 +78,7 @@ class Exchange:
         "applied", "client", "close_delimited", "cohort", "finished", "head_received", "keep_alive", "loop",
         "outbound", "plane", "pool", "recorded", "relay", "req", "retried", "reused", "rx", "rx_at", "rx_seen",
         "st", "status", "t0", "t_up", "task", "throttle_bps", "to_chunk", "upstream", "upstream_done",
-        "upstream_keep", "upstream_name", "waiting", "hooks", "held", "_payload",
+        "upstream_keep", "upstream_name", "waiting", "hooks", "held", "_payload", "tee",
     )
 
     def __init__(self, client: ClientConnection, req: Request, st: ExperimentState | None, cohort: int) -> None:
@@ -108,6 +116,9 @@ class Exchange:
         self.hooks: list[ResponseHook] | None = None
         self.held: tuple[ResponseView, list[bytes]] | None = None
         self._payload: RequestPayload | None = None
+        # A copy of the response body for the experiment's prediction observer (chaos and control only,
+        # JSON only, at most inspect_body_bytes); parsed later in a background task, never here.
+        self.tee: list[bytes] | None = [] if st is not None and st.observer is not None else None
 
     # -- FaultContext
     @property
@@ -340,6 +351,8 @@ class Exchange:
         req = self.req
         if self.st is not None:
             self.st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
+            if self.tee is not None and (status >= 300 or not _is_json(headers)):
+                self.tee = None
         if self.hooks is not None and req.method != "HEAD" and status not in _NO_BODY_STATUS:
             self.held = (ResponseView(status, list(headers), b""), [])
             return
@@ -414,6 +427,9 @@ class Exchange:
                 self.plane.metrics.errors["internal"].value += 1
                 log.exception("response hook failed; the response is sent as it is")
         self.status = view.status
+        if self.tee is not None:
+            # Observe what the client gets: after the faults changed it.
+            self.tee = [view.body] if 200 <= view.status < 300 else None
         self.client.wbuf.append(self._head(view.status, view.headers, len(view.body)))
         self._emit(view.body)
 
@@ -438,6 +454,11 @@ class Exchange:
 
     def on_body(self, data: bytes) -> None:
         self.rx += 1
+        tee = self.tee
+        if tee is not None:
+            tee.append(data)
+            if len(tee) > 1 and sum(map(len, tee)) > self.plane.limits.inspect_body_bytes:
+                self.tee = None
         held = self.held
         if held is not None:
             held[1].append(data)
@@ -456,6 +477,9 @@ class Exchange:
         self.waiting = False
         if self.held is not None:
             self._finish_held()
+        if self.tee is not None and self.st is not None and self.st.observer is not None:
+            self.st.observer.submit(self.cohort, self.req.path, self.tee)
+            self.tee = None
         if self.relay is not None:
             self.upstream_done, self.upstream_keep = True, keep_alive  # the throttled drain finishes
             return

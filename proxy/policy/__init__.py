@@ -13,6 +13,7 @@ from .model import (
     KillSwitch,
     Limits,
     Match,
+    ObserveSpec,
     PayloadSpec,
     Policy,
     Reveal,
@@ -27,6 +28,6 @@ from .units import Address
 
 __all__ = [
     "BUCKETS", "Address", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "KillSwitch", "Limits",
-    "Match", "PayloadSpec", "Policy", "PolicyError", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream",
-    "Webhook", "compile_glob", "compile_policy", "load_policy_file", "load_policy_text", "policy_schema",
+    "Match", "ObserveSpec", "PayloadSpec", "Policy", "PolicyError", "Reveal", "Schedule", "StickyKey", "Timeouts",
+    "Upstream", "Webhook", "compile_glob", "compile_policy", "load_policy_file", "load_policy_text", "policy_schema",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import itertools
 import re
 import reprlib
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from .model import (
     KillSwitch,
     Limits,
     Match,
+    ObserveSpec,
     PayloadSpec,
     Policy,
     Reveal,
@@ -274,6 +276,31 @@ PAYLOAD_FIELDS: tuple[Field, ...] = (
           help="Write missing values as the bare NaN token instead of null (MLServer and KServe V1 reject it)."),
 )
 
+_OBS = ObserveSpec()
+
+SHADOW_FIELDS: tuple[Field, ...] = (
+    Field("enabled", "bool", default=_OBS.shadow,
+          help="Also send the unchanged request of a chaos request whose features changed, off the client's path."),
+    Field("max_concurrency", "integer", default=_OBS.shadow_concurrency, minimum=1, maximum=256,
+          help="Shadow requests in flight at most; more are skipped (and counted)."),
+)
+
+OBSERVE_FIELDS: tuple[Field, ...] = (
+    Field("predictions", "bool", default=_OBS.predictions,
+          help="Read predictions from chaos and control responses (off the request path)."),
+    Field("buckets", "number_list", default=None,
+          help="Bucket edges of mlchaos_prediction_value; default: learned from the first control predictions."),
+    Field("window", "integer", default=_OBS.window, minimum=50, maximum=1_000_000,
+          help="Drift compares the last this many predictions of each cohort ..."),
+    _positive_duration("window_seconds", _OBS.window_seconds, "... no older than this."),
+    _positive_duration("drift_interval", _OBS.drift_interval, "How often drift statistics are computed."),
+    Field("max_classes", "integer", default=_OBS.max_classes, minimum=1, maximum=1000,
+          help="Distinct class labels per output; the rest count as __other__."),
+    Field("max_outputs", "integer", default=_OBS.max_outputs, minimum=1, maximum=100,
+          help="Distinct output names; the rest count as __other__."),
+    Field("shadow", "mapping", default=None, schema=_ref("shadow")),
+)
+
 EXPERIMENT_FIELDS: tuple[Field, ...] = (
     Field("name", "string", schema=_pattern(EXPERIMENT_NAME_RE), help="Unique name."),
     _bounded(Field("chaos", "percent", minimum=0.01,
@@ -293,6 +320,8 @@ EXPERIMENT_FIELDS: tuple[Field, ...] = (
           help="Stop the experiment when chaos is measurably worse than control (on by default)."),
     Field("payload", "mapping", default=None, schema=_ref("payload"),
           help="How to read inference payloads: format and feature names."),
+    Field("observe", "mapping", default=None, schema=_ref("observe"),
+          help="Prediction metrics, drift and shadow comparison for this experiment."),
 )
 
 POLICY_FIELDS: tuple[Field, ...] = (
@@ -637,12 +666,32 @@ def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) ->
     reveal = Reveal(**_read(REVEAL_FIELDS, values.get("reveal"), f"{path}.reveal", errors))
     kill_switch = _kill_switch(values.get("kill_switch"), f"{path}.kill_switch", errors)
     payload = _payload(values.get("payload"), f"{path}.payload", errors)
+    observe = _observe(values.get("observe"), f"{path}.observe", errors)
     if len(errors.problems) > before or name is None or chaos is None or control is None:
         return share, None
     return share, Experiment(
         name=name, chaos_buckets=chaos, control_buckets=control, sticky_key=sticky_key, match=match,
         faults=faults, schedule=schedule, enabled=values["enabled"], reveal=reveal, kill_switch=kill_switch,
-        payload=payload,
+        payload=payload, observe=observe,
+    )
+
+
+def _observe(raw: object, path: str, errors: Errors) -> ObserveSpec:
+    if raw is None:
+        return ObserveSpec()
+    values = _read(OBSERVE_FIELDS, raw, path, errors)
+    shadow = _read(SHADOW_FIELDS, values.get("shadow"), f"{path}.shadow", errors)
+    buckets = tuple(values.get("buckets") or ())
+    if any(a >= b for a, b in itertools.pairwise(buckets)):
+        errors.add(f"{path}.buckets", "bucket edges must increase strictly")
+    return ObserveSpec(
+        predictions=values.get("predictions", True), buckets=buckets,
+        window=values.get("window", _OBS.window), window_seconds=values.get("window_seconds", _OBS.window_seconds),
+        drift_interval=values.get("drift_interval", _OBS.drift_interval),
+        max_classes=values.get("max_classes", _OBS.max_classes),
+        max_outputs=values.get("max_outputs", _OBS.max_outputs),
+        shadow=shadow.get("enabled", _OBS.shadow),
+        shadow_concurrency=shadow.get("max_concurrency", _OBS.shadow_concurrency),
     )
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUCKETS", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "KillSwitch", "Limits", "Match",
-    "PayloadSpec", "Policy", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "Webhook",
+    "ObserveSpec", "PayloadSpec", "Policy", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "Webhook",
 ]
 
 # Cohorts are assigned by hashing into this many buckets: one bucket is 0.01% of traffic.
@@ -123,6 +123,27 @@ class PayloadSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ObserveSpec:
+    """Prediction bookkeeping for the chaos and control cohorts (off the request path)."""
+
+    predictions: bool = True
+    # Bucket edges of mlchaos_prediction_value; empty: learned from the first control predictions, then frozen.
+    buckets: tuple[float, ...] = ()
+    # Drift compares the last `window` predictions of each cohort, no older than `window_seconds`.
+    window: int = 2000
+    window_seconds: float = 600.0
+    # How often drift statistics are computed.
+    drift_interval: float = 5.0
+    # Label cardinality bounds: the rest count as __other__.
+    max_classes: int = 20
+    max_outputs: int = 8
+    # Paired shadow comparison: for a chaos request whose features were changed, also send the unchanged
+    # request to the same model (off the client's path) and record the damage per request.
+    shadow: bool = False
+    shadow_concurrency: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class KillSwitch:
     """Guards comparing chaos against control; on by default, off only when the policy says so."""
 
@@ -159,6 +180,7 @@ class Experiment:
     reveal: Reveal = Reveal()
     kill_switch: KillSwitch = KillSwitch()
     payload: PayloadSpec = PayloadSpec()
+    observe: ObserveSpec = ObserveSpec()
 
     @property
     def chaos_percent(self) -> float:

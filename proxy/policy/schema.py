@@ -20,11 +20,13 @@ from .loader import (
     LATENCY_GUARD_FIELDS,
     LIMITS_FIELDS,
     MATCH_FIELDS,
+    OBSERVE_FIELDS,
     PAYLOAD_FIELDS,
     POLICY_FIELDS,
     REVEAL_FIELDS,
     SCHEDULE_FIELDS,
     SEATBELT_FIELDS,
+    SHADOW_FIELDS,
     TIMEOUTS_FIELDS,
     WEBHOOK_FIELDS,
     WINDOW_FIELDS,
@@ -49,6 +51,8 @@ _DEFS: dict[str, tuple[Field, ...]] = {
     "seatbelt": SEATBELT_FIELDS,
     "webhook": WEBHOOK_FIELDS,
     "payload": PAYLOAD_FIELDS,
+    "observe": OBSERVE_FIELDS,
+    "shadow": SHADOW_FIELDS,
 }
 
 

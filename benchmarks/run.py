@@ -51,19 +51,21 @@ BODY = '{"instances":[[1.0,2.0,3.0,4.0],[5.0,6.0,7.0,8.0]]}'
 # The model's answer: ~80 bytes of KServe-V1-like JSON. No single quote (it sits in nginx quotes).
 RESPONSE = '{"predictions":[[0.12,0.88],[0.91,0.09]],"model_name":"bench","model_version":"1"}'
 
-PATHS: tuple[str, ...] = ("direct", "nginx", "haproxy", "passthrough", "experiment")
-LETTERS = dict(zip("abcde", PATHS, strict=True))
+PATHS: tuple[str, ...] = ("direct", "nginx", "haproxy", "passthrough", "experiment", "shift")
+LETTERS = dict(zip("abcdef", PATHS, strict=True))
 LABELS = {
     "direct": "direct (upstream nginx)",
     "nginx": "nginx proxy, 1 worker, keep-alive pool",
     "haproxy": "HAProxy, 1 thread, http-reuse always",
     "passthrough": "mlchaos pass-through",
     "experiment": "mlchaos, experiment 5% chaos + 5% control",
+    "shift": "mlchaos, 5% shift (features rewritten) + 5% control",
 }
-MLCHAOS_PATHS = ("passthrough", "experiment")
+MLCHAOS_PATHS = ("passthrough", "experiment", "shift")
 POLICIES = {
     "passthrough": HERE / "policies" / "passthrough.yaml",
     "experiment": HERE / "policies" / "experiment.yaml",
+    "shift": HERE / "policies" / "shift.yaml",
 }
 # command -> Debian package
 TOOLS = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk"}
@@ -318,8 +320,8 @@ def require_experiments(server: Server, token: str) -> None:
     """The experiment path needs its experiment active, the pass-through path none at all."""
     exps = admin_experiments(server, token)
     active = [e.get("name") for e in exps if e.get("state") == "active"]
-    if server.path == "experiment" and not active:
-        raise BenchError(f"experiment: no active experiment according to the admin API: {exps!r:.500}")
+    if server.path in ("experiment", "shift") and not active:
+        raise BenchError(f"{server.path}: no active experiment according to the admin API: {exps!r:.500}")
     if server.path == "passthrough" and exps:
         raise BenchError(f"passthrough: the policy should have no experiment, admin API lists {exps!r:.500}")
     log(f"{server.path}: active experiments per the admin API: {active or 'none'}")
@@ -520,10 +522,17 @@ def evaluate_checks(report: Report) -> list[dict[str, Any]]:
             f"{experiment.rps / passthrough.rps:.0%} ({experiment.rps:,.0f} vs {passthrough.rps:,.0f})")
     else:
         add(name, False, missing)
+    shift = report.median("shift")
+    name = f"mlchaos 5% shift req/s >= {MIN_EXPERIMENT_VS_PASSTHROUGH:.0%} of pass-through"
+    if shift and passthrough:
+        add(name, shift.rps >= MIN_EXPERIMENT_VS_PASSTHROUGH * passthrough.rps,
+            f"{shift.rps / passthrough.rps:.0%} ({shift.rps:,.0f} vs {passthrough.rps:,.0f})")
+    elif any("shift" in rnd for rnd in report.rounds):
+        add(name, False, missing)
     name = "no non-2xx or socket errors on the mlchaos paths"
     if experiment and passthrough:
-        add(name, passthrough.errors + experiment.errors == 0,
-            f"pass-through {passthrough.errors}, experiment {experiment.errors}")
+        errs = {p: m.errors for p in MLCHAOS_PATHS if (m := report.median(p)) is not None}
+        add(name, sum(errs.values()) == 0, ", ".join(f"{p} {n}" for p, n in errs.items()))
     else:
         add(name, False, missing)
     return checks

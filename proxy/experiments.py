@@ -94,6 +94,17 @@ class ExperimentState:
         if prev.spec.kill_switch == self.spec.kill_switch:
             self.guards = prev.guards  # same guards: the evidence gathered so far still counts
 
+    def observe_untouched(self, status: int, seconds: float) -> str | None:
+        """A request the experiment matched but left in no cohort: the guards' comparison traffic.
+
+        Control alone is as large as chaos, which caps how fast any valid test can tell a 2x or 5x error
+        rate apart at base rates of 1% or less (benchmarks/RESULTS.md); every untouched request the
+        experiment matched was assigned by the same random draw, so comparing chaos against all of them
+        keeps the test exact and gives it the power the detection targets need.
+        """
+        guards = self.guards
+        return guards.observe(False, status, seconds) if guards is not None else None
+
     def observe(self, cohort: int, status: int, seconds: float) -> str | None:
         """Count one finished request of a cohort; returns a guard's name when it trips."""
         self.requests[cohort] += 1
@@ -131,6 +142,8 @@ class Router:
                 return st, CHAOS
             if bucket < st.bounds:
                 return st, CONTROL
+            if req.matched is None:
+                req.matched = st  # untouched, but its outcome still informs this experiment's guards
         return None, NONE
 
     def _forced(self, req: Request) -> int | None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import TYPE_CHECKING
 
 from ..errors import ProxyError
+
+if TYPE_CHECKING:
+    from ..experiments import ExperimentState
 
 __all__ = ["Request", "RequestBody"]
 
@@ -83,6 +87,7 @@ class Request:
         "conn_tokens",
         "content_length",
         "continued",
+        "matched",
         "error",
         "expect_continue",
         "experiment_header",
@@ -130,6 +135,8 @@ class Request:
         self.streamed = False
         self.ready = False
         self.continued = False
+        # The experiment that matched this request but put it in no cohort (its guards still learn from it).
+        self.matched: ExperimentState | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for n, v in self.headers:

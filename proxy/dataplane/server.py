@@ -598,6 +598,11 @@ class Exchange:
         st = self.st
         if st is None:
             self.plane.metrics.untouched.count(self.status, seconds)
+            matched = self.req.matched
+            if matched is not None and matched.tripped is None:
+                tripped = matched.observe_untouched(self.status, seconds)
+                if tripped is not None:
+                    self.plane.experiments.trip(matched, tripped)
             return
         st.cohort_metrics[self.cohort].count(self.status, seconds)
         tripped = st.observe(self.cohort, self.status, seconds)

@@ -3,7 +3,8 @@
 ``Seatbelt(max_rate=0.5, min_requests=20)`` trips, for good, when more than half of the chaos cohort's
 requests have been bad, checked from its 20th request on. It needs no control traffic, so it still works
 when control gets nothing, and it bounds the damage a guard that needs evidence cannot: with equal cohorts
-the count test needs ~7-11 chaos requests for a hard fault (benchmarks/KILLSWITCH.md).
+the count test needs 7 chaos requests for a hard fault at the median but 11-16 at p95, as it waits for
+enough control requests (benchmarks/KILLSWITCH.md); ``min_requests=10`` caps that at 10.
 
 With ``window=N`` the rate is over the last N chaos requests instead of all of them: a fault that starts
 late in a long experiment then trips it within about N * max_rate requests, where the cumulative rate

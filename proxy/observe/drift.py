@@ -9,7 +9,7 @@ Numeric samples
         Bins are ``(e[i-1], e[i]]`` like Prometheus ``le`` buckets. Bin proportions are floored at
         ``eps = 1e-4`` (Evidently's choice) so an empty bin gives a large but finite term. PSI is biased
         upwards on small samples: under no drift ``E[PSI] ≈ (k - 1)(1/n + 1/m)`` for ``k`` bins (0.009 for
-        10 bins and 2000 + 2000 predictions, 0.18 for 100 + 100), hence ``Thresholds.min_samples``.
+        10 bins and 2000 + 2000 predictions, 0.09 for 200 + 200), hence ``Thresholds.min_samples``.
     ``ks``: two-sample Kolmogorov–Smirnov statistic ``D = sup |F_a - F_b|`` (exact, ties handled) and its
         p-value ``P(D ≥ d)`` under the null (no ties): exact for equal sizes at any n (the
         Gnedenko–Korolyuk sum, which is the common case of two full windows), exact by lattice-path counting
@@ -335,8 +335,10 @@ def learn_edges(values: ArrayLike, n: int = 12) -> tuple[float, ...]:
 class Thresholds:
     """Alarm levels. A statistic beyond its level is an alarm; PSI between ``psi_warn`` and ``psi_alarm``
     is a warning. The distances (PSI, JS, Wasserstein) are biased upwards on small samples, so they raise
-    nothing until both cohorts have ``min_samples`` values; the p-values are calibrated at any size but
-    need ``min_samples_test`` values."""
+    nothing until both cohorts have ``min_samples`` values (Evidently, too, uses JS and Wasserstein only
+    above 1000 rows). Measured on A/A normal samples, n = m, 300 runs: at 200 the JS level was crossed in
+    77% of runs, Wasserstein 65%, PSI warn 34%; at 1000, Wasserstein 4%, the others 0; at 2000, none. The
+    p-values are calibrated at any size (KS: ~5% at every n) but need ``min_samples_test`` values."""
 
     psi_warn: float = 0.1
     psi_alarm: float = 0.2
@@ -344,7 +346,7 @@ class Thresholds:
     chi2_p: float = 0.05
     js: float = 0.1
     wasserstein: float = 0.1
-    min_samples: int = 200
+    min_samples: int = 1000
     min_samples_test: int = 20
 
 

@@ -158,21 +158,22 @@ class PredictionWindows:
 
     def add_numeric(self, output: str, cohort: str, values: ArrayLike, t: float) -> bool:
         """Numeric predictions (scores, regression values) of one response; non-finite ones are dropped."""
+        self._cohort(cohort)
         ow = self.output(output, "numeric")
         if ow is None:
             return False
         v = np.asarray(values, dtype=np.float64).ravel()
         v = v[np.isfinite(v)]
-        ow.numeric[self._cohort(cohort)].add_many(v, t)
+        ow.numeric[cohort].add_many(v, t)
         ow.seen[cohort] += int(v.size)
         return True
 
     def add_classes(self, output: str, cohort: str, labels: Iterable[object], t: float) -> bool:
         """Class labels of one response, counted through the output's bounded ``ClassCounter``."""
+        self._cohort(cohort)
         ow = self.output(output, "class")
         if ow is None:
             return False
-        self._cohort(cohort)
         counter = ow.classes
         indexes = np.fromiter((counter.index_for(label) for label in labels), dtype=np.int64)
         if indexes.size:
@@ -187,10 +188,10 @@ class PredictionWindows:
         """Probability vectors of one response, shape ``[rows, classes]`` (or one vector): the confidence
         (largest entry) goes to the confidence window, the argmax (as the class index ``"0"``, ``"1"`` …)
         to the class window. Rows with a non-finite entry are dropped."""
+        self._cohort(cohort)
         ow = self.output(output, "probability")
         if ow is None:
             return False
-        self._cohort(cohort)
         p = np.asarray(vectors, dtype=np.float64)
         if p.ndim == 1:
             p = p[None, :]

@@ -6,6 +6,10 @@ estimated when stored (``sys.getsizeof`` of its values plus container overhead),
 keys (put or get) are evicted until the total fits; when the key being stored is the only one left, its
 oldest entries go. An entry larger than the whole budget is not stored.
 
+Size the ring to the question asked: ``depth`` at least the ``age_requests`` wanted (None: no count limit),
+and ``max_age`` the ``age_seconds`` wanted: an entry is dropped once a newer entry is itself older than
+``max_age`` (it can no longer be the answer), so the ring holds the last ``max_age`` seconds plus one.
+
 Only scalar cells are kept (stale values only replace scalar cells); single-threaded use (the event loop).
 """
 
@@ -55,11 +59,11 @@ def _entry(at: float, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> _E
 
 class StaleCache:
     def __init__(
-        self, max_bytes: int, *, depth: int = 32, max_age: float | None = None,
+        self, max_bytes: int, *, depth: int | None = 32, max_age: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_bytes <= 0 or depth <= 0:
-            raise ValueError("max_bytes and depth must be positive")
+        if max_bytes <= 0 or (depth is not None and depth <= 0) or (max_age is not None and max_age < 0):
+            raise ValueError("max_bytes and depth must be positive, max_age not negative")
         self.max_bytes = max_bytes
         self.depth = depth
         self.max_age = max_age
@@ -102,9 +106,9 @@ class StaleCache:
         if self.max_age is None:
             return
         ring = self._keys.get(key)
-        while ring and now - ring[0].at > self.max_age:
+        # the oldest entry goes when the next one is already old enough to answer instead
+        while ring is not None and len(ring) >= 2 and now - ring[1].at >= self.max_age:
             self._pop_oldest(key)
-            ring = self._keys.get(key)
 
     def put(
         self, key: str, rows: FeatureTable | Sequence[Mapping[str, Any]], *, now: float | None = None,
@@ -126,7 +130,7 @@ class StaleCache:
             ring = self._keys[key] = deque()
             self._bytes += _KEY
         self._keys.move_to_end(key)
-        if len(ring) >= self.depth:
+        if self.depth is not None and len(ring) >= self.depth:
             self._bytes -= ring.popleft().size
         ring.append(entry)
         self._bytes += entry.size

@@ -12,7 +12,7 @@ from tests.conftest import policy_from
 from tests.dataplane.conftest import FORCE_CHAOS, FORCE_CONTROL, OVERRIDE_ENV, chaos_experiment
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-V2_COLUMNAR = {
+V2_COLUMNAR: dict[str, Any] = {
     "id": "req-1", "parameters": {"content_type": "pd"},
     "inputs": [{"name": n, "shape": [2], "datatype": "FP64", "data": [1.0 + j, 2.0 + j]} for j, n in enumerate(NAMES)],
     "outputs": [{"name": "predict"}],
@@ -115,7 +115,7 @@ async def test_stale_sends_what_the_same_user_sent_before(upstream, start_sideca
     assert sent == [1.0, 1.0, 2.0]  # the first has no history yet; then each gets the previous request's
 
 
-V2_ANSWER = {"model_name": "iris", "model_version": "1", "id": "r",
+V2_ANSWER: dict[str, Any] = {"model_name": "iris", "model_version": "1", "id": "r",
              "outputs": [{"name": "label", "shape": [4], "datatype": "INT64", "data": [0, 1, 2, 1]},
                          {"name": "probabilities", "shape": [4, 3], "datatype": "FP32",
                           "data": [0.8, 0.1, 0.1, 0.1, 0.8, 0.1, 0.1, 0.1, 0.8, 0.2, 0.6, 0.2]}]}

@@ -34,7 +34,9 @@ class Stale(FeatureFault):
     def from_values(cls, values: dict[str, Any], path: str, errors: Errors) -> Self | None:
         if values["age_requests"] is None and values["age_seconds"] is None:
             values["age_requests"] = 1
-        return cls(**values, cache=StaleCache(values["memory"]))
+        # Keep as many past requests as the lookup can reach back to, and nothing older than it needs.
+        depth = values["age_requests"] if values["age_seconds"] is None else None
+        return cls(**values, cache=StaleCache(values["memory"], depth=depth, max_age=values["age_seconds"]))
 
     def mutate(self, table: FeatureTable, ctx: FaultContext) -> Mutation:
         key = ctx.sticky_value()

@@ -46,15 +46,28 @@ def test_n_seconds_ago():
     assert c.get("k", age_seconds=25, age_requests=2, now=31) == rows(0.0)
 
 
-def test_clock_max_age_and_tables():
+def test_clock_and_tables():
     now = [100.0]
-    c = StaleCache(1 << 20, max_age=60, clock=lambda: now[0])
+    c = StaleCache(1 << 20, clock=lambda: now[0])
     t = FeatureTable(names=["a", "b", "t"], columns=[[1, 2], ["x", MISSING], [[1], [2]]],
                      dtypes=["number", "string", "mixed"])
     assert c.put("k", t)
-    assert c.get("k") == [{"a": 1, "b": "x"}, {"a": 2}]  # tensors and missing cells are not kept
     now[0] = 200.0
-    assert c.get("k") is None and len(c) == 0 and c.nbytes == 0
+    assert c.get("k", age_seconds=100) == [{"a": 1, "b": "x"}, {"a": 2}]  # tensors, missing cells not kept
+    assert c.get("k", age_seconds=101) is None
+
+
+def test_max_age_keeps_the_last_seconds_plus_one():
+    c = StaleCache(1 << 20, depth=None, max_age=10)
+    for t in range(0, 100, 2):  # a request every 2 s
+        c.put("k", rows(float(t)), now=float(t))
+    assert c.entries("k") == 6  # 98, 96, ..., 90 (younger than 10 s at t=98), and 88 to answer with
+    assert c.get("k", age_seconds=10, now=98.0) == rows(88.0)
+    assert c.get("k", age_seconds=10, now=99.0) == rows(88.0)
+    assert c.get("k", age_seconds=10, now=200.0) == rows(98.0)
+    assert c.entries("k") == 1  # nothing older is useful any more
+    with pytest.raises(ValueError):
+        StaleCache(100, max_age=-1)
 
 
 def test_lru_eviction_under_budget():
@@ -112,9 +125,10 @@ ops = st.lists(st.tuples(st.sampled_from(["put", "get"]), st.sampled_from(["k1",
                          row_lists, st.integers(1, 6)), max_size=60)
 
 
-@given(budget=st.integers(200, 6000), depth=st.integers(1, 8), ops=ops)
-def test_budget_is_never_exceeded(budget, depth, ops):
-    c = StaleCache(budget, depth=depth)
+@given(budget=st.integers(200, 6000), depth=st.none() | st.integers(1, 8), max_age=st.none() | st.floats(0, 10),
+       ops=ops)
+def test_budget_is_never_exceeded(budget, depth, max_age, ops):
+    c = StaleCache(budget, depth=depth, max_age=max_age)
     t = 0.0
     history: dict[str, list[list[dict[str, Any]]]] = {}
     for op, key, rs, age in ops:
@@ -132,6 +146,6 @@ def test_budget_is_never_exceeded(budget, depth, ops):
             elif key in c and age <= c.entries(key):
                 raise AssertionError("an entry that is held was not returned")
         assert 0 <= c.nbytes <= budget
-        assert all(c.entries(k) <= depth for k in ("k1", "k2", "k3", "k4", "k5"))
+        assert depth is None or all(c.entries(k) <= depth for k in ("k1", "k2", "k3", "k4", "k5"))
     # the running total matches a recount of what is held
     assert c.nbytes == sum(_KEY + sum(e.size for e in ring) for ring in c._keys.values())

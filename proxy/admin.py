@@ -112,6 +112,13 @@ async def halt(request: web.Request) -> web.Response:
     return _json({"status": "halted", "experiments": list(sidecar.experiments.states)})
 
 
+async def experiment_report(request: web.Request) -> web.Response:
+    data = request.app[SIDECAR].report(request.match_info["name"])
+    if data is None:
+        return _error(404, f"no experiment named {request.match_info['name']!r}")
+    return _json(data)
+
+
 async def rearm_experiment(request: web.Request) -> web.Response:
     sidecar = request.app[SIDECAR]
     name = request.match_info["name"]
@@ -188,6 +195,7 @@ def make_admin_app(sidecar: Sidecar) -> web.Application:
     app.router.add_post("/experiments/{name}/start", start_experiment)
     app.router.add_post("/experiments/{name}/stop", stop_experiment)
     app.router.add_post("/experiments/{name}/rearm", rearm_experiment)
+    app.router.add_get("/experiments/{name}/report", experiment_report)
     app.router.add_post("/halt", halt)
     app.router.add_get("/gate", gate)
     app.router.add_post("/gate/flagger", gate_flagger)

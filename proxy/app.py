@@ -7,7 +7,9 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,6 +32,8 @@ __all__ = ["Sidecar", "StartupError"]
 
 # How often schedules, max_duration, idle connections and the policy file are looked at.
 TICK_SECONDS = 1.0
+# How often copied responses are parsed into prediction metrics (drift runs at its own, slower interval).
+OBSERVE_SECONDS = 0.5
 # Upstream response and idle timeouts fire within this much of their setting.
 DEADLINE_SWEEP_SECONDS = 0.1
 
@@ -87,6 +91,7 @@ class Sidecar:
         self._admin: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._observer: asyncio.Task[None] | None = None
         self._file_sig: tuple[int, int, int] | None = None
         self._text_hash = hashlib.sha256(policy.source.encode()).hexdigest()
         self.proxy_port = 0
@@ -126,6 +131,7 @@ class Sidecar:
         self._file_sig = self._stat_policy_file()
         self._ticker = _tasks.spawn(self._tick_forever(), name="mlchaos-ticker")
         self._sweeper = _tasks.spawn(self._sweep_forever(), name="mlchaos-deadlines")
+        self._observer = _tasks.spawn(self._observe_forever(), name="mlchaos-predictions")
         event("start", listen=f"{policy.listen.host}:{self.proxy_port}",
               admin=f"{admin_addr.host}:{self.admin_port}", upstream=policy.upstream.url,
               summary=_summary(policy), admin_token=bool(self.admin_token))
@@ -151,7 +157,7 @@ class Sidecar:
                 conn.transport.abort()
             plane.close()
             event("drained", unfinished=left)
-        for task in (self._ticker, self._sweeper):
+        for task in (self._ticker, self._sweeper, self._observer):
             if task is not None:
                 task.cancel()
         if self._admin is not None:
@@ -334,6 +340,62 @@ class Sidecar:
                     conn.check_deadline(now)
                 except Exception:
                     logging.getLogger("mlchaos").exception("deadline check failed")
+
+    async def _observe_forever(self) -> None:
+        """Prediction bookkeeping: parse the responses the data plane copied, compute drift and SRM."""
+        while True:
+            await asyncio.sleep(OBSERVE_SECONDS)
+            self.observe_once()
+
+    def observe_once(self, now: float | None = None) -> None:
+        t = time.monotonic() if now is None else now
+        for st in list(self.experiments.states.values()):
+            obs = st.observer
+            if obs is None:
+                continue
+            try:
+                obs.process(t)
+                if t - obs.last_compute >= st.spec.observe.drift_interval:
+                    spec = st.spec
+                    if obs.compute(st.requests[0], st.requests[1], spec.chaos_buckets, spec.control_buckets, t):
+                        assert obs.srm is not None
+                        event("sample_ratio_mismatch", logging.WARNING, experiment=spec.name,
+                              p_value=obs.srm.p_value, observed=obs.srm.observed_share,
+                              expected=obs.srm.expected_share)
+            except Exception:  # one experiment's bad numbers must not stop the others' bookkeeping
+                logging.getLogger("mlchaos").exception("prediction bookkeeping failed for %s", st.spec.name)
+
+    def report(self, name: str) -> dict[str, Any] | None:
+        """GET /experiments/{name}/report: per cohort counts, latency, predictions, drift, SRM, kill switch."""
+        st = self.experiments.states.get(name)
+        if st is None:
+            return None
+        self.observe_once()
+        active = any(a is st for a in self.experiments.router.active)
+        cohorts: dict[str, Any] = {}
+        faults: dict[str, int] = {}
+        for fault, counter in zip(st.spec.faults, st.fault_counters, strict=True):
+            faults[fault.type] = faults.get(fault.type, 0) + int(counter.value)
+        for i, cohort in enumerate(("chaos", "control")):
+            dist = st.cohort_metrics[i].duration
+            running, buckets = 0, []
+            for bound, n in zip((*dist.bounds, "+Inf"), dist.counts, strict=True):
+                running += n
+                buckets.append([bound, running])
+            cohorts[cohort] = {"requests": st.requests[i], "errors": st.errors[i],
+                               "latency_seconds": {"buckets": buckets, "sum": dist.sum},
+                               **({"faults": faults} if cohort == "chaos" else {})}
+        data: dict[str, Any] = {
+            "experiment": name, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "state": "active" if active else "stopped", "reason": st.reason,
+            "chaos_percent": st.spec.chaos_percent, "control_percent": st.spec.control_percent,
+            "cohorts": cohorts, "outputs": {}, "drift_history": [], "srm": None,
+            "kill_switch": {"enabled": st.spec.kill_switch.enabled, "tripped": st.tripped,
+                            "guards": st.guards.snapshot() if st.guards is not None else {}},
+        }
+        if st.observer is not None:
+            data.update(st.observer.report())
+        return data
 
     def describe(self) -> dict[str, Any]:
         return {"proxy_port": self.proxy_port, "admin_port": self.admin_port}

@@ -30,10 +30,11 @@ examples:
   mlchaos schema > mlchaos.schema.json           # JSON Schema for editors
   mlchaos gate --admin http://127.0.0.1:9000 --experiment slow-model   # exit 0 pass, 1 fail, 2 inconclusive
   mlchaos gate --prometheus http://prometheus:9090 --experiment slow-model
+  mlchaos report --admin http://127.0.0.1:9000 --experiment slow-model --out report.html
 
 admin API (127.0.0.1:9000 by default; mutating calls need
 'Authorization: Bearer $MLCHAOS_ADMIN_TOKEN' when that variable is set):
-  GET /healthz  GET /readyz  GET /metrics  GET /experiments  GET /policy
+  GET /healthz  GET /readyz  GET /metrics  GET /experiments  GET /experiments/NAME/report  GET /policy
   POST /experiments/NAME/start  POST /experiments/NAME/stop  POST /experiments/NAME/rearm
   POST /halt  POST /policy  GET /gate  POST /gate/flagger  POST /gate/flagger/rollback
 """
@@ -74,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--min-requests", type=int, default=100,
                       help="--prometheus: chaos requests needed before pass or fail on counts (100)")
     gate.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+
+    report = sub.add_parser("report", help="write an experiment's report as a self-contained HTML page",
+                            description="Fetch GET /experiments/NAME/report from a sidecar's admin API and write "
+                                        "one HTML page with plots: latency per cohort, prediction histograms, "
+                                        "drift over time.")
+    report.add_argument("--admin", metavar="URL", required=True, help="e.g. http://127.0.0.1:9000")
+    report.add_argument("--experiment", metavar="NAME", help="default: the only experiment of the policy")
+    report.add_argument("--out", metavar="FILE", default="report.html")
+    report.add_argument("--json", metavar="FILE", help="also write the report's data as JSON")
 
     demo = sub.add_parser("demo", help="run the embedded demo model behind mlchaos under load",
                           description="Start the embedded demo model and mlchaos with policies/demo.yaml "
@@ -179,6 +189,38 @@ def _gate(args: argparse.Namespace) -> int:
     return EXIT_CODES[verdict["verdict"]]
 
 
+def _report(args: argparse.Namespace) -> int:
+    import os
+    import urllib.error
+    from urllib.parse import quote
+
+    from .gate import _get_json
+    from .observe.report import render_report
+
+    token = os.environ.get("MLCHAOS_ADMIN_TOKEN")
+    base = args.admin.rstrip("/")
+    try:
+        name = args.experiment
+        if name is None:
+            exps = _get_json(base + "/experiments", token, 10.0).get("experiments", [])
+            if len(exps) != 1:
+                names = ", ".join(e.get("name", "?") for e in exps) or "none"
+                print(f"mlchaos report: name one --experiment (the policy has: {names})", file=sys.stderr)
+                return 2
+            name = exps[0]["name"]
+        data = _get_json(f"{base}/experiments/{quote(name)}/report", token, 10.0)
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        print(f"mlchaos report: cannot fetch the report: {exc}", file=sys.stderr)
+        return 1
+    with open(args.out, "w", encoding="utf-8") as fh:
+        fh.write(render_report(data))
+    if args.json:
+        with open(args.json, "wb") as fb:
+            fb.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -194,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "gate":
         return _gate(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "demo":
         setup_logging("warning")
         _use_uvloop(False)

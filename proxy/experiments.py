@@ -11,7 +11,7 @@ import hmac
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -21,17 +21,12 @@ from .dataplane.payload import adapter_options
 from .dataplane.request import Request
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from .metrics import CohortMetrics, Count, Metrics
+from .observe.observer import PredictionObserver, prediction_families
 from .policy.model import BUCKETS, Experiment, Policy, Schedule
 
 __all__ = ["ExperimentState", "Experiments", "Router"]
 
 _FORCED = {b"chaos": CHAOS, b"control": CONTROL, b"none": NONE}
-
-
-class ResponseObserver(Protocol):
-    """Takes copies of chaos and control responses off the request path (prediction bookkeeping)."""
-
-    def submit(self, cohort: int, path: str, chunks: list[bytes]) -> None: ...
 
 
 class ExperimentState:
@@ -79,8 +74,9 @@ class ExperimentState:
         self.tripped: dict[str, Any] | None = None
         self.trip_counters: dict[str, Count] = {g: metrics.killswitch_trips.labels(spec.name, g) for g in GUARD_NAMES}
         self.adapter_options = adapter_options(spec.payload)
-        # Set by the sidecar when the experiment observes predictions; None costs the hot path nothing.
-        self.observer: ResponseObserver | None = None
+        # Prediction bookkeeping (off the request path); None costs the hot path nothing.
+        self.observer: PredictionObserver | None = PredictionObserver(
+            spec.name, spec.observe, spec.payload, self.adapter_options) if spec.observe.predictions else None
         # Per cohort (chaos, control): payloads that could not be read, by direction.
         self.unparsed = tuple({d: metrics.payload_unparsed.labels(spec.name, COHORTS[c], d)
                                for d in ("request", "response")} for c in (CHAOS, CONTROL))
@@ -91,6 +87,9 @@ class ExperimentState:
         self.running_since, self.stopped_at = prev.running_since, prev.stopped_at
         self.requests, self.errors, self.faults_injected = prev.requests, prev.errors, prev.faults_injected
         self.tripped = prev.tripped
+        if prev.observer is not None and (prev.spec.observe, prev.spec.payload) == (self.spec.observe,
+                                                                                    self.spec.payload):
+            self.observer = prev.observer  # the windows and histograms gathered so far still count
         if prev.spec.kill_switch == self.spec.kill_switch:
             self.guards = prev.guards  # same guards: the evidence gathered so far still counts
 
@@ -329,7 +328,8 @@ class Experiments(Collector):
             if st.guards is not None:
                 for guard, value in st.guards.e_values().items():
                     evalue.add_metric([name, guard], value)
-        return [tripped, evalue]
+        observers = [st.observer for st in self.states.values() if st.observer is not None]
+        return [tripped, evalue, *prediction_families(observers)]
 
     def _why_off(self, st: ExperimentState, now: datetime) -> str:
         if self.policy is not None and self.policy.halted:

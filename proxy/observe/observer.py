@@ -1,0 +1,253 @@
+"""Prediction bookkeeping of one experiment, off the request path.
+
+The data plane hands over copies of chaos and control JSON responses (``submit``: an append to a bounded
+queue); the sidecar's background task parses them (``process``), keeps per-cohort windows and histograms,
+and computes drift (``compute``). Prometheus reads the result through ``families``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from ..metrics import Distribution
+from ..payload import AdapterOptions, BaseAdapter, detect, get_adapter, loads
+from ..policy.model import ObserveSpec, PayloadSpec
+from .drift import DriftReport, learn_edges
+from .srm import SrmResult, srm_check
+from .window import DriftHistory, PredictionWindows
+
+__all__ = ["CONFIDENCE_BUCKETS", "PredictionObserver"]
+
+COHORT_NAMES = ("chaos", "control")
+CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# Control predictions learned from before a numeric output's histogram edges freeze.
+LEARN_FROM = 200
+# Responses waiting to be parsed; past this, copies are dropped (and counted) rather than queued.
+MAX_QUEUE = 10_000
+
+
+class _Output:
+    __slots__ = ("classes", "confidence", "edges", "kind", "pending", "values")
+
+    def __init__(self, kind: str, edges: tuple[float, ...]) -> None:
+        self.kind = kind
+        self.edges = edges
+        self.values: dict[str, Distribution] = {}
+        self.pending: dict[str, list[float]] = {"chaos": [], "control": []}
+        self.confidence = {c: Distribution(CONFIDENCE_BUCKETS) for c in COHORT_NAMES}
+        self.classes: dict[tuple[str, str], int] = {}
+
+
+class PredictionObserver:
+    def __init__(self, experiment: str, spec: ObserveSpec, payload: PayloadSpec, options: AdapterOptions) -> None:
+        self.experiment = experiment
+        self.spec = spec
+        self.payload = payload
+        self.options = options
+        self.queue: deque[tuple[int, str, list[bytes]]] = deque()
+        self.windows = PredictionWindows(spec.window, spec.window_seconds, max_classes=spec.max_classes,
+                                         max_outputs=spec.max_outputs)
+        self.history = DriftHistory()
+        self.outputs: dict[str, _Output] = {}
+        self.drift: dict[str, DriftReport] = {}
+        self.srm: SrmResult | None = None
+        self.dropped = 0
+        self.unparsed = [0, 0]
+        self.last_compute = 0.0
+
+    # -- the data plane's side: O(1)
+    def submit(self, cohort: int, path: str, chunks: list[bytes]) -> None:
+        if len(self.queue) >= MAX_QUEUE:
+            self.dropped += 1
+            return
+        self.queue.append((cohort, path, chunks))
+
+    # -- the background task's side
+    def process(self, now: float | None = None) -> int:
+        """Parse what the data plane queued; returns how many responses were read."""
+        t = time.monotonic() if now is None else now
+        done = 0
+        queue = self.queue
+        while queue:
+            cohort, path, chunks = queue.popleft()
+            if self._read(COHORT_NAMES[cohort], path, b"".join(chunks), t):
+                done += 1
+            else:
+                self.unparsed[cohort] += 1
+        return done
+
+    def _adapter(self, path: str, doc: Any) -> BaseAdapter | None:
+        if self.payload.format != "auto":
+            return get_adapter(self.payload.format)
+        return detect(path, doc, options=self.options)
+
+    def _read(self, cohort: str, path: str, body: bytes, t: float) -> bool:
+        try:
+            doc = loads(body)
+        except ValueError:
+            return False
+        adapter = self._adapter(path, doc)
+        preds = adapter.predictions(doc, self.options) if adapter is not None else None
+        if not preds:
+            return False
+        for name, values in preds.items():
+            self._record(name, cohort, values, t)
+        return True
+
+    def _record(self, name: str, cohort: str, values: list[Any], t: float) -> None:
+        present = [v for v in values if v is not None]
+        if not present:
+            return
+        if all(isinstance(v, list) for v in present):
+            kind = "probability"
+        elif all(isinstance(v, float) for v in present):
+            kind = "numeric"
+        else:
+            kind = "class"  # labels: strings, integers, booleans
+        ow = self.windows.output(name, kind)
+        if ow is None or ow.kind != kind:
+            return  # past max_outputs, or an output that changed kind: not recorded
+        out = self.outputs.get(name)
+        if out is None:
+            out = self.outputs[name] = _Output(kind, self.spec.buckets)
+        if kind == "numeric":
+            self.windows.add_numeric(name, cohort, present, t)
+            self._histogram(out, cohort, present)
+        elif kind == "probability":
+            vectors = [v for v in present if v and all(isinstance(x, int | float) for x in v)]
+            if vectors and len({len(v) for v in vectors}) == 1:
+                self.windows.add_probabilities(name, cohort, vectors, t)
+                conf = out.confidence[cohort]
+                for v in vectors:
+                    conf.observe(float(max(v)))
+                    self._count_class(out, ow.classes.label_for(v.index(max(v))), cohort)
+        else:
+            self.windows.add_classes(name, cohort, present, t)
+            for v in present:
+                self._count_class(out, ow.classes.label_for(v), cohort)
+
+    @staticmethod
+    def _count_class(out: _Output, label: str, cohort: str) -> None:
+        key = (cohort, label)
+        out.classes[key] = out.classes.get(key, 0) + 1
+
+    def _histogram(self, out: _Output, cohort: str, values: list[float]) -> None:
+        if not out.edges:
+            out.pending[cohort].extend(values)
+            control = out.pending["control"]
+            if len(control) < LEARN_FROM:
+                if len(out.pending[cohort]) > 50 * LEARN_FROM:
+                    del out.pending[cohort][:-LEARN_FROM]  # chaos alone never sets the edges; bound it
+                return
+            out.edges = learn_edges(control)
+            backlog, out.pending = out.pending, {"chaos": [], "control": []}
+            for c, vs in backlog.items():
+                self._histogram(out, c, vs)
+            return
+        dist = out.values.get(cohort)
+        if dist is None:
+            dist = out.values[cohort] = Distribution(out.edges)
+        for v in values:
+            dist.observe(v)
+
+    def compute(self, n_chaos: int, n_control: int, chaos_share: float, control_share: float,
+                now: float | None = None) -> bool:
+        """Drift per output and the sample-ratio check; True when the SRM verdict changed to a mismatch."""
+        t = time.monotonic() if now is None else now
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        for name in list(self.windows.outputs):
+            report = self.windows.drift(name, t)
+            if report is None:
+                continue
+            self.drift[name] = report
+            self.history.append(stamp, name, report)
+        self.last_compute = t
+        before = self.srm.mismatch if self.srm is not None else False
+        self.srm = srm_check(n_chaos, n_control, chaos_share, control_share) if n_chaos + n_control else None
+        return self.srm is not None and self.srm.mismatch and not before
+
+    # -- what Prometheus and the report read
+    def families(self) -> dict[str, list[tuple[list[str], Any]]]:
+        """Samples per metric family, for the experiments' collector to merge across experiments."""
+        exp = self.experiment
+        value: list[tuple[list[str], Any]] = []
+        confidence: list[tuple[list[str], Any]] = []
+        classes: list[tuple[list[str], Any]] = []
+        drift: list[tuple[list[str], Any]] = []
+        for name, out in self.outputs.items():
+            for cohort, dist in out.values.items():
+                value.append(([exp, cohort, name], _buckets(dist)))
+            if out.kind == "probability":
+                for cohort in COHORT_NAMES:
+                    confidence.append(([exp, cohort, name], _buckets(out.confidence[cohort])))
+            for (cohort, label), n in out.classes.items():
+                classes.append(([exp, cohort, name, label], float(n)))
+        for name, report in self.drift.items():
+            for stat, v in report.statistics().items():
+                drift.append(([exp, name, stat], v))
+        share: list[tuple[list[str], Any]] = []
+        srm: list[tuple[list[str], Any]] = []
+        if self.srm is not None:
+            share = [([exp, c], self.srm.observed_share[c]) for c in COHORT_NAMES]
+            srm = [([exp], 1.0 if self.srm.mismatch else 0.0)]
+        return {"value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share,
+                "srm": srm}
+
+    def report(self, now: float | None = None) -> dict[str, Any]:
+        t = time.monotonic() if now is None else now
+        return {
+            "outputs": self.windows.report_outputs(t),
+            "drift_history": self.history.to_list(),
+            "srm": self.srm.to_dict() if self.srm is not None else None,
+            "window": {"predictions": self.spec.window, "seconds": self.spec.window_seconds},
+            "dropped": self.dropped, "unparsed": dict(zip(COHORT_NAMES, self.unparsed, strict=True)),
+        }
+
+
+def _buckets(dist: Distribution) -> tuple[list[tuple[str, float]], float]:
+    running, out = 0, []
+    for bound, n in zip((*dist.bounds, float("inf")), dist.counts, strict=True):
+        running += n
+        out.append((floatToGoString(bound), float(running)))
+    return out, dist.sum
+
+
+def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]:
+    """One set of metric families over every experiment's observer."""
+    value = HistogramMetricFamily("mlchaos_prediction_value", "Numeric predictions per cohort and output "
+                                  "(edges from the policy, or learned from control then frozen).",
+                                  labels=["experiment", "cohort", "output"])
+    confidence = HistogramMetricFamily("mlchaos_prediction_confidence", "Largest probability of each "
+                                       "probability-vector prediction.", labels=["experiment", "cohort", "output"])
+    classes = CounterMetricFamily("mlchaos_prediction_class", "Predicted classes per cohort and output (at most "
+                                  "max_classes labels; the rest are __other__).",
+                                  labels=["experiment", "cohort", "output", "class"])
+    drift = GaugeMetricFamily("mlchaos_prediction_drift", "Chaos against control over the sliding window, by "
+                              "statistic (psi, ks, ks_p, js, wasserstein, chi2, chi2_p).",
+                              labels=["experiment", "output", "statistic"])
+    share = GaugeMetricFamily("mlchaos_cohort_share", "Observed share of chaos and control among the two.",
+                              labels=["experiment", "cohort"])
+    srm = GaugeMetricFamily("mlchaos_sample_ratio_mismatch", "1 when the cohort split is off (chi-square "
+                            "p < 0.001): every comparison of the experiment is then suspect.", labels=["experiment"])
+    for obs in observers:
+        fam = obs.families()
+        for labels, (buckets, total) in fam["value"]:
+            value.add_metric(labels, buckets, total)
+        for labels, (buckets, total) in fam["confidence"]:
+            confidence.add_metric(labels, buckets, total)
+        for labels, v in fam["classes"]:
+            classes.add_metric(labels, v)
+        for labels, v in fam["drift"]:
+            drift.add_metric(labels, v)
+        for labels, v in fam["share"]:
+            share.add_metric(labels, v)
+        for labels, v in fam["srm"]:
+            srm.add_metric(labels, v)
+    return [value, confidence, classes, drift, share, srm]

@@ -25,6 +25,7 @@ from .killswitch.state import load_state, save_state
 from .killswitch.webhook import trip_payload
 from .logs import event
 from .metrics import Metrics
+from .observe.observer import PredictionObserver
 from .policy import PolicyError, compile_policy, load_policy_text
 from .policy.model import Policy
 
@@ -342,10 +343,39 @@ class Sidecar:
                     logging.getLogger("mlchaos").exception("deadline check failed")
 
     async def _observe_forever(self) -> None:
-        """Prediction bookkeeping: parse the responses the data plane copied, compute drift and SRM."""
-        while True:
-            await asyncio.sleep(OBSERVE_SECONDS)
-            self.observe_once()
+        """Prediction bookkeeping: parse the responses the data plane copied, compute drift and SRM, and
+        send the shadow twins of changed chaos requests."""
+        import aiohttp
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            while True:
+                await asyncio.sleep(OBSERVE_SECONDS)
+                self.observe_once()
+                for st in list(self.experiments.states.values()):
+                    obs = st.observer
+                    while obs is not None and obs.shadow_queue:
+                        job = obs.shadow_queue.popleft()
+                        obs.shadow_in_flight += 1
+                        _ = _tasks.spawn(self._shadow(session, obs, *job), name="mlchaos-shadow")
+
+    async def _shadow(self, session: Any, obs: PredictionObserver, target: str, original: bytes,
+                      chaos_answer: list[bytes]) -> None:
+        """Send the unchanged request to the same model; whatever happens, the client never sees it."""
+        import aiohttp
+
+        assert self.plane is not None
+        url = self.plane.primary.upstream.url.rstrip("/") + target
+        try:
+            async with session.post(url, data=original, headers={"Content-Type": "application/json"}) as resp:
+                body = await resp.read()
+                if resp.status == 200:
+                    obs.compare_shadow(target, b"".join(chaos_answer), body)
+                else:
+                    obs.shadow_results["failed"] += 1
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            obs.shadow_results["failed"] += 1
+        finally:
+            obs.shadow_in_flight -= 1
 
     def observe_once(self, now: float | None = None) -> None:
         t = time.monotonic() if now is None else now

@@ -34,7 +34,7 @@ def adapter_options(spec: PayloadSpec) -> AdapterOptions:
 
 
 class RequestPayload:
-    __slots__ = ("adapter", "ex", "options", "parsed", "spec", "tried")
+    __slots__ = ("adapter", "ex", "options", "original", "parsed", "spec", "tried")
 
     def __init__(self, ex: Exchange, spec: PayloadSpec, options: AdapterOptions) -> None:
         self.ex = ex
@@ -43,6 +43,8 @@ class RequestPayload:
         self.adapter: BaseAdapter | None = None
         self.parsed: Parsed | None = None
         self.tried = False
+        # The body as the client sent it, kept from the first change on (for the shadow comparison).
+        self.original: bytes | None = None
 
     def table(self) -> FeatureTable | None:
         """The request's feature table, or None (counted once) when the body is not a payload we read."""
@@ -75,6 +77,8 @@ class RequestPayload:
     def commit(self, table: FeatureTable) -> None:
         """Send ``table`` upstream in place of the request's features; every other field stays."""
         assert self.parsed is not None and self.adapter is not None
+        if self.original is None:
+            self.original = self.ex.request_body()
         doc: Any = self.adapter.write(self.parsed, table, self.options)
         self.ex.replace_request_body(dumps(doc, nan_token=self.spec.nan_token))
         parsed = self.adapter.read(doc, self.options)

@@ -478,7 +478,11 @@ class Exchange:
         if self.held is not None:
             self._finish_held()
         if self.tee is not None and self.st is not None and self.st.observer is not None:
-            self.st.observer.submit(self.cohort, self.req.path, self.tee)
+            obs = self.st.observer
+            obs.submit(self.cohort, self.req.path, self.tee)
+            original = self._payload.original if self._payload is not None else None
+            if original is not None and obs.spec.shadow:
+                obs.submit_shadow(self.req.target, original, self.tee)
             self.tee = None
         if self.relay is not None:
             self.upstream_done, self.upstream_keep = True, keep_alive  # the throttled drain finishes

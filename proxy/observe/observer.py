@@ -31,6 +31,8 @@ CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 LEARN_FROM = 200
 # Responses waiting to be parsed; past this, copies are dropped (and counted) rather than queued.
 MAX_QUEUE = 10_000
+# Absolute differences between a chaos prediction and the unchanged request's.
+SHADOW_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 
 class _Output:
@@ -61,6 +63,13 @@ class PredictionObserver:
         self.dropped = 0
         self.unparsed = [0, 0]
         self.last_compute = 0.0
+        # Shadow comparison: (target, original body, chaos answer) waiting to be sent, and what was found.
+        self.shadow_queue: deque[tuple[str, bytes, list[bytes]]] = deque()
+        self.shadow_in_flight = 0
+        self.shadow_results = {"compared": 0, "failed": 0, "skipped": 0}
+        self.shadow_delta: dict[str, Distribution] = {}
+        self.shadow_flips: dict[str, int] = {}
+        self.shadow_rows: dict[str, int] = {}
 
     # -- the data plane's side: O(1)
     def submit(self, cohort: int, path: str, chunks: list[bytes]) -> None:
@@ -68,6 +77,54 @@ class PredictionObserver:
             self.dropped += 1
             return
         self.queue.append((cohort, path, chunks))
+
+    def submit_shadow(self, target: str, original: bytes, chaos_answer: list[bytes]) -> None:
+        """A chaos request whose features changed: compare later with the model's answer to the original."""
+        if len(self.shadow_queue) + self.shadow_in_flight >= self.spec.shadow_concurrency:
+            self.shadow_results["skipped"] += 1  # the cap bounds extra upstream load
+            return
+        self.shadow_queue.append((target, original, chaos_answer))
+
+    def compare_shadow(self, target: str, chaos_body: bytes, shadow_body: bytes) -> bool:
+        """Record, row by row, how far the chaos answer is from the answer to the unchanged request."""
+        path = target.partition("?")[0]
+        try:
+            chaos_doc, shadow_doc = loads(chaos_body), loads(shadow_body)
+        except ValueError:
+            self.shadow_results["failed"] += 1
+            return False
+        adapter = self._adapter(path, shadow_doc)
+        a = adapter.predictions(chaos_doc, self.options) if adapter is not None else None
+        b = adapter.predictions(shadow_doc, self.options) if adapter is not None else None
+        if not a or not b:
+            self.shadow_results["failed"] += 1
+            return False
+        for name in list(b)[: self.spec.max_outputs]:
+            if name not in a or len(a[name]) != len(b[name]):
+                continue
+            for x, y in zip(a[name], b[name], strict=True):
+                self._shadow_pair(name, x, y)
+        self.shadow_results["compared"] += 1
+        return True
+
+    def _shadow_pair(self, output: str, chaos: Any, original: Any) -> None:
+        if chaos is None or original is None:
+            return
+        self.shadow_rows[output] = self.shadow_rows.get(output, 0) + 1
+        if isinstance(original, list) and isinstance(chaos, list) and len(chaos) == len(original) and original:
+            flipped = chaos.index(max(chaos)) != original.index(max(original))
+            delta = max(abs(float(p) - float(q)) for p, q in zip(chaos, original, strict=True))
+        elif isinstance(original, float) and isinstance(chaos, int | float):
+            flipped, delta = False, abs(float(chaos) - original)
+        else:
+            flipped, delta = chaos != original, None
+        if flipped:
+            self.shadow_flips[output] = self.shadow_flips.get(output, 0) + 1
+        if delta is not None:
+            dist = self.shadow_delta.get(output)
+            if dist is None:
+                dist = self.shadow_delta[output] = Distribution(SHADOW_BUCKETS)
+            dist.observe(delta)
 
     # -- the background task's side
     def process(self, now: float | None = None) -> int:
@@ -197,8 +254,11 @@ class PredictionObserver:
         if self.srm is not None:
             share = [([exp, c], self.srm.observed_share[c]) for c in COHORT_NAMES]
             srm = [([exp], 1.0 if self.srm.mismatch else 0.0)]
+        delta = [([exp, name], _buckets(dist)) for name, dist in self.shadow_delta.items()]
+        flips = [([exp, name], float(self.shadow_flips.get(name, 0))) for name in self.shadow_rows]
+        shadow = [([exp, result], float(n)) for result, n in self.shadow_results.items()]
         return {"value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share,
-                "srm": srm}
+                "srm": srm, "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow}
 
     def report(self, now: float | None = None) -> dict[str, Any]:
         t = time.monotonic() if now is None else now
@@ -208,6 +268,7 @@ class PredictionObserver:
             "srm": self.srm.to_dict() if self.srm is not None else None,
             "window": {"predictions": self.spec.window, "seconds": self.spec.window_seconds},
             "dropped": self.dropped, "unparsed": dict(zip(COHORT_NAMES, self.unparsed, strict=True)),
+            "shadow": {**self.shadow_results, "rows": self.shadow_rows, "flips": self.shadow_flips},
         }
 
 
@@ -236,8 +297,21 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
                               labels=["experiment", "cohort"])
     srm = GaugeMetricFamily("mlchaos_sample_ratio_mismatch", "1 when the cohort split is off (chi-square "
                             "p < 0.001): every comparison of the experiment is then suspect.", labels=["experiment"])
+    delta = HistogramMetricFamily("mlchaos_shadow_prediction_delta", "Per row, how far a chaos prediction is from "
+                                  "the model's answer to the unchanged request.", labels=["experiment", "output"])
+    flips = CounterMetricFamily("mlchaos_shadow_flips", "Rows whose predicted label the chaos fault changed.",
+                                labels=["experiment", "output"])
+    shadow = CounterMetricFamily("mlchaos_shadow_requests", "Shadow requests (the unchanged twin of a chaos "
+                                 "request), by result: compared, failed, skipped (over the concurrency cap).",
+                                 labels=["experiment", "result"])
     for obs in observers:
         fam = obs.families()
+        for labels, (buckets, total) in fam["shadow_delta"]:
+            delta.add_metric(labels, buckets, total)
+        for labels, v in fam["shadow_flips"]:
+            flips.add_metric(labels, v)
+        for labels, v in fam["shadow"]:
+            shadow.add_metric(labels, v)
         for labels, (buckets, total) in fam["value"]:
             value.add_metric(labels, buckets, total)
         for labels, (buckets, total) in fam["confidence"]:
@@ -250,4 +324,4 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
             share.add_metric(labels, v)
         for labels, v in fam["srm"]:
             srm.add_metric(labels, v)
-    return [value, confidence, classes, drift, share, srm]
+    return [value, confidence, classes, drift, share, srm, delta, flips, shadow]

@@ -117,3 +117,48 @@ def test_output_and_class_labels_stay_bounded_whatever_responses_carry(n_outputs
     assert len(per_output) == 4  # max_outputs; the other 26 outputs are not recorded at all
     for classes in per_output.values():
         assert len(classes) <= 5 + 1 and "__other__" in classes  # max_classes, then __other__
+
+
+async def test_shadow_comparison_counts_exactly_the_rows_a_shift_flips(start_sidecar):
+    runner, port = await start_model()
+    try:
+        exp = {"name": "sh", "chaos": 50, "control": 0, "sticky_key": "header:x-user-id",
+               "reveal": {"cohort": True}, "kill_switch": {"enabled": False},
+               "faults": [{"type": "shift", "scale": 1.3, "offset": 0.4}],
+               "observe": {"shadow": {"enabled": True, "max_concurrency": 256}}}
+        sc = await start_sidecar(policy_from(f"http://127.0.0.1:{port}", {"experiments": [exp]},
+                                             max_blast_radius=50))
+        rng = np.random.default_rng(3)
+        chaos_rows: list[list[float]] = []
+        async with aiohttp.ClientSession() as s:
+            for i in range(120):
+                rows = sample_rows(rng, 4).round(2).tolist()
+                body = {"inputs": [{"name": "input-0", "shape": [4, 4], "datatype": "FP64", "data": rows}]}
+                async with s.post(f"http://127.0.0.1:{sc.proxy_port}/v2/models/iris/infer", json=body,
+                                  headers={"x-user-id": f"u{i}"}) as r:
+                    assert r.status == 200
+                    if r.headers.get("x-mlchaos-cohort") == "chaos":
+                        chaos_rows.extend(rows)
+            # The truth, from the model itself: labels of the original rows and of the shifted ones.
+            shifted = [[v * 1.3 + 0.4 for v in row] for row in chaos_rows]
+            labels = []
+            for data in (chaos_rows, shifted):
+                body = {"inputs": [{"name": "input-0", "shape": [len(data), 4], "datatype": "FP64", "data": data}]}
+                async with s.post(f"http://127.0.0.1:{port}/v2/models/iris/infer", json=body) as r:
+                    labels.append((await r.json())["outputs"][0]["data"])
+        expected_flips = sum(a != b for a, b in zip(*labels, strict=True))
+        n_chaos = len(chaos_rows) // 4
+        assert n_chaos > 20 and expected_flips > 0
+
+        def compared() -> float:
+            return _sample(sc, "mlchaos_shadow_requests_total", {"experiment": "sh", "result": "compared"}) or 0
+
+        async with asyncio.timeout(10):
+            while compared() < n_chaos:
+                await asyncio.sleep(0.1)
+        assert _sample(sc, "mlchaos_shadow_flips_total", {"experiment": "sh", "output": "label"}) == expected_flips
+        assert _sample(sc, "mlchaos_shadow_requests_total", {"experiment": "sh", "result": "failed"}) == 0
+        deltas = _sample(sc, "mlchaos_shadow_prediction_delta_count", {"experiment": "sh", "output": "probabilities"})
+        assert deltas == len(chaos_rows)
+    finally:
+        await runner.cleanup()

@@ -126,7 +126,8 @@ async def test_label_values_come_only_from_the_policy_and_fixed_lists(upstream, 
     text = await scrape(sc.admin_port)
     allowed = {
         "experiment": {"", "exp-a", "exp-b"}, "cohort": COHORTS, "code": CODES, "fault": FAULT_TYPES,
-        "kind": ERROR_KINDS, "result": {"ok", "invalid"}, "version": {proxy.__version__}, "guard": GUARDS,
+        "kind": ERROR_KINDS, "result": {"ok", "invalid", "compared", "failed", "skipped"},
+        "version": {proxy.__version__}, "guard": GUARDS,
         "direction": {"request", "response"},
     }
     seen: dict[str, set[str]] = {}

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""What prediction bookkeeping costs: CPU time per request of the mlchaos process, 5% + 5% experiment,
+with the observer on (experiment.yaml) and off (experiment-noobserve.yaml), at the same fixed request rate.
+
+CPU seconds per request (utime + stime from /proc) are far steadier than throughput on a shared machine;
+the rounds alternate the two so that drift in the machine's load hits both alike. Loopback only.
+
+    python benchmarks/observe_cost.py [--rate 2000] [--seconds 8] [--rounds 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run as bench  # noqa: E402 - the benchmark harness: servers, ports, wrk
+
+bench.POLICIES["experiment-noobserve"] = HERE / "policies" / "experiment-noobserve.yaml"
+MAX_OVERHEAD = 0.10
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=int, default=2000, help="requests per second, fixed (default 2000)")
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mlchaos", default=str(HERE.parent / ".venv" / "bin" / "mlchaos"))
+    ap.add_argument("--out", help="also write the Markdown table here")
+    args = ap.parse_args()
+    procs = bench.Processes()
+    tmp = Path(tempfile.mkdtemp(prefix="mlchaos-observe-cost-"))
+    try:
+        bins = bench.ensure_tools(["nginx", "wrk"], install=True)
+        ctx = bench.Context(tmp, procs, bench.Ports(), bins, [args.mlchaos], secrets.token_hex(16))
+        upstream = bench.start_nginx(ctx, "direct", HERE / "nginx-upstream.conf.tmpl", {})
+        bench.wait_ready(upstream)
+        paths = ("experiment", "experiment-noobserve")
+        servers = {p: bench.start_mlchaos(ctx, p, upstream.port) for p in paths}
+        for server in servers.values():
+            bench.wait_ready(server)
+        per_req: dict[str, list[float]] = {p: [] for p in paths}
+        for rnd in range(args.rounds):
+            for path in paths if rnd % 2 == 0 else paths[::-1]:
+                server = servers[path]
+                bench.run_rate(ctx, server.url, args.rate, 1)  # warm-up
+                before = cpu_seconds(server.proc.pid)
+                res = bench.run_rate(ctx, server.url, args.rate, args.seconds)
+                time.sleep(1.0)  # the observer's background pass of what the load queued
+                used = cpu_seconds(server.proc.pid) - before
+                per_req[path].append(used / max(res.requests, 1) * 1e6)
+                bench.log(f"round {rnd + 1} {path}: {res.requests} requests, {used:.2f} CPU s, "
+                          f"{per_req[path][-1]:.1f} µs/request, errors {res.errors}")
+        on, off = (statistics.median(per_req[p]) for p in paths)
+        overhead = on / off - 1
+        lines = [
+            f"Prediction bookkeeping cost, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+            f"{os.cpu_count()} cores, {args.rate} req/s for {args.seconds} s x {args.rounds} rounds:",
+            "",
+            "| mlchaos, 5% chaos + 5% control | CPU µs per request (median) |",
+            "|---|---:|",
+            f"| observe.predictions: false | {off:.1f} |",
+            f"| observe.predictions: true (default) | {on:.1f} |",
+            f"| added by prediction bookkeeping | {overhead:+.1%} (bar: at most {MAX_OVERHEAD:.0%}) |",
+        ]
+        text = "\n".join(lines)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return 0 if overhead <= MAX_OVERHEAD else 1
+    finally:
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -127,17 +127,20 @@ class PredictionObserver:
             dist.observe(delta)
 
     # -- the background task's side
-    def process(self, now: float | None = None) -> int:
-        """Parse what the data plane queued; returns how many responses were read."""
+    def process(self, now: float | None = None, limit: int | None = None) -> int:
+        """Parse what the data plane queued (at most ``limit`` responses); returns how many were taken."""
         t = time.monotonic() if now is None else now
         done = 0
         queue = self.queue
-        while queue:
+        # Predictions of the whole slice per (output, cohort): the windows take each batch in one numpy call.
+        batch: dict[tuple[str, str], list[Any]] = {}
+        while queue and (limit is None or done < limit):
             cohort, path, chunks = queue.popleft()
-            if self._read(COHORT_NAMES[cohort], path, b"".join(chunks), t):
-                done += 1
-            else:
+            done += 1
+            if not self._read(COHORT_NAMES[cohort], path, b"".join(chunks), batch):
                 self.unparsed[cohort] += 1
+        for (name, cohort_name), values in batch.items():
+            self._record(name, cohort_name, values, t)
         return done
 
     def _adapter(self, path: str, doc: Any) -> BaseAdapter | None:
@@ -145,7 +148,7 @@ class PredictionObserver:
             return get_adapter(self.payload.format)
         return detect(path, doc, options=self.options)
 
-    def _read(self, cohort: str, path: str, body: bytes, t: float) -> bool:
+    def _read(self, cohort: str, path: str, body: bytes, batch: dict[tuple[str, str], list[Any]]) -> bool:
         try:
             doc = loads(body)
         except ValueError:
@@ -155,7 +158,7 @@ class PredictionObserver:
         if not preds:
             return False
         for name, values in preds.items():
-            self._record(name, cohort, values, t)
+            batch.setdefault((name, cohort), []).extend(values)
         return True
 
     def _record(self, name: str, cohort: str, values: list[Any], t: float) -> None:

@@ -355,6 +355,8 @@ class Sidecar:
                 # Parse in slices and let requests through in between: a pass over half a second of
                 # copies at 10k req/s would otherwise hold the loop for tens of milliseconds.
                 for st in list(self.experiments.states.values()):
+                    if st.observer is not None:
+                        st.observer.refill(OBSERVE_SECONDS)
                     while st.observer is not None and st.observer.queue:
                         st.observer.process(limit=OBSERVE_SLICE)
                         await asyncio.sleep(0)

@@ -126,7 +126,7 @@ async def test_label_values_come_only_from_the_policy_and_fixed_lists(upstream, 
     text = await scrape(sc.admin_port)
     allowed = {
         "experiment": {"", "exp-a", "exp-b"}, "cohort": COHORTS, "code": CODES, "fault": FAULT_TYPES,
-        "kind": ERROR_KINDS, "result": {"ok", "invalid", "compared", "failed", "skipped"},
+        "kind": ERROR_KINDS, "result": {"ok", "invalid", "compared", "failed", "skipped", "read", "dropped"},
         "version": {proxy.__version__}, "guard": GUARDS,
         "direction": {"request", "response"},
     }

@@ -118,7 +118,8 @@ class Exchange:
         self._payload: RequestPayload | None = None
         # A copy of the response body for the experiment's prediction observer (chaos and control only,
         # JSON only, at most inspect_body_bytes); parsed later in a background task, never here.
-        self.tee: list[bytes] | None = [] if st is not None and st.observer is not None else None
+        self.tee: list[bytes] | None = [] if st is not None and st.observer is not None and st.observer.wants() \
+            else None
 
     # -- FaultContext
     @property

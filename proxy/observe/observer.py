@@ -61,6 +61,10 @@ class PredictionObserver:
         self.drift: dict[str, DriftReport] = {}
         self.srm: SrmResult | None = None
         self.dropped = 0
+        # Responses the data plane may still copy before the next refill (observe.max_rate per second).
+        self.budget = spec.max_rate
+        self.skipped = 0
+        self.read_total = 0
         self.unparsed = [0, 0]
         self.last_compute = 0.0
         # Shadow comparison: (target, original body, chaos answer) waiting to be sent, and what was found.
@@ -72,7 +76,19 @@ class PredictionObserver:
         self.shadow_rows: dict[str, int] = {}
 
     # -- the data plane's side: O(1)
+    def wants(self) -> bool:
+        """Whether the next response should be copied at all (the parse budget is not spent)."""
+        if self.budget > 0:
+            return True
+        self.skipped += 1
+        return False
+
+    def refill(self, seconds: float) -> None:
+        """Called by the background task every tick: the budget of the next ``seconds``."""
+        self.budget = self.spec.max_rate * seconds
+
     def submit(self, cohort: int, path: str, chunks: list[bytes]) -> None:
+        self.budget -= 1
         if len(self.queue) >= MAX_QUEUE:
             self.dropped += 1
             return
@@ -141,6 +157,7 @@ class PredictionObserver:
                 self.unparsed[cohort] += 1
         for (name, cohort_name), values in batch.items():
             self._record(name, cohort_name, values, t)
+        self.read_total += done
         return done
 
     def _adapter(self, path: str, doc: Any) -> BaseAdapter | None:
@@ -260,8 +277,10 @@ class PredictionObserver:
         delta = [([exp, name], _buckets(dist)) for name, dist in self.shadow_delta.items()]
         flips = [([exp, name], float(self.shadow_flips.get(name, 0))) for name in self.shadow_rows]
         shadow = [([exp, result], float(n)) for result, n in self.shadow_results.items()]
+        read = [([exp, "read"], float(self.read_total)), ([exp, "skipped"], float(self.skipped)),
+                ([exp, "dropped"], float(self.dropped))]
         return {"value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share,
-                "srm": srm, "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow}
+                "srm": srm, "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": read}
 
     def report(self, now: float | None = None) -> dict[str, Any]:
         t = time.monotonic() if now is None else now
@@ -270,7 +289,8 @@ class PredictionObserver:
             "drift_history": self.history.to_list(),
             "srm": self.srm.to_dict() if self.srm is not None else None,
             "window": {"predictions": self.spec.window, "seconds": self.spec.window_seconds},
-            "dropped": self.dropped, "unparsed": dict(zip(COHORT_NAMES, self.unparsed, strict=True)),
+            "dropped": self.dropped, "skipped": self.skipped, "read": self.read_total,
+            "unparsed": dict(zip(COHORT_NAMES, self.unparsed, strict=True)),
             "shadow": {**self.shadow_results, "rows": self.shadow_rows, "flips": self.shadow_flips},
         }
 
@@ -304,6 +324,9 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
                                   "the model's answer to the unchanged request.", labels=["experiment", "output"])
     flips = CounterMetricFamily("mlchaos_shadow_flips", "Rows whose predicted label the chaos fault changed.",
                                 labels=["experiment", "output"])
+    responses = CounterMetricFamily("mlchaos_prediction_responses", "Chaos and control responses for prediction "
+                                    "bookkeeping: read, skipped (over observe.max_rate), dropped (queue full).",
+                                    labels=["experiment", "result"])
     shadow = CounterMetricFamily("mlchaos_shadow_requests", "Shadow requests (the unchanged twin of a chaos "
                                  "request), by result: compared, failed, skipped (over the concurrency cap).",
                                  labels=["experiment", "result"])
@@ -315,6 +338,8 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
             flips.add_metric(labels, v)
         for labels, v in fam["shadow"]:
             shadow.add_metric(labels, v)
+        for labels, v in fam["read"]:
+            responses.add_metric(labels, v)
         for labels, (buckets, total) in fam["value"]:
             value.add_metric(labels, buckets, total)
         for labels, (buckets, total) in fam["confidence"]:
@@ -327,4 +352,4 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
             share.add_metric(labels, v)
         for labels, v in fam["srm"]:
             srm.add_metric(labels, v)
-    return [value, confidence, classes, drift, share, srm, delta, flips, shadow]
+    return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses]

@@ -134,6 +134,9 @@ class ObserveSpec:
     window_seconds: float = 600.0
     # How often drift statistics are computed.
     drift_interval: float = 5.0
+    # Responses read per second at most; past it they are not copied (a uniform sample of the rest is
+    # read), which bounds the cost at any load. The counts say how many were read and how many skipped.
+    max_rate: float = 500.0
     # Label cardinality bounds: the rest count as __other__.
     max_classes: int = 20
     max_outputs: int = 8

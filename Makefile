@@ -8,7 +8,7 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # which keeps Debian's service from starting).
 DEB_TEST := curl
 
-.PHONY: venv demo test test-fast lint bench system-deps clean
+.PHONY: venv demo test test-fast lint bench system-deps model-servers clean clean-servers
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,9 +35,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Real model servers for tests/servers: MLServer, KServe and MLflow, a virtualenv each under .cache/servers
+# (their pins clash with each other and with ours): about 3.5 minutes once, under a second after.
+model-servers:
+	scripts/model-servers.sh all
+
 # The REQUIRE variables turn "skipped: no chromium / no model server" into failures: make test installs them.
-test: $(STAMP) system-deps lint
-	MLCHAOS_REQUIRE_CHROMIUM=1 $(BIN)/pytest -q
+test: $(STAMP) system-deps lint model-servers
+	MLCHAOS_REQUIRE_CHROMIUM=1 MLCHAOS_REQUIRE_SERVERS=1 $(BIN)/pytest -q
 
 # The inner loop: stop at the first failure, skip the slow tests.
 test-fast: $(STAMP)
@@ -47,5 +52,9 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --mlchaos $(BIN)/mlchaos
 
+# .cache (the model servers, 2 GB) survives `make clean`: `make clean-servers` removes it.
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+clean-servers:
+	rm -rf .cache/servers

@@ -1,0 +1,49 @@
+"""Session-scoped fixtures that run the real model servers: ``mlserver``, ``kserve`` and ``mlflow_server``.
+
+Each starts its server once per test session on free loopback ports and returns a
+``tests.servers.harness.RunningServer`` (``.url``, ``.model``, ``.venv``, ``.model_dir``, ``.log_path``,
+``.ports``). A server that scripts/model-servers.sh has not installed is skipped, with the reason, unless
+MLCHAOS_REQUIRE_SERVERS=1 is set (as `make test` does): then its tests fail, so they can never be skipped
+silently. A server that is installed but does not start always fails, with the tail of its log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import harness
+from tests.servers.harness import RunningServer
+
+
+def run_server(name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    problem = harness.install(name).problem()
+    if problem:
+        how = f"run `scripts/model-servers.sh {name}`"
+        if harness.require_servers():
+            pytest.fail(f"{name} is required (MLCHAOS_REQUIRE_SERVERS=1) but {problem}: {how}", pytrace=False)
+        pytest.skip(f"{name} not installed ({problem}): {how}; MLCHAOS_REQUIRE_SERVERS=1 makes this a failure")
+    server = harness.start(name, tmp_path_factory.mktemp(name))
+    try:
+        yield server
+    finally:
+        harness.stop(server)
+
+
+@pytest.fixture(scope="session")
+def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Seldon MLServer 1.7 with the sklearn runtime: V2 REST at ``.url`` (gRPC and metrics in ``.ports``)."""
+    yield from run_server("mlserver", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """KServe 0.21 Python ModelServer: V1 and V2 REST at ``.url`` (V2 gRPC on ``.ports["grpc"]``)."""
+    yield from run_server("kserve", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """MLflow 3.17 scoring server (`mlflow models serve --env-manager local`): /invocations at ``.url``."""
+    yield from run_server("mlflow", tmp_path_factory)

@@ -19,7 +19,6 @@ from ..payload import (
     get_adapter,
     loads,
 )
-from ..payload.adapters import binary_header_length
 from ..policy.model import PayloadSpec
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ class RequestPayload:
 
     def _parse(self) -> Parsed | None:
         ex = self.ex
-        if binary_header_length(ex.req.headers) is not None:
+        if ex.req.header(b"inference-header-content-length") is not None:
             return None  # the binary tensor extension passes through untouched
         body = ex.request_body()
         if not body:
@@ -81,9 +80,8 @@ class RequestPayload:
             self.original = self.ex.request_body()
         doc: Any = self.adapter.write(self.parsed, table, self.options)
         self.ex.replace_request_body(dumps(doc, nan_token=self.spec.nan_token))
-        parsed = self.adapter.read(doc, self.options)
-        if parsed is not None:
-            self.parsed = parsed  # the next fault of the request starts from what was sent
+        # A further fault of the same request starts from what is now sent: re-read only if one asks.
+        self.tried, self.parsed = False, None
 
     def read_response(self, body: bytes) -> tuple[BaseAdapter, Any, Predictions] | None:
         """The predictions in a response body, with what is needed to write them back; None (counted)

@@ -28,7 +28,7 @@ class ResponseSink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "closed", "got_bytes", "head_bytes", "head_done", "head_raw", "headers", "interim", "parser", "pool",
+        "closed", "got_bytes", "head_done", "head_raw", "headers", "interim", "parser", "pool",
         "sink", "transport", "uses",
     )
 
@@ -38,7 +38,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_bytes = 0
         # Raw bytes read while the response head is incomplete, and whether it is.
         self.head_raw = 0
         self.head_done = False
@@ -91,12 +90,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- llhttp callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Bounded by the raw bytes counted in data_received: no per-header bookkeeping here.
         self.headers.append((name, value))
-        self.head_bytes += len(name) + len(value)
-        if self.head_bytes > self.pool.max_head_bytes:
-            raise BadGateway("upstream response headers exceed limits.max_header_bytes")
 
     def on_headers_complete(self) -> None:
+        # Only a read larger than the limit can hold a head over it: measure the head just then.
+        limit = self.pool.max_head_bytes
+        if self.head_raw > limit and sum(len(n) + len(v) + 4 for n, v in self.headers) > limit:
+            raise BadGateway("upstream response headers exceed limits.max_header_bytes")
         self.head_done, self.head_raw = True, 0
         status = self.parser.get_status_code()
         if status < 200:
@@ -104,7 +105,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.interim = True
             self.head_done = False
             self.headers = []
-            self.head_bytes = 0
             return
         if self.sink is not None:
             self.sink.on_head(status, self.headers)
@@ -119,7 +119,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         sink, self.sink = self.sink, None
         self.headers = []
-        self.head_bytes = self.head_raw = 0
+        self.head_raw = 0
         self.head_done = False
         self.got_bytes = False
         if sink is not None:

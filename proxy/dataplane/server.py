@@ -569,12 +569,15 @@ class Exchange:
             self.task.cancel()
         if self.status:
             self.record()
-        elif self.st is not None:
-            # Gone before an answer: for the guards, a failed request of its cohort.
-            self.recorded = True
-            tripped = self.st.observe(self.cohort, DROPPED, self.loop.time() - self.t0)
+            return
+        # Gone before an answer: no error (the client's reasons are its own), but a slow request for the
+        # latency guard when it waited past the SLO, on the chaos side and the comparison side alike.
+        self.recorded = True
+        st, chaos = (self.st, self.cohort == CHAOS) if self.st is not None else (self.req.matched, False)
+        if st is not None and st.guards is not None and st.tripped is None:
+            tripped = st.guards.observe_abandoned(chaos, self.loop.time() - self.t0)
             if tripped is not None:
-                self.plane.experiments.trip(self.st, tripped)
+                self.plane.experiments.trip(st, tripped)
 
     # -- answering without the upstream
     def local_reply(self, reply: Reply) -> None:

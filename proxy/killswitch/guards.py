@@ -53,6 +53,18 @@ class ExperimentGuards:
             return self._trip("evaluation", f"guard evaluation failed: {exc!r}")
         return None
 
+    def observe_abandoned(self, chaos: bool, seconds: float) -> str | None:
+        """A client that left before its answer. Why it left is unknown (a benchmark ending, a timeout of
+        its own), so it is no error; past the latency SLO it is a slow request, on either side alike."""
+        if self.tripped_guard is not None or self.latency is None or seconds <= self.slo:  # type: ignore[operator]
+            return None
+        try:
+            if self.latency.observe(chaos, True):
+                return self._trip("latency", f"the chaos cohort has more requests slower than {self.slo:g}s")
+        except Exception as exc:
+            return self._trip("evaluation", f"guard evaluation failed: {exc!r}")
+        return None
+
     def _trip(self, guard: str, reason: str) -> str:
         self.tripped_guard, self.trip_reason = guard, reason
         return guard

@@ -146,9 +146,9 @@ async def test_tripped_kill_switch_fails_the_run(
     assert res.returncode == 1, explain(res)
     cohorts = by_cohort(stats(tmp_path))
     chaos, control, none = cohorts["chaos"], cohorts["control"], cohorts["none"]
-    # Every chaos request was aborted until the kill switch tripped (the seatbelt: more than half of
-    # at least 20 chaos requests failed); after that everyone is outside the experiment.
-    assert chaos[0] >= 5 and chaos[1] == chaos[0], cohorts
+    # Every chaos request was aborted until the kill switch tripped (the error guard, a few chaos errors
+    # against none in the untouched traffic); after that everyone is outside the experiment.
+    assert chaos[0] >= 1 and chaos[1] == chaos[0], cohorts
     assert control[0] >= 1 and control[1] == 0, cohorts
     assert none[1] == 0 and none[0] > chaos[0] + control[0], cohorts
     record = verdict(tmp_path)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from proxy.demo.model import predict, sample_rows
@@ -319,6 +319,9 @@ def test_identical_samples_have_no_drift(a: list[float]) -> None:
 @given(samples, samples, st.floats(0.01, 100.0), st.floats(-1e3, 1e3))
 def test_normalized_wasserstein_ignores_units(a: list[float], b: list[float], scale: float, offset: float) -> None:
     x, y = np.array(a), np.array(b)
+    # Values closer than float precision at the offset's magnitude merge once shifted: no invariance to test.
+    spread = float(np.ptp(np.concatenate([x, y])))
+    assume(spread == 0.0 or spread * min(scale, 1.0) > 1e-9 * max(1.0, abs(offset), float(np.abs(x).max())))
     w = wasserstein_normalized(x, y)
     assert wasserstein_normalized(x * scale + offset, y * scale + offset) == pytest.approx(w, rel=1e-6, abs=1e-6)
 

@@ -17,6 +17,8 @@ Under "no harm" it can still trip by chance when the base rate is high: with a 1
 
 from __future__ import annotations
 
+from .sequential import check_counts
+
 __all__ = ["Seatbelt"]
 
 
@@ -81,16 +83,7 @@ class Seatbelt:
     def observe_many(self, chaos_n: int, chaos_bad: int, control_n: int, control_bad: int) -> bool:
         """Counts per cohort since the last call: the same as ``observe`` calls with the good chaos
         requests first, then the bad ones (the order that trips soonest within the batch)."""
-        for name, value in (
-            ("chaos_n", chaos_n),
-            ("chaos_bad", chaos_bad),
-            ("control_n", control_n),
-            ("control_bad", control_bad),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        if chaos_bad > chaos_n or control_bad > control_n:
-            raise ValueError("bad counts cannot exceed request counts")
+        check_counts(chaos_n, chaos_bad, control_n, control_bad)
         self.n_control += control_n
         self.bad_control += control_bad
         good = chaos_n - chaos_bad

@@ -76,6 +76,16 @@ DEFAULT_PRIOR = 0.5
 _MAX_LOG = 709.0  # math.exp overflows just above this
 
 
+def check_counts(chaos_n: int, chaos_bad: int, control_n: int, control_bad: int) -> None:
+    """Batch counts as ``observe_many`` takes them: non-negative ints, bad events within the requests."""
+    for name, value in (("chaos_n", chaos_n), ("chaos_bad", chaos_bad), ("control_n", control_n),
+                        ("control_bad", control_bad)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if chaos_bad > chaos_n or control_bad > control_n:
+        raise ValueError("bad counts cannot exceed request counts")
+
+
 class CountGuard:
     """Anytime-valid guard on "bad events are not more frequent in chaos than in control".
 
@@ -180,16 +190,7 @@ class CountGuard:
         request) and closes one block of its own at its last bad event; the e-value only changes at those
         two points, and the guard trips if and only if the e-value reaches 1/alpha at one of them.
         """
-        for name, value in (
-            ("chaos_n", chaos_n),
-            ("chaos_bad", chaos_bad),
-            ("control_n", control_n),
-            ("control_bad", control_bad),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        if chaos_bad > chaos_n or control_bad > control_n:
-            raise ValueError("bad counts cannot exceed request counts")
+        check_counts(chaos_n, chaos_bad, control_n, control_bad)
         bads = chaos_bad + control_bad
         good_c = chaos_n - chaos_bad
         good_k = control_n - control_bad

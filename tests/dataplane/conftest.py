@@ -364,6 +364,9 @@ def chaos_experiment(faults: list[dict[str, Any]], *, reveal_fault: bool = True,
         "experiments": [{
             "name": name, "chaos": chaos, "control": control,
             "reveal": {"fault": reveal_fault, "cohort": reveal_cohort}, "faults": faults,
+            # These tests force hundreds of chaos requests through a fault on purpose: no kill switch, or
+            # its seatbelt could stop a test partway (tests/killswitch covers it).
+            "kill_switch": {"enabled": False},
         }],
         "cohort_override": {"enabled": True, "token_env": "MLCHAOS_OVERRIDE_TOKEN"},
     }

@@ -119,6 +119,8 @@ async def run_demo(*, duration: float = 20.0, policy_path: str | None = None, ou
         try:
             _intro(policy, path, model_port, sidecar, duration, out)
             results = await _load(f"http://{HOST}:{sidecar.proxy_port}", duration, concurrency, seed, out)
+            # Whatever the kill switch did, read before the sidecar goes.
+            trips = {name: st.tripped for name, st in sidecar.experiments.states.items() if st.tripped}
         finally:
             await sidecar.stop()
     finally:
@@ -128,6 +130,10 @@ async def run_demo(*, duration: float = 20.0, policy_path: str | None = None, ou
     print(file=out)
     print(f"{results.requests} requests in {results.elapsed:.1f} s ({results.rate:.0f} req/s).", file=out)
     print(reading(results), file=out)
+    for name, trip in trips.items():
+        print(f"The kill switch stopped {name} after {trip.get('n_chaos')} chaos requests "
+              f"({trip.get('errors_chaos')} errors; guard: {trip.get('guard')}, {trip.get('reason')}): "
+              "from then on every request was left alone. Re-arm with POST /experiments/NAME/rearm.", file=out)
     return 0
 
 

@@ -43,9 +43,9 @@ class ExperimentGuards:
         try:
             bad = is_error(status, self.include_4xx)
             if self.errors is not None and self.errors.observe(chaos, bad):
-                return self._trip("errors", "the chaos cohort has more errors than control")
+                return self._trip("errors", "the chaos cohort has more errors than the untouched traffic")
             if self.latency is not None and self.latency.observe(chaos, seconds > self.slo):  # type: ignore[operator]
-                return self._trip("latency", f"the chaos cohort has more requests slower than {self.slo:g}s")
+                return self._trip("latency", f"more chaos requests than untouched ones are slower than {self.slo:g}s")
             if self.belt is not None and chaos and self.belt.observe(True, bad):
                 return self._trip("seatbelt", f"the chaos cohort's error rate is above "
                                               f"{self.spec.seatbelt_max_error_rate:g}")
@@ -60,7 +60,7 @@ class ExperimentGuards:
             return None
         try:
             if self.latency.observe(chaos, True):
-                return self._trip("latency", f"the chaos cohort has more requests slower than {self.slo:g}s")
+                return self._trip("latency", f"more chaos requests than untouched ones are slower than {self.slo:g}s")
         except Exception as exc:
             return self._trip("evaluation", f"guard evaluation failed: {exc!r}")
         return None

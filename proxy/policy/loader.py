@@ -225,7 +225,7 @@ REVEAL_FIELDS: tuple[Field, ...] = (
 _KILL = KillSwitch()
 
 ERROR_GUARD_FIELDS: tuple[Field, ...] = (
-    Field("enabled", "bool", default=_KILL.errors, help="Trip when chaos has more errors than control."),
+    Field("enabled", "bool", default=_KILL.errors, help="Trip when chaos has more errors than the untouched traffic."),
     Field("include_4xx", "bool", default=_KILL.include_4xx, help="Count 4xx answers as errors too."),
 )
 

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import socket
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -436,14 +435,3 @@ class Sidecar:
         if st.observer is not None:
             data.update(st.observer.report())
         return data
-
-    def describe(self) -> dict[str, Any]:
-        return {"proxy_port": self.proxy_port, "admin_port": self.admin_port}
-
-
-def free_socket_port() -> int:
-    """A free loopback port, for tests and the demo."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

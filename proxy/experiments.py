@@ -8,6 +8,7 @@ and every change (start, stop, schedule tick, reload) builds a new one.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -153,10 +154,10 @@ class Router:
         return _FORCED.get(req.cohort_header.strip().lower())
 
 
-def _headers_match(rules: Iterable[tuple[str, object]], req: Request) -> bool:
+def _headers_match(rules: Iterable[tuple[str, re.Pattern[str]]], req: Request) -> bool:
     for name, pattern in rules:
         value = req.header(name.encode("latin-1"))
-        if value is None or pattern.fullmatch(value.decode("latin-1")) is None:  # type: ignore[attr-defined]
+        if value is None or pattern.fullmatch(value.decode("latin-1")) is None:
             return False
     return True
 

@@ -18,8 +18,9 @@ import pytest
 import yaml
 from aiohttp import web
 
-from proxy.app import compile_with_overrides, free_socket_port
+from proxy.app import compile_with_overrides
 from proxy.policy import load_policy_text
+from tests.conftest import free_port
 
 MLCHAOS = str(Path(sys.executable).with_name("mlchaos"))
 
@@ -157,7 +158,7 @@ async def run_mlchaos() -> AsyncIterator[Callable[..., Coroutine[Any, Any, Proc]
     started: list[Proc] = []
 
     async def run(config: Path, *extra: str) -> Proc:
-        proxy_port, admin_port = free_socket_port(), free_socket_port()
+        proxy_port, admin_port = free_port(), free_port()
         proc = await asyncio.create_subprocess_exec(
             MLCHAOS, "run", "--config", str(config), "--listen", f"127.0.0.1:{proxy_port}",
             "--admin", f"127.0.0.1:{admin_port}", *extra,

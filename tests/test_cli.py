@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import proxy
-from proxy.app import free_socket_port
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MLCHAOS = str(Path(sys.executable).with_name("mlchaos"))
@@ -154,7 +154,7 @@ def test_run_on_a_port_in_use_exits_1_with_a_clear_message(tmp_path: Path, busy_
 
 def test_run_with_the_admin_port_in_use_exits_1_with_a_clear_message(tmp_path: Path, busy_port: int) -> None:
     out = mlchaos("run", "--config", str(write_policy(tmp_path, VALID)),
-                  "--listen", f"127.0.0.1:{free_socket_port()}", "--admin", f"127.0.0.1:{busy_port}")
+                  "--listen", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{busy_port}")
     assert out.returncode == 1
     assert f"cannot listen on 127.0.0.1:{busy_port} for the admin API" in out.stderr
 

@@ -21,7 +21,7 @@ class RequestBody:
     more than ``high_water`` bytes wait unread, so a slow upstream bounds what a client can pin.
     """
 
-    __slots__ = ("_pause", "_resume", "chunks", "discard", "done", "error", "high_water", "size", "waiter")
+    __slots__ = ("chunks", "discard", "done", "error", "high_water", "size", "waiter")
 
     def __init__(self) -> None:
         self.chunks: deque[bytes] = deque()
@@ -30,8 +30,6 @@ class RequestBody:
         self.discard = False
         self.size = 0
         self.waiter: asyncio.Future[None] | None = None
-        self._pause: object = None
-        self._resume: object = None
         self.high_water = 256 * 1024
 
     def feed(self, data: bytes) -> bool:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from proxy.app import Sidecar, free_socket_port
-from tests.conftest import policy_from
+from proxy.app import Sidecar
+from tests.conftest import free_port, policy_from
 
 from .conftest import ROOT, Finished, Process, clean_env, spawn, tool
 
@@ -179,7 +179,7 @@ async def test_inconclusive_gate(tmp_path: Path, demo_model: str, start_sidecar:
 async def test_unreachable_admin_api_fails_the_run(
         tmp_path: Path, demo_model: str, start_sidecar: StartSidecar, processes: list[Process]) -> None:
     sidecar = await start(start_sidecar, demo_model, experiment("locust-x", 10, []))
-    env = gate_env(sidecar, "locust-x", tmp_path, MLCHAOS_ADMIN=f"http://127.0.0.1:{free_socket_port()}")
+    env = gate_env(sidecar, "locust-x", tmp_path, MLCHAOS_ADMIN=f"http://127.0.0.1:{free_port()}")
 
     res = await run(headless(sidecar, tmp_path, "1s"), env, processes)
 
@@ -193,7 +193,7 @@ async def test_distributed_master_and_two_workers(
         tmp_path: Path, demo_model: str, start_sidecar: StartSidecar, processes: list[Process]) -> None:
     name = "locust-distributed"
     sidecar = await start(start_sidecar, demo_model, experiment(name, 20, []))
-    port = free_socket_port()
+    port = free_port()
     env = gate_env(sidecar, name, tmp_path)
     master = [*headless(sidecar, tmp_path, "4s"), "--master", "--master-bind-host", "127.0.0.1",
               "--master-bind-port", str(port), "--expect-workers", "2", "--expect-workers-max-wait", "20"]

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -31,6 +30,8 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+
+from tests.conftest import free_port
 
 __all__ = [
     "PrometheusError", "PrometheusServer", "find_prometheus", "free_port", "requires_prometheus",
@@ -52,14 +53,6 @@ def find_prometheus() -> str | None:
 requires_prometheus = pytest.mark.skipif(
     find_prometheus() is None,
     reason="no prometheus binary on PATH: run scripts/install-prometheus.sh (make test does)")
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the kernel's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PrometheusError(RuntimeError):

@@ -1,12 +1,12 @@
 """Client side of the data plane: one ``ClientConnection`` per accepted socket, one ``Exchange`` per request.
 
 Requests on a connection are answered strictly in order (pipelining): the parser runs ahead and queues
-them, and the next one starts when the previous response is complete. The common case (no fault, the
-body in hand, a pooled upstream connection) runs entirely in protocol callbacks, with no task, future or
-timer per request; a coroutine takes over only for what has to wait: faults, connecting, streaming a
-request body, throttling. A response is relayed from the upstream's parser callbacks straight into the
-client's transport, one write per upstream read, so a streaming (chunked, SSE) response reaches the
-client as it arrives.
+them, and the next one starts when the previous response is complete. The common case (the body in
+hand, a pooled upstream connection, faults that do not wait) runs entirely in protocol callbacks, with no
+task, future or timer per request; a coroutine takes over only for what has to wait: a fault's ``Wait``,
+connecting, streaming a request body, throttling. A response is relayed from the upstream's parser
+callbacks straight into the client's transport, one write per upstream read, so a streaming (chunked,
+SSE) response reaches the client as it arrives.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ..errors import (
     UpstreamTimeout,
     error_response,
 )
-from ..faults.base import Drop, Reply, ResponseHook, ResponseView
+from ..faults.base import Drop, Outcome, Reply, ResponseHook, ResponseView, Wait
 from .http import CONTINUE, HOP_BY_HOP, LAST_CHUNK, chunk, connection_tokens, status_line
 from .payload import RequestPayload
 from .request import Request
@@ -78,7 +78,7 @@ class Exchange:
         "applied", "client", "close_delimited", "cohort", "finished", "head_received", "keep_alive", "loop",
         "outbound", "plane", "pool", "recorded", "relay", "req", "retried", "reused", "rx", "rx_at", "rx_seen",
         "st", "status", "t0", "t_up", "task", "throttle_bps", "to_chunk", "upstream", "upstream_done",
-        "upstream_keep", "upstream_name", "waiting", "hooks", "held", "_payload", "tee",
+        "upstream_keep", "upstream_name", "waiting", "hooks", "held", "_payload", "tee", "resume_at",
     )
 
     def __init__(self, client: ClientConnection, req: Request, st: ExperimentState | None, cohort: int) -> None:
@@ -92,6 +92,7 @@ class Exchange:
         self.upstream_name: str | None = None
         self.throttle_bps: float | None = None
         self.applied: list[str] | None = None
+        self.resume_at = 0
         self.status = 0
         self.head_received = False
         self.to_chunk = False
@@ -183,28 +184,32 @@ class Exchange:
         if req.error is not None:
             self.fail(req.error)
             return
-        if not req.streamed and (self.cohort != CHAOS or not self.st or not self.st.spec.faults):
-            pool = self.plane.primary
+        if self.cohort == CHAOS and self.st is not None and self.st.spec.faults:
+            outcome = self.run_faults(0)
+            if isinstance(outcome, Wait):
+                self.task = _tasks.spawn(self._run(outcome))
+                return
+            if outcome is not None:
+                self.short_circuit(outcome)
+                return
+        if not req.streamed and self.throttle_bps is None:
+            pool = self.plane.pools[self.upstream_name] if self.upstream_name else self.plane.primary
             conn = pool.take_idle()
             if conn is not None:
                 self._send(pool, conn, reused=True)
                 return
-        self.task = _tasks.spawn(self._run())
+        self.task = _tasks.spawn(self._run(None))
 
-    async def _run(self) -> None:
-        """The path that has to wait: faults, a new upstream connection, a streamed body, throttling."""
+    async def _run(self, wait: Wait | None) -> None:
+        """The path that has to wait: a fault's wait, a new upstream connection, a streamed body, throttling."""
         try:
-            if self.cohort == CHAOS:
-                outcome = await self.run_faults()
-                if isinstance(outcome, Reply):
-                    self.local_reply(outcome)
-                    self.finish()
+            while wait is not None:
+                await asyncio.sleep(wait.seconds)
+                outcome = wait.then if wait.then is not None else self.run_faults(self.resume_at)
+                if isinstance(outcome, Reply | Drop):
+                    self.short_circuit(outcome)
                     return
-                if isinstance(outcome, Drop):
-                    self.client.drop(outcome)
-                    self.status = DROPPED
-                    self.finish()
-                    return
+                wait = outcome
             plane = self.plane
             pool = plane.pools[self.upstream_name] if self.upstream_name else plane.primary
             if self.throttle_bps:
@@ -228,11 +233,14 @@ class Exchange:
         except ProxyError as exc:
             self.fail(exc)
 
-    async def run_faults(self) -> Reply | Drop | None:
-        """Each fault of the experiment, drawn by its probability, in policy order, until one answers."""
+    def run_faults(self, start: int) -> Outcome:
+        """The experiment's faults from index ``start``, each drawn by its probability, in policy order,
+        until one answers or waits (then ``resume_at`` is where to go on after the wait)."""
         assert self.st is not None
         st = self.st
-        for i, fault in enumerate(st.spec.faults):
+        faults = st.spec.faults
+        for i in range(start, len(faults)):
+            fault = faults[i]
             p = fault.probability
             if p < 1.0 and (p <= 0.0 or _rand() >= p):
                 continue
@@ -241,10 +249,27 @@ class Exchange:
             self.applied.append(fault.type)
             st.fault_counters[i].value += 1
             st.faults_injected += 1
-            outcome = await fault.apply(self)
+            try:
+                outcome = fault.apply(self)
+            except Exception:  # a fault's bug must not fail the request: it goes on without that fault
+                self.plane.metrics.errors["internal"].value += 1
+                log.exception("fault %s failed; the request goes on without it", fault.type)
+                continue
             if outcome is not None:
+                if isinstance(outcome, Wait):
+                    self.resume_at = i + 1
                 return outcome
         return None
+
+    def short_circuit(self, outcome: Reply | Drop) -> None:
+        """A fault answered instead of the upstream, or dropped the connection."""
+        if isinstance(outcome, Reply):
+            self.local_reply(outcome)
+        else:
+            self.keep_alive = False
+            self.client.drop(outcome)
+            self.status = DROPPED
+        self.finish()
 
     # -- upstream
     def _send(self, pool: UpstreamPool, conn: UpstreamConnection, reused: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from ..policy.errors import Errors
 from ..policy.fields import fields_schema, read_fields
 from .abort import Abort
-from .base import COMMON_FIELDS, Drop, Fault, FaultContext, Outcome, Reply
+from .base import COMMON_FIELDS, Drop, Fault, FaultContext, Outcome, Reply, Wait
 from .corrupt_response import CorruptResponse
 from .default import Default
 from .delay import Delay
@@ -32,7 +32,7 @@ from .truncate_batch import TruncateBatch
 from .type_swap import TypeSwap
 from .wrong_version import WrongVersion
 
-__all__ = ["FAULTS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "fault_schemas", "parse_fault"]
+__all__ = ["FAULTS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "Wait", "fault_schemas", "parse_fault"]
 
 FAULTS: dict[str, type[Fault]] = {
     cls.type: cls for cls in (

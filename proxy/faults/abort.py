@@ -65,5 +65,5 @@ class Abort(Fault):
         reply = Reply(status, payload, tuple(headers), ctype)
         return cls(probability=values["probability"], reply=reply)
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         return self.reply

@@ -1,7 +1,10 @@
-"""The fault contract: a fault returns a reply (short-circuit), a drop, or ``None`` (let it through).
+"""The fault contract: a fault returns a reply (short-circuit), a drop, a wait, or ``None`` (let it through).
 
-Faults never touch sockets. What they may change on the way through (the upstream, the response rate)
-is the small surface of ``FaultContext``.
+Faults are plain functions of the request: they never await and never touch sockets. A fault that holds
+the request (delay, stall) returns a ``Wait``, and the data plane does the waiting; so a chaos request
+whose faults do not wait runs inline in the parser's callbacks, with no task of its own. What faults may
+change on the way through (the body, the upstream, the response rate) is the small surface of
+``FaultContext``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from ..policy.fields import Field
 if TYPE_CHECKING:
     from ..dataplane.payload import RequestPayload
 
-__all__ = ["COMMON_FIELDS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "ResponseHook", "ResponseView"]
+__all__ = [
+    "COMMON_FIELDS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "ResponseHook", "ResponseView", "Wait",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +42,16 @@ class Drop:
     reset: bool = False
 
 
-Outcome = Reply | Drop | None
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Hold the request for ``seconds``, then answer with ``then``; with ``then`` None, go on with the
+    remaining faults and the upstream. A client that leaves meanwhile ends the wait."""
+
+    seconds: float
+    then: Reply | Drop | None = None
+
+
+Outcome = Reply | Drop | Wait | None
 
 
 @dataclass(slots=True)
@@ -140,4 +154,5 @@ class Fault(ABC):
         return ()
 
     @abstractmethod
-    async def apply(self, ctx: FaultContext) -> Outcome: ...
+    def apply(self, ctx: FaultContext) -> Outcome:
+        """Act on one chaos request; called in the data plane's callbacks, so never blocks."""

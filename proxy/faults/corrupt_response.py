@@ -49,6 +49,6 @@ class CorruptResponse(Fault):
         else:
             view.body = b""
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         ctx.on_response(self._corrupt)
         return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from typing import Any, ClassVar, Self
 
 from ..policy.errors import Errors
 from ..policy.fields import Field
-from .base import Fault, FaultContext, Outcome
+from .base import Fault, FaultContext, Outcome, Wait
 
 # Which fields each distribution needs; the rest must be absent so a typo cannot go unnoticed.
 _PARAMS: dict[str, tuple[str, ...]] = {
@@ -71,9 +70,8 @@ class Delay(Fault):
         draw = _SAMPLERS[self.distribution]
         return min(self.cap, max(0.0, draw(rng or _RNG, self.params)))
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
-        await asyncio.sleep(self.sample())
-        return None
+    def apply(self, ctx: FaultContext) -> Outcome:
+        return Wait(self.sample())
 
 
 _RNG = random.Random()

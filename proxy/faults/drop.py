@@ -24,5 +24,5 @@ class DropConnection(Fault):
     def from_values(cls, values: dict[str, Any], path: str, errors: Errors) -> Self | None:
         return cls(probability=values["probability"], drop=Drop(reset=values["mode"] == "reset"))
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         return self.drop

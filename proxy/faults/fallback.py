@@ -27,6 +27,6 @@ class Fallback(Fault):
     def upstream_refs(self) -> tuple[str, ...]:
         return (self.upstream,)
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         ctx.upstream_name = self.upstream
         return None

@@ -38,7 +38,7 @@ class FeatureFault(Fault):
     @abstractmethod
     def mutate(self, table: FeatureTable, ctx: FaultContext) -> Mutation: ...
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         payload = ctx.payload()
         table = payload.table()
         if table is None:

@@ -56,7 +56,7 @@ class Patch(Fault):
         except ValueError:
             return None
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         if self.target == "request":
             body = ctx.request_body()
             new = self._patched(body) if body else None

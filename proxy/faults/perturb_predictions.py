@@ -40,7 +40,7 @@ class PerturbPredictions(Fault):
         return cls(probability=values["probability"], noise_std=values["noise_std"], flip_rate=values["flip_rate"],
                    classes=tuple(classes) if classes is not None else None)
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         payload = ctx.payload()
 
         def change(view: ResponseView) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from ..policy.errors import Errors
 from ..policy.fields import Field
-from .base import Drop, Fault, FaultContext, Outcome
+from .base import Drop, Fault, FaultContext, Outcome, Wait
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,9 +31,6 @@ class Stall(Fault):
     def from_values(cls, values: dict[str, Any], path: str, errors: Errors) -> Self | None:
         return cls(probability=values["probability"], cap=values["cap"], then=values["then"])
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         # A client that gives up closes its socket; the data plane cancels this wait then.
-        await asyncio.sleep(self.cap)
-        if self.then == "pass":
-            return None
-        return Drop(reset=self.then == "reset")
+        return Wait(self.cap, None if self.then == "pass" else Drop(reset=self.then == "reset"))

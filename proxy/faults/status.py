@@ -28,6 +28,6 @@ class Status(Fault):
     def _replace(self, view: ResponseView) -> None:
         view.status = self.status
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         ctx.on_response(self._replace)
         return None

@@ -27,6 +27,6 @@ class Throttle(Fault):
             return None
         return cls(probability=values["probability"], rate=values["rate"])
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         ctx.throttle_bps = float(self.rate)
         return None

@@ -42,7 +42,7 @@ class WrongVersion(Fault):
     def upstream_refs(self) -> tuple[str, ...]:
         return (self.upstream,) if self.upstream else ()
 
-    async def apply(self, ctx: FaultContext) -> Outcome:
+    def apply(self, ctx: FaultContext) -> Outcome:
         if self.upstream is not None:
             ctx.upstream_name = self.upstream
         if self.version is not None:

@@ -139,6 +139,14 @@ def _limits(dtype: str, kind: str) -> tuple[float, float]:
     return -FLOAT_MAX["FP64"], FLOAT_MAX["FP64"]
 
 
+# The kind each common datatype forces (None: each cell's own) with the int and float limits, for shift's loop.
+_KIND_LIMITS: dict[str, tuple[str | None, tuple[float, float], tuple[float, float]]] = {
+    dtype: ("int" if dtype in INT_DTYPES else "float" if dtype in FLOAT_DTYPES else None,
+            _limits(dtype, "int"), _limits(dtype, "float"))
+    for dtype in (*INT_DTYPES, *FLOAT_DTYPES, "number", "mixed")
+}
+
+
 def _fit(x: float, dtype: str, kind: str) -> int | float:
     """``x`` as a value of the column's kind, clamped into its datatype's range."""
     lo, hi = _limits(dtype, kind)
@@ -264,26 +272,50 @@ def shift(
     cols, note = _candidates(table, features)
     if not cols:
         return _no_features(table, features, note)
-    if not _has_numeric(table, cols):
-        return _na(table, _join("no numeric values in the selected features", note))
-    out = table.copy()
-    changed = 0
     n = table.n_rows
-    for i in _pick(n, _count(n, fraction, rng), rng):
-        for j in cols:
-            v = table.columns[j][i]
-            kind = _numeric_kind(table.dtypes[j], v)
-            if kind is None:
-                continue
+    rows = _pick(n, _count(n, fraction, rng), rng)
+    # Per column: its cells, the kind its datatype forces (None: each cell's own), and both kinds' limits.
+    # The cell loop below is _numeric_kind and _fit inlined: it runs for every cell of every chaos request.
+    out = table.copy()
+    plan = [(table.columns[j], out.columns[j], dtype, *_KIND_LIMITS[dtype]) if dtype in _KIND_LIMITS
+            else (table.columns[j], out.columns[j], dtype, None, _limits(dtype, "int"), _limits(dtype, "float"))
+            for j in cols if (dtype := table.dtypes[j]) not in _NON_NUMERIC]
+    changed = 0
+    numeric = False
+    for i in rows:
+        for src, dst, dtype, forced, int_limits, float_limits in plan:
+            v = src[i]
+            t = type(v)
+            plain = t is float or t is int
+            if t is float:
+                if v - v != 0:  # inf or NaN
+                    continue
+                kind = forced or "float"
+            elif t is int:
+                kind = forced or "int"
+            else:
+                found = _numeric_kind(dtype, v)  # bools, strings, tensors, numpy scalars
+                if found is None:
+                    continue
+                kind = found
+            numeric = True
             x = float(v) * scale + offset
             if noise_std > 0:
                 x += float(rng.normal(0.0, noise_std))
-            if math.isnan(x):
+            if x != x:
                 continue
-            new = _fit(x, table.dtypes[j], kind)
-            if not cells_equal(new, v):
-                out.columns[j][i] = new
+            if kind == "int":
+                lo, hi = int_limits
+                new: int | float = int(hi if x > 0 else lo) if math.isinf(x) else int(min(max(round(x), lo), hi))
+            else:
+                lo, hi = float_limits
+                new = float(min(max(x, lo), hi))
+            if (new != v) if plain else not cells_equal(new, v):
+                dst[i] = new
                 changed += 1
+    # Seen a number, or none in the rows picked but some elsewhere: the fault applies (and may change nothing).
+    if not numeric and (len(rows) == n or not _has_numeric(table, cols)):
+        return _na(table, _join("no numeric values in the selected features", note))
     return Mutation(out, changed, True, note)
 
 

@@ -164,14 +164,18 @@ def read_rows(
         return None
     first = value[0]
     if isinstance(first, list):
-        if not all(isinstance(r, list) and len(r) == len(first) for r in value):
-            return None
-        if not all(all_json(r) for r in value):
-            return None
         f = len(first)
+        if set(map(type, value)) != {list} or set(map(len, value)) != {f}:
+            return None
+        if not all_json(list(itertools.chain.from_iterable(value))):
+            return None
         named = len(feature_names) == f and f > 0
         list_names = list(feature_names) if named else _made_up_names(base_name, f)
-        table = FeatureTable.from_rows(list_names, value, named=False)
+        columns = list(map(list, zip(*value, strict=True))) if f else []
+        table = FeatureTable(
+            names=list_names, columns=columns, dtypes=[infer_dtype(c) for c in columns], named=False,
+            col_origin=list(range(f)), row_origin=list(range(len(value))),
+        )
         return table, RowsDetail("rows", list_names, len(value))
     if isinstance(first, dict):
         if (
@@ -256,7 +260,7 @@ def write_rows(detail: RowsDetail, table: FeatureTable) -> Any:
     n = table.n_rows
     cols = [copy_cells(c) for c in table.columns]
     if detail.kind == "rows" or (detail.kind == "scalars" and len(cols) != 1):
-        return [list(r) for r in zip(*cols, strict=True)] if cols else [[] for _ in range(n)]
+        return list(map(list, zip(*cols, strict=True))) if cols else [[] for _ in range(n)]
     if detail.kind == "scalars":
         return cols[0]
     _check_unique(table.names)

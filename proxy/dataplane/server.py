@@ -3,8 +3,8 @@
 Requests on a connection are answered strictly in order (pipelining): the parser runs ahead and queues
 them, and the next one starts when the previous response is complete. The common case (the body in
 hand, a pooled upstream connection, faults that do not wait) runs entirely in protocol callbacks, with no
-task, future or timer per request; a coroutine takes over only for what has to wait: a fault's ``Wait``,
-connecting, streaming a request body, throttling. A response is relayed from the upstream's parser
+task, future or timer per request. A fault's ``Wait`` is a timer; a coroutine takes over only for what
+has to wait on I/O: connecting, streaming a request body, throttling. A response is relayed from the upstream's parser
 callbacks straight into the client's transport, one write per upstream read, so a streaming (chunked,
 SSE) response reaches the client as it arrives.
 """
@@ -78,7 +78,7 @@ class Exchange:
         "applied", "client", "close_delimited", "cohort", "finished", "head_received", "keep_alive", "loop",
         "outbound", "plane", "pool", "recorded", "relay", "req", "retried", "reused", "rx", "rx_at", "rx_seen",
         "st", "status", "t0", "t_up", "task", "throttle_bps", "to_chunk", "upstream", "upstream_done",
-        "upstream_keep", "upstream_name", "waiting", "hooks", "held", "_payload", "tee", "resume_at",
+        "upstream_keep", "upstream_name", "waiting", "hooks", "held", "_payload", "tee", "resume_at", "timer",
     )
 
     def __init__(self, client: ClientConnection, req: Request, st: ExperimentState | None, cohort: int) -> None:
@@ -110,6 +110,7 @@ class Exchange:
         self.finished = False
         self.recorded = False
         self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.rx = 0
         self.rx_seen = 0
         self.relay: deque[bytes] | None = None
@@ -187,29 +188,42 @@ class Exchange:
         if self.cohort == CHAOS and self.st is not None and self.st.spec.faults:
             outcome = self.run_faults(0)
             if isinstance(outcome, Wait):
-                self.task = _tasks.spawn(self._run(outcome))
+                self.hold(outcome)
                 return
             if outcome is not None:
                 self.short_circuit(outcome)
                 return
-        if not req.streamed and self.throttle_bps is None:
+        self.forward()
+
+    def forward(self) -> None:
+        """After the faults: send upstream at once on a pooled connection, or from a task when it has to wait."""
+        if not self.req.streamed and self.throttle_bps is None:
             pool = self.plane.pools[self.upstream_name] if self.upstream_name else self.plane.primary
             conn = pool.take_idle()
             if conn is not None:
                 self._send(pool, conn, reused=True)
                 return
-        self.task = _tasks.spawn(self._run(None))
+        self.task = _tasks.spawn(self._run())
 
-    async def _run(self, wait: Wait | None) -> None:
-        """The path that has to wait: a fault's wait, a new upstream connection, a streamed body, throttling."""
+    def hold(self, wait: Wait) -> None:
+        """A fault's wait: a timer, not a task; the client leaving cancels it (``abandon``)."""
+        self.timer = self.loop.call_later(wait.seconds, self._resume, wait)
+
+    def _resume(self, wait: Wait) -> None:
+        self.timer = None
+        if self.finished:
+            return
+        outcome = wait.then if wait.then is not None else self.run_faults(self.resume_at)
+        if isinstance(outcome, Wait):
+            self.hold(outcome)
+        elif outcome is not None:
+            self.short_circuit(outcome)
+        else:
+            self.forward()
+
+    async def _run(self) -> None:
+        """The path that has to wait: a new upstream connection, a streamed body, throttling."""
         try:
-            while wait is not None:
-                await asyncio.sleep(wait.seconds)
-                outcome = wait.then if wait.then is not None else self.run_faults(self.resume_at)
-                if isinstance(outcome, Reply | Drop):
-                    self.short_circuit(outcome)
-                    return
-                wait = outcome
             plane = self.plane
             pool = plane.pools[self.upstream_name] if self.upstream_name else plane.primary
             if self.throttle_bps:
@@ -592,6 +606,8 @@ class Exchange:
             up.abort()
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
         if self.status:
             self.record()
             return

@@ -61,9 +61,10 @@ async def test_a_fault_that_raises_is_counted_and_the_request_goes_on_without_it
 @pytest.mark.parametrize(("faults", "task"), [
     ([{"type": "abort", "status": 503}], False),
     ([{"type": "fallback", "upstream": "fallback"}], False),
-    ([{"type": "delay", "duration": "10ms"}], True),
+    ([{"type": "delay", "duration": "10ms"}], False),  # a timer
+    ([{"type": "throttle", "rate": 100000}], True),  # the throttled relay is a coroutine
 ])
-async def test_only_a_fault_that_waits_gives_its_request_a_task(upstream, start_sidecar, monkeypatch, faults,
+async def test_only_throttling_gives_a_chaos_request_a_task_of_its_own(upstream, start_sidecar, monkeypatch, faults,
                                                                  task):
     from proxy.dataplane import server
 

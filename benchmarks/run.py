@@ -4,8 +4,8 @@
 One run starts a fixed-answer nginx "model" on 127.0.0.1 and, in front of it, an nginx reverse proxy,
 HAProxy, mlchaos in pass-through and mlchaos with an experiment active. It then
 
-1. loads every path with ``wrk -t1 -c32`` for ``--rounds`` interleaved rounds (a 1 s warm-up before
-   each measurement) and reports the per-path median req/s, p50 and p99;
+1. loads every path with ``wrk -t1 -c32`` for ``--rounds`` interleaved rounds (fresh proxy processes
+   each round, a 1 s warm-up before each measurement) and reports the per-path median req/s, p50 and p99;
 2. loads every path at one fixed rate (wrk, with post.lua spacing the requests on a schedule) and
    reports the latency each adds to the direct path. Debian's "bombardier" package is a game, not the
    HTTP load tester; hey (Debian) fires its 32 rate-limited workers in lockstep, in bursts of 32.
@@ -557,6 +557,7 @@ def cohort_lines(report: Report) -> list[str]:
 def markdown(report: Report, args: argparse.Namespace) -> str:
     meta = report.meta
     medians = {p: report.median(p) for p in PATHS}
+    processes = "one process per proxy for all rounds" if args.same_process else "fresh proxy processes each round"
     nginx, haproxy, direct = medians["nginx"], medians["haproxy"], medians["direct"]
     lines = [
         f"## mlchaos benchmark, {meta['date_utc']}",
@@ -567,7 +568,8 @@ def markdown(report: Report, args: argparse.Namespace) -> str:
         f"wrk {meta['versions']['wrk']}, "
         f"Python {meta['versions']['python']} (runner), mlchaos {meta['versions']['mlchaos']}",
         f"- throughput: `wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency`, {len(report.rounds)} interleaved "
-        f"round(s), {args.warmup:g} s warm-up before each measurement; figures are per-path medians",
+        f"round(s), {processes}, "
+        f"{args.warmup:g} s warm-up before each measurement; figures are per-path medians",
         f"- upstream: nginx, 1 worker, fixed {len(RESPONSE)}-byte JSON answer; request: POST of a "
         f"{len(BODY)}-byte JSON body",
         "",
@@ -652,6 +654,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "(all on 127.0.0.1). Prints a Markdown report on stdout; progress goes to stderr.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved wrk rounds; medians are reported")
+    parser.add_argument("--same-process", action="store_true",
+                        help="keep one process per proxy for every round (default: fresh proxies each round)")
     # wrk takes whole seconds only.
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk warm-up before each one; 0: none")
@@ -709,33 +713,61 @@ def collect_meta(bins: dict[str, str], mlchaos: list[str], paths: Sequence[str])
     }
 
 
-def start_servers(ctx: Context, paths: Sequence[str]) -> dict[str, Server]:
-    upstream = start_nginx(ctx, "direct", HERE / "nginx-upstream.conf.tmpl", {})
-    wait_ready(upstream)
-    servers = {"direct": upstream}
-    up = str(upstream.port)
-    for path in paths:
-        if path == "nginx":
-            servers[path] = start_nginx(ctx, "nginx", HERE / "nginx-proxy.conf.tmpl", {"UPSTREAM_PORT": up})
-        elif path == "haproxy":
-            servers[path] = start_haproxy(ctx, upstream.port)
-        elif path in MLCHAOS_PATHS:
-            servers[path] = start_mlchaos(ctx, path, upstream.port)
-    for path, server in servers.items():
-        if path != "direct":
-            wait_ready(server)
-        log(f"{path}: ready on 127.0.0.1:{server.port}")
-    return servers
+def start_proxy(ctx: Context, path: str, upstream_port: int) -> Server:
+    if path == "nginx":
+        return start_nginx(ctx, "nginx", HERE / "nginx-proxy.conf.tmpl", {"UPSTREAM_PORT": str(upstream_port)})
+    if path == "haproxy":
+        return start_haproxy(ctx, upstream_port)
+    return start_mlchaos(ctx, path, upstream_port)
+
+
+def merge_experiments(total: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-experiment counts summed over the processes of the rounds (each round starts fresh ones)."""
+    by_name = {e.get("name"): e for e in total}
+    for exp in found:
+        acc = by_name.get(exp.get("name"))
+        if acc is None:
+            by_name[exp.get("name")] = {**exp, "requests": dict(exp.get("requests") or {}),
+                                        "errors": dict(exp.get("errors") or {})}
+            continue
+        acc["state"] = exp.get("state")
+        acc["faults_injected"] = (acc.get("faults_injected") or 0) + (exp.get("faults_injected") or 0)
+        for key in ("requests", "errors"):
+            for cohort, n in (exp.get(key) or {}).items():
+                acc[key][cohort] = acc[key].get(cohort, 0) + n
+    return list(by_name.values())
 
 
 def benchmark(args: argparse.Namespace, report: Report, ctx: Context, paths: Sequence[str]) -> None:
-    servers = start_servers(ctx, paths)
-    for path in paths:
-        report.sent[path] = 1  # wait_ready's check request
-        if servers[path].admin_port is not None:
-            require_experiments(servers[path], ctx.admin_token)
+    upstream = start_nginx(ctx, "direct", HERE / "nginx-upstream.conf.tmpl", {})
+    wait_ready(upstream)
+    log(f"direct: ready on 127.0.0.1:{upstream.port}")
+    servers = {"direct": upstream}
+    report.sent["direct"] = 1  # wait_ready's check request
+    proxies = [p for p in paths if p != "direct"]
+
+    def start_round(rnd: int) -> None:
+        # A fresh process per proxy and round: on this shared machine one process can run 20% faster or
+        # slower than the next for its whole life (where it lands), so medians over one process per path
+        # would carry that luck into the ratios.
+        for path in proxies:
+            old = servers.pop(path, None)
+            if old is not None:
+                if path == "experiment":
+                    report.experiments_after = merge_experiments(report.experiments_after,
+                                                                 admin_experiments(old, ctx.admin_token))
+                ctx.procs.stop(old.proc)
+            server = servers[path] = start_proxy(ctx, path, upstream.port)
+            wait_ready(server)
+            report.sent[path] = report.sent.get(path, 0) + 1
+            if server.admin_port is not None:
+                require_experiments(server, ctx.admin_token)
+            if rnd == 0:
+                log(f"{path}: ready on 127.0.0.1:{server.port}")
 
     for rnd in range(args.rounds):
+        if rnd == 0 or not args.same_process:
+            start_round(rnd)
         results: dict[str, WrkResult] = {}
         report.rounds.append(results)
         for path in paths:
@@ -759,7 +791,8 @@ def benchmark(args: argparse.Namespace, report: Report, ctx: Context, paths: Seq
                 f"p99 {res_rate.p99_ms:.2f} ms, errors {res_rate.errors}")
 
     if "experiment" in servers:
-        report.experiments_after = admin_experiments(servers["experiment"], ctx.admin_token)
+        report.experiments_after = merge_experiments(report.experiments_after,
+                                                     admin_experiments(servers["experiment"], ctx.admin_token))
 
 
 @contextlib.contextmanager

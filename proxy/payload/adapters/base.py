@@ -15,6 +15,7 @@ pointers) are:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from abc import ABC, abstractmethod
@@ -35,6 +36,8 @@ from ..table import (
     resolve_col_origin,
     resolve_row_origin,
 )
+
+_NUMBER_TYPES = frozenset({int, float})
 
 __all__ = [
     "DEFAULT_OPTIONS", "Adapter", "AdapterOptions", "BaseAdapter", "Parsed", "Predictions", "RowsDetail",
@@ -150,7 +153,13 @@ class RowsDetail:
 
 
 def _made_up_names(base: str, n: int) -> list[str]:
-    return [f"{base}[{j}]" for j in range(n)]
+    return list(_made_up_names_cached(base, n)) if n <= 256 else [f"{base}[{j}]" for j in range(n)]
+
+
+@functools.lru_cache(maxsize=64)
+def _made_up_names_cached(base: str, n: int) -> tuple[str, ...]:
+    # Every request of a model has the same width: the names are made once.
+    return tuple(f"{base}[{j}]" for j in range(n))
 
 
 def read_rows(
@@ -167,16 +176,24 @@ def read_rows(
         f = len(first)
         if set(map(type, value)) != {list} or set(map(len, value)) != {f}:
             return None
-        if not all_json(list(itertools.chain.from_iterable(value))):
-            return None
+        # Columns first, then one pass over each: its datatype, and whether its cells are all JSON values.
+        columns = list(map(list, zip(*value, strict=True))) if f else []
+        dtypes = []
+        for c in columns:
+            types = set(map(type, c))
+            if types <= _NUMBER_TYPES:
+                dtypes.append("number")
+            elif not all_json(c):
+                return None
+            else:
+                dtypes.append(infer_dtype(c))
         named = len(feature_names) == f and f > 0
         list_names = list(feature_names) if named else _made_up_names(base_name, f)
-        columns = list(map(list, zip(*value, strict=True))) if f else []
         table = FeatureTable(
-            names=list_names, columns=columns, dtypes=[infer_dtype(c) for c in columns], named=False,
+            names=list_names, columns=columns, dtypes=dtypes, named=False,
             col_origin=list(range(f)), row_origin=list(range(len(value))),
         )
-        return table, RowsDetail("rows", list_names, len(value))
+        return table, RowsDetail("rows", list(list_names), len(value))
     if isinstance(first, dict):
         if (
             allow_columns_in_list and len(value) == 1 and first

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-__all__ = ["HOP_BY_HOP", "chunk", "connection_tokens", "status_line"]
+__all__ = [
+    "HOP_BY_HOP", "chunk", "connection_tokens", "parse_header_block", "relay_headers", "response_head",
+    "status_line",
+]
 
 # RFC 9110 7.6.1: these describe one connection and are never forwarded.
 HOP_BY_HOP = frozenset({
@@ -34,3 +37,67 @@ def chunk(data: bytes) -> bytes:
 def connection_tokens(value: bytes) -> frozenset[bytes]:
     """Lower-cased tokens of a Connection header: the extra headers it names are hop-by-hop too."""
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+
+
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
+
+
+def parse_header_block(block: bytes) -> list[tuple[bytes, bytes]]:
+    """(name, value) pairs of a header block as llhttp accepted it: ``Name: value\\r\\n`` lines, values trimmed."""
+    out = []
+    for line in block.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            out.append((name, value.strip(b" \t")))
+    return out
+
+
+def relay_headers(headers: list[tuple[bytes, bytes]], *, drop_length: bool = False) -> tuple[bytes, bool]:
+    """The header lines to send on to the client, and whether they include a Content-Length.
+
+    Hop-by-hop headers go, and so do those a Connection header names (Transfer-Encoding included: the
+    proxy frames the body itself); with ``drop_length`` the Content-Length goes too (the proxy sets it).
+    """
+    lines = []
+    has_length = False
+    drop: frozenset[bytes] = frozenset()
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                drop |= connection_tokens(value) - _PLAIN_CONNECTION
+            continue
+        if lname == b"content-length":
+            if drop_length:
+                continue
+            has_length = True
+        lines.append((lname, name + b": " + value + b"\r\n"))
+    return b"".join(line for lname, line in lines if lname not in drop), has_length and b"content-length" not in drop
+
+
+def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+# A model server answers with the same few header blocks (they differ in Date once a second and in
+# Content-Length): each block is worked out once. Bounded: emptied when full.
+_HEADS: dict[bytes, tuple[bytes, bool, bool]] = {}
+_HEADS_MAX = 1024
+
+
+def response_head(block: bytes) -> tuple[bytes, bool, bool]:
+    """For an upstream response's header block: the lines relayed to the client, whether they carry a
+    Content-Length, and whether the body is JSON."""
+    found = _HEADS.get(block)
+    if found is None:
+        headers = parse_header_block(block)
+        kept, has_length = relay_headers(headers)
+        found = (kept, has_length, _is_json(headers))
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[block] = found
+    return found

@@ -37,7 +37,17 @@ from ..errors import (
     error_response,
 )
 from ..faults.base import Drop, Outcome, Reply, ResponseHook, ResponseView, Wait
-from .http import CONTINUE, HOP_BY_HOP, LAST_CHUNK, chunk, connection_tokens, status_line
+from .http import (
+    CONTINUE,
+    HOP_BY_HOP,
+    LAST_CHUNK,
+    chunk,
+    connection_tokens,
+    parse_header_block,
+    relay_headers,
+    response_head,
+    status_line,
+)
 from .payload import RequestPayload
 from .request import Request
 from .upstream import UpstreamConnection, UpstreamPool
@@ -61,14 +71,6 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 _COHORT_HEADERS = tuple(b"x-mlchaos-cohort: %s\r\n" % c.encode() for c in COHORTS)
 # Status of a request whose connection a fault dropped; counted as code="dropped".
 DROPPED = 0
-
-
-def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if name.lower() == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return False
 
 
 class Exchange:
@@ -383,20 +385,21 @@ class Exchange:
         self.fail(UpstreamTimeout(f"upstream {what}"))
 
     # -- ResponseSink: called from the upstream connection's parser
-    def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def on_head(self, status: int, block: bytes) -> None:
         now = self.loop.time()
         self.head_received = True
         self.status = status
         self.rx_at = now
         req = self.req
+        kept, has_length, is_json = response_head(block)
         if self.st is not None:
             self.st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
-            if self.tee is not None and (status >= 300 or not _is_json(headers)):
+            if self.tee is not None and (status >= 300 or not is_json):
                 self.tee = None
         if self.hooks is not None and req.method != "HEAD" and status not in _NO_BODY_STATUS:
-            self.held = (ResponseView(status, list(headers), b""), [])
+            self.held = (ResponseView(status, parse_header_block(block), b""), [])
             return
-        self.client.wbuf.append(self._head(status, headers, None))
+        self.client.wbuf.append(self._head(status, kept, has_length))
         if req.method == "HEAD":
             # llhttp cannot be told that a HEAD response has no body: end here, don't reuse the socket.
             up, self.upstream = self.upstream, None
@@ -404,28 +407,11 @@ class Exchange:
                 up.close()
             self.on_complete(False)
 
-    def _head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None) -> bytes:
-        """The response head for this client; ``length`` replaces the upstream's framing when given."""
+    def _head(self, status: int, lines: bytes, has_length: bool) -> bytes:
+        """The response head for this client: the status, the upstream's header ``lines`` (hop-by-hop ones
+        already gone), then this connection's framing and the experiment's reveal headers."""
         req = self.req
-        out = [status_line(status)]
-        has_length = length is not None
-        drop: frozenset[bytes] | None = None
-        for name, value in headers:
-            lname = name.lower()
-            if lname in HOP_BY_HOP:
-                # Transfer-Encoding included: the body is re-framed for this client below.
-                if lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
-                    drop = connection_tokens(value)
-                continue
-            if lname == b"content-length":
-                if length is not None:
-                    continue
-                has_length = True
-            out.append(name + b": " + value + b"\r\n")
-        if drop and drop - _PLAIN_CONNECTION:
-            out = [out[0]] + [ln for ln in out[1:] if ln.split(b":", 1)[0].lower() not in drop]
-        if length is not None:
-            out.append(b"content-length: %d\r\n" % length)
+        out = [status_line(status), lines]
         no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
         if not no_body and not has_length:
             if req.version == "1.1":
@@ -451,7 +437,7 @@ class Exchange:
         view, chunks = self.held
         self.held = None
         self.plane.metrics.errors[RESPONSE_TOO_LARGE].value += 1
-        self.client.wbuf.append(self._head(view.status, view.headers, None))
+        self.client.wbuf.append(self._head(view.status, *relay_headers(view.headers)))
         for data in chunks:
             self._emit(data)
 
@@ -470,7 +456,8 @@ class Exchange:
         if self.tee is not None:
             # Observe what the client gets: after the faults changed it.
             self.tee = [view.body] if 200 <= view.status < 300 else None
-        self.client.wbuf.append(self._head(view.status, view.headers, len(view.body)))
+        lines, _ = relay_headers(view.headers, drop_length=True)
+        self.client.wbuf.append(self._head(view.status, lines + b"content-length: %d\r\n" % len(view.body), True))
         self._emit(view.body)
 
     def _emit(self, data: bytes) -> None:

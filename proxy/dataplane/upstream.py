@@ -19,7 +19,8 @@ __all__ = ["ResponseSink", "UpstreamConnection", "UpstreamPool"]
 
 
 class ResponseSink(Protocol):
-    def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def on_head(self, status: int, block: bytes) -> None:
+        """The status and the raw header block (``Name: value\\r\\n`` lines, as llhttp accepted them)."""
     def on_body(self, data: bytes) -> None: ...
     def on_complete(self, keep_alive: bool) -> None: ...
     def on_error(self, exc: ProxyError, got_bytes: bool) -> None: ...
@@ -28,7 +29,7 @@ class ResponseSink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "closed", "got_bytes", "head_done", "head_raw", "headers", "interim", "parser", "pool",
+        "closed", "got_bytes", "head_chunks", "head_done", "head_raw", "head_start", "interim", "parser", "pool",
         "sink", "transport", "uses",
     )
 
@@ -37,8 +38,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        # Raw bytes read while the response head is incomplete, and whether it is.
+        # What was read while the response head is incomplete (the head is relayed from these bytes: no
+        # per-header callback), where the current head starts in them (after a 1xx), and how many there are.
+        self.head_chunks: list[bytes] = []
+        self.head_start = 0
         self.head_raw = 0
         self.head_done = False
         self.closed = False
@@ -69,6 +72,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = True
         if not self.head_done:
             self.head_raw += len(data)
+            self.head_chunks.append(data)
         try:
             self.parser.feed_data(data)
             # llhttp buffers a partial header line itself: bound what arrives, not only finished lines.
@@ -88,26 +92,25 @@ class UpstreamConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         pass
 
-    # -- llhttp callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Bounded by the raw bytes counted in data_received: no per-header bookkeeping here.
-        self.headers.append((name, value))
-
+    # -- llhttp callbacks (no on_header: llhttp then skips the per-header calls)
     def on_headers_complete(self) -> None:
-        # Only a read larger than the limit can hold a head over it: measure the head just then.
-        limit = self.pool.max_head_bytes
-        if self.head_raw > limit and sum(len(n) + len(v) + 4 for n, v in self.headers) > limit:
+        chunks = self.head_chunks
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        # llhttp insists on CRLF line ends and no folding, so the head is exactly this.
+        start = self.head_start
+        end = raw.find(b"\r\n\r\n", start) + 2
+        block = raw[raw.find(b"\r\n", start) + 2:end]
+        if len(block) > self.pool.max_head_bytes:
             raise BadGateway("upstream response headers exceed limits.max_header_bytes")
-        self.head_done, self.head_raw = True, 0
         status = self.parser.get_status_code()
         if status < 200:
             # 1xx interim responses (100 Continue, 103 Early Hints) are not relayed: we sent no Expect.
             self.interim = True
-            self.head_done = False
-            self.headers = []
+            self.head_chunks, self.head_start = [raw], end + 2
             return
+        self.head_done, self.head_raw, self.head_chunks, self.head_start = True, 0, [], 0
         if self.sink is not None:
-            self.sink.on_head(status, self.headers)
+            self.sink.on_head(status, block)
 
     def on_body(self, body: bytes) -> None:
         if self.sink is not None:
@@ -118,7 +121,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.interim = False
             return
         sink, self.sink = self.sink, None
-        self.headers = []
         self.head_raw = 0
         self.head_done = False
         self.got_bytes = False

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 
 from tests.conftest import policy_from
@@ -611,3 +612,43 @@ async def test_an_upstream_100_continue_is_not_relayed_without_expect(raw_upstre
     async with await RawClient.connect(sc.proxy_port) as c:
         r = await c.request(get("/", method="POST", body=b"abc"))
     assert r.status == 200 and r.body == b"final"
+
+
+@pytest.mark.parametrize("split", ["whole", "byte by byte"])
+async def test_the_upstream_head_is_relayed_as_sent_after_an_interim_response(raw_upstream, start_sidecar, split):
+    head = (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 201 Created\r\nX-B:   spaced value \t\r\nx-a: 1\r\nConnection: keep-alive, X-B\r\n"
+            b"Content-Length: 2\r\n\r\nok")
+
+    async def script(conn: RawConn) -> None:
+        for _ in range(2):
+            await conn.read_request()
+            if split == "whole":
+                await conn.send(head)
+            else:
+                for i in range(len(head)):
+                    await conn.send(head[i:i + 1])
+
+    up = await raw_upstream(script)
+    sc = await start_sidecar(policy_from(up.url))
+    async with await RawClient.connect(sc.proxy_port) as c:
+        for _ in range(2):  # the second on the pooled connection: nothing of the first head is left over
+            r = await c.request(get("/"))
+            assert (r.status, r.body) == (201, b"ok")
+            assert r.header("x-a") == "1" and r.header("link") is None
+            assert r.header("x-b") is None  # named by Connection: hop-by-hop
+            assert [n.lower() for n, _ in r.headers][:2] == ["x-a", "content-length"]
+    assert len(up.requests) == 2
+
+
+async def test_an_upstream_head_over_max_header_bytes_gives_502(raw_upstream, start_sidecar):
+    async def script(conn: RawConn) -> None:
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100) for i in range(60))
+                        + b"Content-Length: 2\r\n\r\nok")
+
+    up = await raw_upstream(script)
+    sc = await start_sidecar(policy_from(up.url, {"limits": {"max_header_bytes": "4KiB"}}))
+    async with await RawClient.connect(sc.proxy_port) as c:
+        r = await c.request(get("/"))
+    assert r.status == 502 and r.header("x-mlchaos-error") == "1"

@@ -22,6 +22,7 @@ within their datatype (FP16/FP32/FP64).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +49,7 @@ __all__ = [
 
 _NON_NUMERIC = frozenset({"BOOL", "BYTES", "bool", "string"})
 _PLAIN = frozenset({type(None), bool, int, float, str})
+_FLOAT = {float}
 
 
 @dataclass(frozen=True)
@@ -274,17 +276,37 @@ def shift(
         return _no_features(table, features, note)
     n = table.n_rows
     rows = _pick(n, _count(n, fraction, rng), rng)
-    # Per column: its cells, the kind its datatype forces (None: each cell's own), and both kinds' limits.
-    # The cell loop below is _numeric_kind and _fit inlined: it runs for every cell of every chaos request.
+    # Per column: its index, datatype, the kind the datatype forces (None: each cell's own) and both kinds'
+    # limits. The cell loop below is _numeric_kind and _fit inlined: it runs for every cell of every chaos
+    # request whose columns the fast path above it does not take.
     out = table.copy()
-    plan = [(table.columns[j], out.columns[j], dtype, *_KIND_LIMITS[dtype]) if dtype in _KIND_LIMITS
-            else (table.columns[j], out.columns[j], dtype, None, _limits(dtype, "int"), _limits(dtype, "float"))
+    plan = [(j, dtype, *_KIND_LIMITS[dtype]) if dtype in _KIND_LIMITS
+            else (j, dtype, None, _limits(dtype, "int"), _limits(dtype, "float"))
             for j in cols if (dtype := table.dtypes[j]) not in _NON_NUMERIC]
     changed = 0
     numeric = False
+    if len(rows) == n and noise_std == 0 and math.isfinite(scale) and math.isfinite(offset):
+        # Whole columns of finite floats (what JSON parsers give for most feature vectors): one
+        # comprehension per column. Their sum is finite only if every cell is.
+        rest = []
+        for entry in plan:
+            j, _, forced, _, (lo, hi) = entry
+            src = table.columns[j]
+            total = sum(src) if forced != "int" and set(map(type, src)) == _FLOAT else math.nan
+            if total - total != 0:
+                rest.append(entry)
+                continue
+            numeric = True
+            new_col = [min(max(v * scale + offset, lo), hi) for v in src]
+            differ = sum(map(operator.ne, new_col, src))
+            if differ < len(src):  # a value that came out equal keeps its cell as it was (0.0, not -0.0)
+                new_col = [w if w != v else v for v, w in zip(src, new_col, strict=True)]
+            changed += differ
+            out.columns[j] = new_col
+        plan = rest
     for i in rows:
-        for src, dst, dtype, forced, int_limits, float_limits in plan:
-            v = src[i]
+        for j, dtype, forced, int_limits, float_limits in plan:
+            v = table.columns[j][i]
             t = type(v)
             plain = t is float or t is int
             if t is float:
@@ -311,7 +333,7 @@ def shift(
                 lo, hi = float_limits
                 new = float(min(max(x, lo), hi))
             if (new != v) if plain else not cells_equal(new, v):
-                dst[i] = new
+                out.columns[j][i] = new
                 changed += 1
     # Seen a number, or none in the rows picked but some elsewhere: the fault applies (and may change nothing).
     if not numeric and (len(rows) == n or not _has_numeric(table, cols)):

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.payload import MISSING, AdapterOptions, FeatureTable, get_adapter
 from proxy.payload import mutate as M
@@ -117,6 +119,45 @@ def test_shift_rounds_and_clamps_ints():
 def test_shift_keeps_fp32_finite():
     t = FeatureTable(names=["x"], columns=[[3e38]], dtypes=["FP32"])
     assert M.shift(t, scale=10.0, rng=rng()).table.columns[0] == [FLOAT_MAX["FP32"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(columns=st.lists(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=3, max_size=3)
+                        | st.lists(st.integers(-(2**40), 2**40), min_size=3, max_size=3), min_size=1, max_size=4),
+       dtype=st.sampled_from(["number", "FP32", "FP64", "INT32", "mixed"]),
+       scale=st.floats(-1e300, 1e300), offset=st.floats(-1e300, 1e300), fraction=st.sampled_from([1.0, 0.5]))
+def test_shift_of_every_cell_is_x_times_scale_plus_offset_clamped_to_its_datatype(columns, dtype, scale, offset,
+                                                                                   fraction):
+    # The whole-column path (floats only, every row) and the per-cell path must agree with one definition.
+    t = FeatureTable(names=[f"c{j}" for j in range(len(columns))], columns=copy.deepcopy(columns),
+                     dtypes=[dtype] * len(columns))
+    m = M.shift(t, scale=scale, offset=offset, fraction=fraction, rng=rng())
+    assert t.columns == columns or any(x != x for c in columns for x in c)  # the input is never changed
+    changed = 0
+    for src, out in zip(columns, m.table.columns, strict=True):
+        for v, w in zip(src, out, strict=True):
+            if not (isinstance(v, int) or math.isfinite(v)):
+                assert cells_equal_(v, w)  # NaN and inf cells are left alone
+                continue
+            x = float(v) * scale + offset
+            if dtype == "INT32" or (dtype in ("number", "mixed") and isinstance(v, int)):
+                lo, hi = INT_RANGES["INT32" if dtype == "INT32" else "INT64"]
+                expected: float = int(min(max(round(x), lo), hi)) if math.isfinite(x) else (hi if x > 0 else lo)
+                kind: type = int
+            else:
+                m_ = FLOAT_MAX["FP32" if dtype == "FP32" else "FP64"]
+                expected = min(max(x, -m_), m_)
+                kind = float
+            if w == v:
+                assert type(w) is type(v) and repr(w) == repr(v)  # left out by the fraction, or equal: kept as it was
+                continue
+            assert w == expected and type(w) is kind
+            changed += 1
+    assert m.changed == changed and m.applicable
+
+
+def cells_equal_(a: Any, b: Any) -> bool:
+    return (a != a and b != b) or a == b
 
 
 def test_drop_and_its_fraction_of_features():

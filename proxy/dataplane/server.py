@@ -154,6 +154,16 @@ class Exchange:
         if req.content_length is None:
             req.content_length = len(data)  # a body where there was none needs a length upstream
 
+    def set_request_header(self, name: bytes, value: bytes) -> None:
+        """Send one ``name`` header (any case) with ``value`` upstream in place of the client's."""
+        req = self.req
+        lname = name.lower()
+        if lname in _SPECIAL:
+            raise ValueError(f"the proxy sets {name!r} itself")
+        req.headers = [(n, v) for n, v in req.headers if n != lname] + [(lname, value)]
+        req.lines = [ln for ln in req.lines if ln.split(b":", 1)[0].lower() != lname]
+        req.lines.append(name + b": " + value + b"\r\n")
+
     def set_target(self, target: str) -> None:
         if not target.startswith("/"):
             raise ValueError(f"a request target starts with '/': {target!r}")

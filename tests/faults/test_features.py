@@ -182,3 +182,47 @@ def test_payload_faults_refuse_settings_that_would_do_nothing_or_cannot_work(fau
         compile_policy({"upstream": "http://127.0.0.1:1", "experiments": [{"name": "e", "chaos": 1,
                                                                              "faults": [fault]}]})
     assert all(p.startswith("experiments[0].faults[0]") for p, _ in err.value.problems), err.value.problems
+
+
+@pytest.mark.parametrize("fault", [{"type": "shift", "scale": 2.0, "offset": 1.0}, {"type": "nan", "fraction": 1.0}])
+async def test_a_v2_binary_tensor_request_is_decoded_changed_and_encoded_again(upstream, start_sidecar, fault):
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    from proxy.payload import inline_binary, split_binary
+
+    cols = {n: np.array([1.5 + j, 2.5 + j], dtype=np.float32) for j, n in enumerate(NAMES)}
+    inputs = []
+    for name, values in cols.items():
+        inputs.append(httpclient.InferInput(name, [2], "FP32"))
+        inputs[-1].set_data_from_numpy(values, binary_data=True)
+    inputs.append(httpclient.InferInput("ids", [2], "INT64"))
+    inputs[-1].set_data_from_numpy(np.array([7, 8], dtype=np.int64), binary_data=False)
+    body, head_length = httpclient.InferenceServerClient.generate_request_body(inputs)  # tritonclient's encoder
+    sc = await start_sidecar(policy_from(upstream.url, chaos_experiment([{**fault, "features": NAMES}])),
+                             env=OVERRIDE_ENV)
+    headers = {"Inference-Header-Content-Length": str(head_length), "Content-Type": "application/octet-stream"}
+    url = f"http://127.0.0.1:{sc.proxy_port}/v2/models/iris/infer"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url, data=body, headers={**headers, **FORCE_CHAOS}) as r:
+            seen = await r.json()
+        async with s.post(url, data=body, headers={**headers, **FORCE_CONTROL}) as r:
+            control = await r.json()
+    assert control["body"].encode("latin-1") == body  # control: byte for byte
+
+    sent = seen["body"].encode("latin-1")
+    n = int(seen["headers"]["Inference-Header-Content-Length"])
+    assert seen["body_len"] == int(seen["headers"]["Content-Length"]) == len(sent)
+    split = split_binary(sent, n)
+    assert split is not None
+    doc = inline_binary(*split)
+    assert doc is not None
+    tensors = {t["name"]: t for t in doc["inputs"]}
+    for name, values in cols.items():
+        assert tensors[name]["parameters"]["binary_data_size"] == values.nbytes  # still binary, in order
+        got = np.asarray(tensors[name]["data"], dtype=np.float32)
+        if fault["type"] == "shift":
+            assert np.allclose(got, values * 2 + 1), name
+        else:
+            assert np.isnan(got).all(), name
+    assert tensors["ids"]["data"] == [7, 8] and "binary_data_size" not in tensors["ids"].get("parameters", {})

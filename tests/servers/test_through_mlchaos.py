@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.servers.harness import EXPECTED, Reply, RunningServer, post_json, request
+from tests.servers.harness import EXPECTED, ROWS, Reply, RunningServer, post_json, request
 from tests.servers.test_direct import (
     NAMES,
     NAN,
     columns,
     mlflow_split,
+    tritonclient_http,
     v1_dict_of_lists,
     v1_predictions,
     v2_columnar,
@@ -179,6 +180,24 @@ def test_tritonclient_through_mlchaos_sees_the_shift_only_in_chaos(mlserver, pro
             return [int(x) for x in result.as_numpy(out["name"]).ravel()]
         assert labels("control") == EXPECTED
         assert labels("chaos") != EXPECTED
+    finally:
+        client.close()
+
+
+def test_kserve_binary_tensors_through_mlchaos_see_the_shift_only_in_chaos(kserve, proxies):
+    import numpy as np
+
+    triton = tritonclient_http()
+    client = triton.InferenceServerClient(f"127.0.0.1:{proxies(kserve).port}")
+    x = np.array(ROWS, dtype=np.float64)
+    binary = triton.InferInput("input-0", [2, 4], "FP64")
+    binary.set_data_from_numpy(x, binary_data=True)  # tritonclient's default framing: the binary extension
+    try:
+        def labels(cohort: str) -> list[int]:
+            headers = {"x-mlchaos-cohort": cohort, "x-mlchaos-token": TOKEN, "x-mlchaos-experiment": "shift"}
+            return [int(v) for v in client.infer(kserve.model, [binary], headers=headers).as_numpy("output-0")]
+        assert labels("control") == EXPECTED
+        assert labels("chaos") != EXPECTED  # decoded, shifted, encoded again: KServe took it and answered
     finally:
         client.close()
 

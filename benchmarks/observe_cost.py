@@ -51,13 +51,13 @@ def main() -> int:
         upstream = bench.start_nginx(ctx, "direct", HERE / "nginx-upstream.conf.tmpl", {})
         bench.wait_ready(upstream)
         paths = ("passthrough", "experiment-noobserve", "experiment", "shift")
-        servers = {p: bench.start_mlchaos(ctx, p, upstream.port) for p in paths}
-        for server in servers.values():
-            bench.wait_ready(server)
         per_req: dict[str, list[float]] = {p: [] for p in paths}
         for rnd in range(args.rounds):
             for path in paths[rnd % len(paths):] + paths[:rnd % len(paths)]:
-                server = servers[path]
+                # A fresh process per measurement: one process keeps the luck of where it landed on this
+                # shared machine for its whole life (benchmarks/README.md).
+                server = bench.start_mlchaos(ctx, path, upstream.port)
+                bench.wait_ready(server)
                 bench.run_rate(ctx, server.url, args.rate, 1)  # warm-up
                 before = cpu_seconds(server.proc.pid)
                 res = bench.run_rate(ctx, server.url, args.rate, args.seconds)
@@ -66,6 +66,7 @@ def main() -> int:
                 per_req[path].append(used / max(res.requests, 1) * 1e6)
                 bench.log(f"round {rnd + 1} {path}: {res.requests} requests, {used:.2f} CPU s, "
                           f"{per_req[path][-1]:.1f} µs/request, errors {res.errors}")
+                procs.stop(server.proc)
         med = {p: statistics.median(per_req[p]) for p in paths}
         base, off, on = med["passthrough"], med["experiment-noobserve"], med["experiment"]
         overhead = on / off - 1

@@ -368,14 +368,19 @@ class Sidecar:
                         _ = _tasks.spawn(self._shadow(session, obs, *job), name="mlchaos-shadow")
 
     async def _shadow(self, session: Any, obs: PredictionObserver, target: str, original: bytes,
-                      chaos_answer: list[bytes]) -> None:
-        """Send the unchanged request to the same model; whatever happens, the client never sees it."""
+                      chaos_answer: list[bytes], headers: list[tuple[str, str]]) -> None:
+        """Send the unchanged request to the same model, with the client's end-to-end headers and
+        ``x-mlchaos-shadow: 1``; whatever happens, the client never sees it."""
         import aiohttp
+        from multidict import CIMultiDict
 
         assert self.plane is not None
         url = self.plane.primary.upstream.url.rstrip("/") + target
+        sent = CIMultiDict(headers)
+        sent.setdefault("Content-Type", "application/json")
+        sent["x-mlchaos-shadow"] = "1"
         try:
-            async with session.post(url, data=original, headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(url, data=original, headers=sent) as resp:
                 body = await resp.read()
                 if resp.status == 200:
                     obs.compare_shadow(target, b"".join(chaos_answer), body)

@@ -519,7 +519,11 @@ class Exchange:
             obs.submit(self.cohort, self.req.path, self.tee)
             original = self._payload.original if self._payload is not None else None
             if original is not None and obs.spec.shadow:
-                obs.submit_shadow(self.req.target, original, self.tee)
+                req = self.req
+                named = connection_tokens(req.conn_tokens) if req.conn_tokens is not None else frozenset()
+                obs.submit_shadow(req.target, original, self.tee,
+                                  [(n.decode("latin-1"), v.decode("latin-1")) for n, v in req.headers
+                                   if n not in _SPECIAL and n not in named])
             self.tee = None
         if self.relay is not None:
             self.upstream_done, self.upstream_keep = True, keep_alive  # the throttled drain finishes

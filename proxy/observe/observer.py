@@ -68,7 +68,7 @@ class PredictionObserver:
         self.unparsed = [0, 0]
         self.last_compute = 0.0
         # Shadow comparison: (target, original body, chaos answer) waiting to be sent, and what was found.
-        self.shadow_queue: deque[tuple[str, bytes, list[bytes]]] = deque()
+        self.shadow_queue: deque[tuple[str, bytes, list[bytes], list[tuple[str, str]]]] = deque()
         self.shadow_in_flight = 0
         self.shadow_results = {"compared": 0, "failed": 0, "skipped": 0}
         self.shadow_delta: dict[str, Distribution] = {}
@@ -94,12 +94,14 @@ class PredictionObserver:
             return
         self.queue.append((cohort, path, chunks))
 
-    def submit_shadow(self, target: str, original: bytes, chaos_answer: list[bytes]) -> None:
-        """A chaos request whose features changed: compare later with the model's answer to the original."""
+    def submit_shadow(self, target: str, original: bytes, chaos_answer: list[bytes],
+                      headers: list[tuple[str, str]]) -> None:
+        """A chaos request whose features changed: compare later with the model's answer to the original,
+        asked with the client's own end-to-end ``headers`` (authorization, content type, tenant ids)."""
         if len(self.shadow_queue) + self.shadow_in_flight >= self.spec.shadow_concurrency:
             self.shadow_results["skipped"] += 1  # the cap bounds extra upstream load
             return
-        self.shadow_queue.append((target, original, chaos_answer))
+        self.shadow_queue.append((target, original, chaos_answer, headers))
 
     def compare_shadow(self, target: str, chaos_body: bytes, shadow_body: bytes) -> bool:
         """Record, row by row, how far the chaos answer is from the answer to the unchanged request."""

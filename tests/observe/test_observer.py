@@ -162,3 +162,37 @@ async def test_shadow_comparison_counts_exactly_the_rows_a_shift_flips(start_sid
         assert deltas == len(chaos_rows)
     finally:
         await runner.cleanup()
+
+
+async def test_the_shadow_twin_carries_the_clients_end_to_end_headers(start_upstream, start_sidecar):
+    from aiohttp import web
+
+    from tests.dataplane.conftest import FORCE_CHAOS, OVERRIDE_ENV
+
+    seen: list[dict[str, str]] = []
+
+    async def model(request: web.Request) -> web.Response:
+        seen.append({k.lower(): v for k, v in request.headers.items()})
+        return web.json_response({"predictions": [1]})
+
+    up = await start_upstream({"/v1/models/m:predict": model})
+    exp = {"name": "sh", "chaos": 5, "control": 5, "kill_switch": {"enabled": False},
+           "faults": [{"type": "shift", "scale": 2.0}], "observe": {"shadow": {"enabled": True}}}
+    override = {"enabled": True, "token_env": "MLCHAOS_OVERRIDE_TOKEN"}
+    sc = await start_sidecar(policy_from(up.url, {"experiments": [exp], "cohort_override": override}),
+                             env=OVERRIDE_ENV)
+    headers = {**FORCE_CHAOS, "Authorization": "Bearer model-key", "X-Tenant": "t1", "Connection": "X-Hop",
+               "X-Hop": "no"}
+    async with aiohttp.ClientSession() as s, \
+            s.post(f"http://127.0.0.1:{sc.proxy_port}/v1/models/m:predict", json={"instances": [[1.0, 2.0]]},
+                   headers=headers) as r:
+        assert r.status == 200
+    async with asyncio.timeout(5):
+        while len(seen) < 2:
+            await asyncio.sleep(0.05)
+    chaos, shadow = seen
+    assert "x-mlchaos-shadow" not in chaos and shadow["x-mlchaos-shadow"] == "1"
+    for h in (chaos, shadow):
+        assert h["authorization"] == "Bearer model-key" and h["x-tenant"] == "t1"
+        assert not {"x-mlchaos-cohort", "x-mlchaos-token", "x-hop"} & set(h)
+    assert shadow["content-type"] == "application/json"

@@ -40,6 +40,18 @@ admin API (127.0.0.1:9000 by default; mutating calls need
 """
 
 
+def _duration(text: str) -> float:
+    from .policy.units import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("at least 1s")
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlchaos", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--alpha", type=float, default=0.01, help="--prometheus: the guard's alpha (0.01)")
     gate.add_argument("--min-requests", type=int, default=100,
                       help="--prometheus: chaos requests needed before pass or fail on counts (100)")
+    gate.add_argument("--window", metavar="DURATION", type=_duration,
+                      help="--prometheus: judge the last DURATION only (e.g. 15m; at least 1s), not the sidecars' "
+                           "lifetime: after a re-arm, a window shorter than the time since leaves old errors out")
     gate.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
 
     report = sub.add_parser("report", help="write an experiment's report as a self-contained HTML page",
@@ -180,7 +195,7 @@ def _gate(args: argparse.Namespace) -> int:
                 print("mlchaos gate: --prometheus needs --experiment", file=sys.stderr)
                 return 2
             verdict = gate_from_prometheus(args.prometheus, args.experiment, alpha=args.alpha,
-                                           min_requests=args.min_requests, timeout=args.timeout)
+                                           min_requests=args.min_requests, timeout=args.timeout, window=args.window)
     except (OSError, ValueError, urllib.error.URLError) as exc:
         # No answer is no evidence: inconclusive, so a pipeline waits instead of promoting.
         print(f"mlchaos gate: no verdict: {exc}", file=sys.stderr)

@@ -104,22 +104,31 @@ def _promql_scalar(prom_url: str, query: str, timeout: float) -> float:
 
 
 def gate_from_prometheus(prom_url: str, experiment: str, *, alpha: float = 0.01, min_requests: int = 100,
-                         timeout: float = 5.0) -> dict[str, Any]:
-    """The fleet-wide verdict: the error guard's test on counts summed over every sidecar Prometheus scrapes."""
+                         timeout: float = 5.0, window: float | None = None) -> dict[str, Any]:
+    """The fleet-wide verdict: the error guard's test on counts summed over every sidecar Prometheus scrapes,
+    over the sidecars' lifetime or, with ``window`` (seconds), over the last ``window`` only: after a re-arm
+    or a fix, a window shorter than the time since keeps the old errors out of the verdict."""
     from .killswitch.sequential import CountGuard
 
     sel = f'experiment="{experiment}"'
+
+    def total(selector: str) -> str:
+        series = f"mlchaos_requests_total{{{selector}}}"
+        return f"sum(increase({series}[{int(window)}s]))" if window else f"sum({series})"
+
     q = {
-        "n_chaos": f'sum(mlchaos_requests_total{{{sel},cohort="chaos"}})',
-        "n_control": f'sum(mlchaos_requests_total{{{sel},cohort="control"}})',
-        "errors_chaos": f'sum(mlchaos_requests_total{{{sel},cohort="chaos",code=~"5xx|dropped"}})',
-        "errors_control": f'sum(mlchaos_requests_total{{{sel},cohort="control",code=~"5xx|dropped"}})',
+        "n_chaos": total(f'{sel},cohort="chaos"'),
+        "n_control": total(f'{sel},cohort="control"'),
+        "errors_chaos": total(f'{sel},cohort="chaos",code=~"5xx|dropped"'),
+        "errors_control": total(f'{sel},cohort="control",code=~"5xx|dropped"'),
         "tripped_sidecars": f"sum(mlchaos_killswitch_tripped{{{sel}}})",
         "sidecars": f"count(mlchaos_experiment_active{{{sel}}})",
     }
     counts = {k: _promql_scalar(prom_url, query, timeout) for k, query in q.items()}
-    n_chaos, n_control = int(counts["n_chaos"]), int(counts["n_control"])
-    bad_chaos, bad_control = int(counts["errors_chaos"]), int(counts["errors_control"])
+    # increase() extrapolates to the window's edges: whole requests, and never more errors than requests.
+    n_chaos, n_control = round(counts["n_chaos"]), round(counts["n_control"])
+    bad_chaos = min(round(counts["errors_chaos"]), n_chaos)
+    bad_control = min(round(counts["errors_control"]), n_control)
     guard = CountGuard(alpha)
     guard_tripped = guard.observe_many(n_chaos, bad_chaos, n_control, bad_control)
     if counts["tripped_sidecars"] > 0 or guard_tripped:
@@ -130,7 +139,7 @@ def gate_from_prometheus(prom_url: str, experiment: str, *, alpha: float = 0.01,
         verdict, reason = "inconclusive", f"{n_chaos} chaos requests across the fleet; the verdict needs {min_requests}"
     else:
         verdict, reason = "pass", "no sidecar tripped and the summed counts show no harm"
-    return {"experiment": experiment, "verdict": verdict, "reason": reason,
+    return {"experiment": experiment, "verdict": verdict, "reason": reason, "window_seconds": window,
             "tripped": verdict == "fail", "n_chaos": n_chaos, "n_control": n_control,
             "errors_chaos": bad_chaos, "errors_control": bad_control, "sidecars": int(counts["sidecars"]),
             "e_value": guard.e_value, "guards": {"errors": guard.snapshot()}}

@@ -190,6 +190,17 @@ async def test_promql_counts_match_the_clients_and_the_fleet_gate_passes(upstrea
     assert (verdict["n_chaos"], verdict["n_control"]) == (clients["chaos"], clients["control"])
     assert verdict["errors_chaos"] == 0 and verdict["sidecars"] == 2
 
+    # --window judges recent counts only: once the traffic has stopped for longer than the window, the
+    # window holds no chaos request, and the verdict waits (what a re-armed experiment needs: old errors out).
+    await asyncio.sleep(4)
+    await prom.await_scrapes_after(time.time())
+    rc, verdict, err = await mlchaos_gate(prom, "--window", "2s")
+    assert rc == 2, (verdict, err)
+    assert verdict is not None and verdict["verdict"] == "inconclusive" and verdict["n_chaos"] == 0
+    assert verdict["window_seconds"] == 2.0
+    rc, verdict, _ = await mlchaos_gate(prom)
+    assert rc == 0 and verdict is not None and verdict["n_chaos"] == clients["chaos"]
+
 
 async def test_the_fleet_gate_fails_when_one_sidecar_trips(upstream, run_mlchaos, prometheus) -> None:
     healthy, faulty = await run_mlchaos(upstream.url, False), await run_mlchaos(upstream.url, True)

@@ -38,12 +38,17 @@ class RequestBody:
         if self.discard:
             return False
         self.chunks.append(data)
-        self._wake()
-        return sum(map(len, self.chunks)) > self.high_water
+        if self.waiter is not None:
+            self._wake()
+        chunks = self.chunks
+        if len(chunks) == 1:  # the common case: no sum over one chunk
+            return len(data) > self.high_water
+        return sum(map(len, chunks)) > self.high_water
 
     def finish(self) -> None:
         self.done = True
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
 
     def fail(self, exc: ProxyError) -> None:
         self.error = exc

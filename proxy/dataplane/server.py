@@ -205,6 +205,12 @@ class Exchange:
             if outcome is not None:
                 self.short_circuit(outcome)
                 return
+        elif not req.streamed:  # forward(), inlined for the common case: no fault, the body in hand
+            pool = self.plane.primary
+            conn = pool.take_idle()
+            if conn is not None:
+                self._send(pool, conn, reused=True)
+                return
         self.forward()
 
     def forward(self) -> None:
@@ -838,7 +844,8 @@ class ClientConnection(asyncio.Protocol):
         self.queue.append(req)
         if len(self.queue) > limits.pipeline_depth:
             self._pause()
-        self._next()
+        if req.ready or req.expect_continue:  # else its body completes it (on_message_complete)
+            self._next()
 
     def on_body(self, body: bytes) -> None:
         req = self.req

@@ -84,7 +84,8 @@ class UpstreamConnection(asyncio.Protocol):
             cause = exc if isinstance(exc, BadGateway) else exc.__context__
             sink.on_error(cause if isinstance(cause, BadGateway) else
                           BadGateway(f"upstream sent an invalid response: {exc}"), True)
-        sink.flush()
+        if self.sink is sink:
+            sink.flush()  # mid-response (streaming): what this read relayed goes out now
 
     def pause_writing(self) -> None:
         pass  # request bodies are small or streamed under the client's own flow control

@@ -5,8 +5,8 @@ from __future__ import annotations
 from http import HTTPStatus
 
 __all__ = [
-    "HOP_BY_HOP", "chunk", "connection_tokens", "parse_header_block", "relay_headers", "response_head",
-    "status_line",
+    "HOP_BY_HOP", "PLAIN_CONNECTION", "chunk", "connection_tokens", "parse_header_block", "relay_headers",
+    "response_head", "status_line",
 ]
 
 # RFC 9110 7.6.1: these describe one connection and are never forwarded.
@@ -39,7 +39,8 @@ def connection_tokens(value: bytes) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
 
 
-_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
+# Connection header values that name no other header.
+PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 
 
 def parse_header_block(block: bytes) -> list[tuple[bytes, bytes]]:
@@ -64,8 +65,8 @@ def relay_headers(headers: list[tuple[bytes, bytes]], *, drop_length: bool = Fal
     for name, value in headers:
         lname = name.lower()
         if lname in HOP_BY_HOP:
-            if lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
-                drop |= connection_tokens(value) - _PLAIN_CONNECTION
+            if lname == b"connection" and value.lower() not in PLAIN_CONNECTION:
+                drop |= connection_tokens(value) - PLAIN_CONNECTION
             continue
         if lname == b"content-length":
             if drop_length:

@@ -4,9 +4,9 @@ Requests on a connection are answered strictly in order (pipelining): the parser
 them, and the next one starts when the previous response is complete. The common case (the body in
 hand, a pooled upstream connection, faults that do not wait) runs entirely in protocol callbacks, with no
 task, future or timer per request. A fault's ``Wait`` is a timer; a coroutine takes over only for what
-has to wait on I/O: connecting, streaming a request body, throttling. A response is relayed from the upstream's parser
-callbacks straight into the client's transport, one write per upstream read, so a streaming (chunked,
-SSE) response reaches the client as it arrives.
+has to wait on I/O: connecting, streaming a request body, throttling. A response is relayed from the
+upstream's parser callbacks straight into the client's transport, one write per upstream read, so a
+streaming (chunked, SSE) response reaches the client as it arrives.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from .http import (
     CONTINUE,
     HOP_BY_HOP,
     LAST_CHUNK,
+    PLAIN_CONNECTION,
     chunk,
     connection_tokens,
     parse_header_block,
@@ -66,7 +67,6 @@ _SPECIAL = frozenset({
     b"x-mlchaos-cohort", b"x-mlchaos-token", b"x-mlchaos-experiment",
 }) | HOP_BY_HOP
 _NO_BODY_STATUS = frozenset({204, 304})
-_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _COHORT_HEADERS = tuple(b"x-mlchaos-cohort: %s\r\n" % c.encode() for c in COHORTS)
 # Status of a request whose connection a fault dropped; counted as code="dropped".
@@ -205,12 +205,6 @@ class Exchange:
             if outcome is not None:
                 self.short_circuit(outcome)
                 return
-        elif not req.streamed:  # forward(), inlined for the common case: no fault, the body in hand
-            pool = self.plane.primary
-            conn = pool.take_idle()
-            if conn is not None:
-                self._send(pool, conn, reused=True)
-                return
         self.forward()
 
     def forward(self) -> None:
@@ -325,7 +319,7 @@ class Exchange:
         req = self.req
         lines = req.lines
         if req.conn_tokens is not None:
-            extra = connection_tokens(req.conn_tokens) - _PLAIN_CONNECTION
+            extra = connection_tokens(req.conn_tokens) - PLAIN_CONNECTION
             if extra:
                 lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in extra]
         host = req.host if self.plane.preserve_host and req.host else pool.authority

@@ -4,7 +4,7 @@
 # Run it beside a model server that listens on 127.0.0.1:8080 (Kubernetes: deploy/base):
 #   docker run --rm --network container:MODEL -v "$PWD/policy.yaml:/etc/mlchaos/policy.yaml:ro" mlchaos:0.1.0
 
-FROM python:3.11-slim-bookworm AS build
+FROM python:3.13-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
@@ -17,7 +17,7 @@ RUN python -m venv /opt/mlchaos \
  && /opt/mlchaos/bin/pip uninstall --yes pip setuptools \
  && /opt/mlchaos/bin/mlchaos --version
 
-FROM python:3.11-slim-bookworm
+FROM python:3.13-slim-bookworm
 LABEL org.opencontainers.image.title="mlchaos" \
       org.opencontainers.image.description="Chaos-engineering sidecar proxy for model servers" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -400,7 +400,7 @@ def _histogram_plot(name: str, entry: Mapping[str, Any]) -> str:
             counts = np.bincount(np.clip(np.searchsorted(edges, v, side="right") - 1, 0, nbins - 1),
                                  minlength=nbins)
             shares[c] = counts / v.size
-    top = max(float(s.max()) for s in shares.values())
+    top = max(float(np.max(s)) for s in shares.values())
     top = top * 1.12 if top > 0 else 1.0
     ax = _Axes((lo, hi), (0.0, top))
     xt = [(v, _tick_label(v)) for v in _linear_ticks(lo, hi, 6)]

@@ -177,7 +177,7 @@ def decode_png(data: bytes) -> np.ndarray:
         if f == 0:
             cur = line
         elif f == 1:  # Sub: a running sum per channel
-            cur = (line.reshape(width, bpp).cumsum(axis=0) % 256).ravel()
+            cur = (line.reshape(width, bpp).cumsum(axis=0) % 256).ravel().astype(np.int32)
         elif f == 2:  # Up
             cur = (line + prev) % 256
         elif f in (3, 4):  # Average, Paeth: sequential along the row

@@ -332,26 +332,17 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
     shadow = CounterMetricFamily("mlchaos_shadow_requests", "Shadow requests (the unchanged twin of a chaos "
                                  "request), by result: compared, failed, skipped (over the concurrency cap).",
                                  labels=["experiment", "result"])
+    # The keys of PredictionObserver.families(), each to its family; histograms take (buckets, sum).
+    targets: dict[str, HistogramMetricFamily | CounterMetricFamily | GaugeMetricFamily] = {
+        "value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share, "srm": srm,
+        "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": responses,
+    }
     for obs in observers:
-        fam = obs.families()
-        for labels, (buckets, total) in fam["shadow_delta"]:
-            delta.add_metric(labels, buckets, total)
-        for labels, v in fam["shadow_flips"]:
-            flips.add_metric(labels, v)
-        for labels, v in fam["shadow"]:
-            shadow.add_metric(labels, v)
-        for labels, v in fam["read"]:
-            responses.add_metric(labels, v)
-        for labels, (buckets, total) in fam["value"]:
-            value.add_metric(labels, buckets, total)
-        for labels, (buckets, total) in fam["confidence"]:
-            confidence.add_metric(labels, buckets, total)
-        for labels, v in fam["classes"]:
-            classes.add_metric(labels, v)
-        for labels, v in fam["drift"]:
-            drift.add_metric(labels, v)
-        for labels, v in fam["share"]:
-            share.add_metric(labels, v)
-        for labels, v in fam["srm"]:
-            srm.add_metric(labels, v)
+        for key, samples in obs.families().items():
+            family = targets[key]
+            for labels, v in samples:
+                if isinstance(family, HistogramMetricFamily):
+                    family.add_metric(labels, *v)
+                else:
+                    family.add_metric(labels, v)
     return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses]

@@ -190,10 +190,15 @@ async def test_a_small_head_with_a_big_body_in_one_write_is_not_mistaken_for_a_b
     assert (r3.status, r3.json()["path"]) == (200, "/last")
 
 
-async def test_an_upstream_response_head_over_max_header_bytes_is_not_relayed(raw_upstream, start_sidecar):
+@pytest.mark.parametrize("headers", [
+    {"X-Huge": "h" * 100_000},  # one header line, caught on the raw bytes before it ends
+    {f"X-{i}": "v" * 100 for i in range(60)},  # 6 KiB of small ones, within one read: caught on the whole head
+])
+async def test_an_upstream_response_head_over_max_header_bytes_is_not_relayed(raw_upstream, start_sidecar,
+                                                                             headers):
     async def script(conn: RawConn) -> None:
         await conn.read_request()
-        await conn.send(http_response(200, b"ok", {"X-Huge": "h" * 100_000}))
+        await conn.send(http_response(200, b"ok", headers))
 
     up = await raw_upstream(script)
     sc = await start_sidecar(policy_from(up.url, SMALL_LIMITS))

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,25 +79,6 @@ async def wait_for_file(path: Path, pred: Any, timeout: float = 3.0) -> dict[str
         if time.monotonic() >= deadline:
             raise AssertionError(f"{path} never matched; it holds {path.read_text() if path.exists() else None!r}")
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def log_events() -> Iterator[list[tuple[str, int, dict[str, Any]]]]:
-    seen: list[tuple[str, int, dict[str, Any]]] = []
-
-    class Grab(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append((record.getMessage(), record.levelno, dict(getattr(record, "fields", {}) or {})))
-
-    log = logging.getLogger("mlchaos")
-    handler, level = Grab(), log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    try:
-        yield seen
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
 
 
 # -- the file ---------------------------------------------------------------------------------------------

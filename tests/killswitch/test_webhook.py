@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -57,26 +56,6 @@ async def tripped(sc: Any, name: str) -> bool:
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{sc.admin_port}/experiments") as r:
         body = await r.json()
     return any(e["name"] == name and e["kill_switch"]["tripped"] for e in body["experiments"])
-
-
-@pytest.fixture
-def log_events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """(event, fields) of every mlchaos log line while the test runs."""
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    class Grab(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append((record.getMessage(), dict(getattr(record, "fields", {}) or {})))
-
-    log = logging.getLogger("mlchaos")
-    handler, level = Grab(), log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    try:
-        yield seen
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
 
 
 class Hook:
@@ -191,7 +170,7 @@ async def test_a_trip_posts_the_webhook_exactly_once(upstream, start_sidecar, ho
     assert alert["labels"]["guard"] in {"errors", "seatbelt"}
     assert alert["labels"]["instance"] == f"127.0.0.1:{sc.proxy_port}"
     assert alert["startsAt"] and body["trip"]["n_chaos"] >= 1
-    sent = [f for e, f in log_events if e == "webhook_sent"]
+    sent = [f for e, _, f in log_events if e == "webhook_sent"]
     assert sent and sent[0]["status"] == 200 and sent[0]["url"] == hook.url
 
 
@@ -204,8 +183,8 @@ async def test_a_refused_webhook_never_affects_the_proxy(upstream, start_sidecar
             break
     assert await tripped(sc, "hooked")
     assert await get_many(sc.proxy_port, 30) == [200] * 30
-    assert await wait_for(lambda: any(e == "webhook_failed" for e, _ in log_events), 3)
-    failed = [f for e, f in log_events if e == "webhook_failed"]
+    assert await wait_for(lambda: any(e == "webhook_failed" for e, _, _ in log_events), 3)
+    failed = [f for e, _, f in log_events if e == "webhook_failed"]
     assert len(failed) == 1 and failed[0]["url"] == dead
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{sc.admin_port}/healthz") as r:
         assert r.status == 200
@@ -225,5 +204,5 @@ async def test_a_hanging_webhook_times_out_without_slowing_requests(upstream, st
     t0 = time.monotonic()
     assert await get_many(sc.proxy_port, 30) == [200] * 30
     assert time.monotonic() - t0 < 2.0
-    assert await wait_for(lambda: any(e == "webhook_failed" for e, _ in log_events), 2)
+    assert await wait_for(lambda: any(e == "webhook_failed" for e, _, _ in log_events), 2)
     assert len(hook.received) == 1

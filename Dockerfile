@@ -8,14 +8,21 @@ FROM python:3.13-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# A C compiler for mypyc, which compiles the data plane's per-request modules (setup.py); it stays in
+# this stage. Debian's current versions: the base image pins the release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
 COPY proxy ./proxy
 # A virtual environment holding the package and its runtime dependencies (and not the installers, pip and
-# setuptools), copied whole to the final stage: same base image, so the same interpreter path.
+# setuptools), copied whole to the final stage: same base image, so the same interpreter path. The build
+# fails if the data plane did not compile: the image would be 25% slower without saying so.
 RUN python -m venv /opt/mlchaos \
  && /opt/mlchaos/bin/pip install --no-cache-dir . \
  && /opt/mlchaos/bin/pip uninstall --yes pip setuptools \
- && /opt/mlchaos/bin/mlchaos --version
+ && /opt/mlchaos/bin/python -c "from proxy.dataplane import build; assert build() == 'compiled', build()"
 
 FROM python:3.13-slim-bookworm
 LABEL org.opencontainers.image.title="mlchaos" \

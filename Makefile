@@ -6,6 +6,9 @@ PY      ?= $(firstword $(foreach p,$(PY_CANDIDATES),$(shell $(p) -c 'import sys;
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# The data plane's per-request modules, compiled in place by mypyc (setup.py's HOT); rebuilt when they change.
+HOT     := $(shell sed -n 's/^    "\(proxy\/.*\.py\)",$$/\1/p' setup.py)
+BUILT   := $(VENV)/.built
 SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages the tests use as real peers: curl as a client (Prometheus comes from its own script,
 # which keeps Debian's service from starting).
@@ -13,14 +16,22 @@ DEB_TEST := curl
 
 .PHONY: venv demo test test-fast lint bench system-deps model-servers clean clean-servers
 
+# Dependencies first, uncompiled (MLCHAOS_PURE_PYTHON=1); then $(BUILT) compiles with the venv's own mypy.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,ecosystem]'
-	rm -f $(VENV)/.installed-*
+	MLCHAOS_PURE_PYTHON=1 $(BIN)/pip install -q -e '.[test,ecosystem]'
+	rm -f $(VENV)/.installed-* $(BUILT)
 	touch $@
 
-venv: $(STAMP)
+# About 40 s; installs a C compiler and Python's headers when missing. Without them the data plane stays plain
+# Python (slower, same behaviour), which make test refuses (MLCHAOS_REQUIRE_COMPILED=1).
+$(BUILT): $(STAMP) setup.py $(HOT)
+	sh scripts/install-build-deps.sh $(BIN)/python
+	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+venv: $(BUILT)
 
 system-deps:
 	bash scripts/install-prometheus.sh
@@ -31,10 +42,10 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-demo: $(STAMP)
+demo: $(BUILT)
 	$(BIN)/mlchaos demo
 
-lint: $(STAMP)
+lint: $(BUILT)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
@@ -44,20 +55,20 @@ model-servers:
 	scripts/model-servers.sh all
 
 # The REQUIRE variables turn "skipped: no chromium / no model server" into failures: make test installs them.
-test: $(STAMP) system-deps lint model-servers
-	MLCHAOS_REQUIRE_CHROMIUM=1 MLCHAOS_REQUIRE_SERVERS=1 $(BIN)/pytest -q
+test: $(BUILT) system-deps lint model-servers
+	MLCHAOS_REQUIRE_CHROMIUM=1 MLCHAOS_REQUIRE_SERVERS=1 MLCHAOS_REQUIRE_COMPILED=1 $(BIN)/pytest -q
 
 # The inner loop: stop at the first failure, skip the slow tests.
-test-fast: $(STAMP)
+test-fast: $(BUILT)
 	$(BIN)/pytest -q -x -m "not slow"
 
 # Installs nginx, HAProxy, wrk and bombardier when missing; prints the ratio table.
-bench: $(STAMP)
+bench: $(BUILT)
 	$(BIN)/python benchmarks/run.py --mlchaos $(BIN)/mlchaos
 
 # .cache (the model servers, 2 GB) survives `make clean`: `make clean-servers` removes it.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build *.so proxy/dataplane/*.so proxy/dataplane/_compiled.py
 
 clean-servers:
 	rm -rf .cache/servers

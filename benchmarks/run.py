@@ -693,7 +693,9 @@ def mlchaos_version(mlchaos: list[str]) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     first = (done.stdout.strip() or done.stderr.strip()).splitlines()[:1]
-    return first[0].split()[-1] if done.returncode == 0 and first and first[0].split() else "unknown"
+    # "mlchaos 0.1.0 (data plane: compiled)"
+    words = first[0].split(None, 2) if done.returncode == 0 and first else []
+    return " ".join([words[1], *words[2:]]) if len(words) > 1 else "unknown"
 
 
 def collect_meta(bins: dict[str, str], mlchaos: list[str], paths: Sequence[str]) -> dict[str, Any]:

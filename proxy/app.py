@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from . import _tasks
 from .admin import make_admin_app
-from .dataplane.server import ClientConnection
+from .dataplane import build
+from .dataplane.server import client_protocol
 from .dataplane.state import DataPlane
 from .experiments import Experiments, ExperimentState
 from .killswitch.state import load_state, save_state
@@ -116,7 +117,7 @@ class Sidecar:
         plane = self.plane
         try:
             self._server = await loop.create_server(
-                lambda: ClientConnection(plane), policy.listen.host, policy.listen.port,
+                client_protocol(plane), policy.listen.host, policy.listen.port,
                 reuse_address=True, backlog=2048)
         except OSError as exc:
             raise StartupError(f"cannot listen on {policy.listen}: {exc.strerror or exc}") from None
@@ -136,7 +137,7 @@ class Sidecar:
         self._observer = _tasks.spawn(self._observe_forever(), name="mlchaos-predictions")
         event("start", listen=f"{policy.listen.host}:{self.proxy_port}",
               admin=f"{admin_addr.host}:{self.admin_port}", upstream=policy.upstream.url,
-              summary=_summary(policy), admin_token=bool(self.admin_token))
+              summary=_summary(policy), admin_token=bool(self.admin_token), dataplane=build())
 
     async def stop(self, drain: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish for at most ``drain`` seconds, close everything."""

@@ -19,6 +19,19 @@ settings.register_profile("fast", max_examples=50, deadline=None)
 settings.register_profile("deep", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Test the data plane that ships: never a compiled build older than the sources beside it, and, under
+    MLCHAOS_REQUIRE_COMPILED=1 (make test), the compiled one."""
+    from proxy.dataplane import build
+
+    built = build()
+    if built == "stale":
+        raise pytest.UsageError("the compiled data plane is older than its sources: run `make venv` "
+                                "(or MLCHAOS_PURE_PYTHON=1 pip install -e . for plain Python)")
+    if os.environ.get("MLCHAOS_REQUIRE_COMPILED") == "1" and built != "compiled":
+        raise pytest.UsageError(f"MLCHAOS_REQUIRE_COMPILED=1 but the data plane is {built}: see setup.py")
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (the kernel's choice for port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import proxy
+from proxy.dataplane import build
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def busy_port() -> Iterator[int]:
 def test_version_prints_the_package_version() -> None:
     out = mlchaos("--version")
     assert out.returncode == 0
-    assert out.stdout.strip() == f"mlchaos {proxy.__version__}"
+    assert out.stdout.strip() == f"mlchaos {proxy.__version__} (data plane: {build()})"
 
 
 def test_help_names_every_command() -> None:

@@ -1,1 +1,37 @@
-"""The data plane: the per-request path, on asyncio Protocols and the llhttp parser (httptools)."""
+"""The data plane: the per-request path, on asyncio Protocols and the llhttp parser (httptools).
+
+Its per-request modules are compiled with mypyc when the package is built where a C compiler is
+(setup.py); ``build()`` says whether the running code is that compiled build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+__all__ = ["build"]
+
+
+@cache
+def build() -> str:
+    """``compiled``; ``interpreted`` (built without a compiler, or MLCHAOS_PURE_PYTHON=1); or ``stale``: compiled
+    from sources other than the .py files beside it, which then do not run (rebuild: ``make venv``)."""
+    try:
+        marker = importlib.import_module(f"{__name__}._compiled")
+    except ImportError:
+        return "interpreted"
+    sources, extension = b"", False
+    for name in marker.SOURCES:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        if origin is None:
+            return "stale"
+        extension = extension or not origin.endswith(".py")
+        source = Path(origin).with_name(name.rpartition(".")[2] + ".py")
+        sources += source.read_bytes() if source.exists() else b""
+    if not extension:
+        return "interpreted"
+    return "compiled" if hashlib.sha256(sources).hexdigest() == marker.SHA256 else "stale"

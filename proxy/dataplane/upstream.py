@@ -27,7 +27,10 @@ class ResponseSink(Protocol):
     def flush(self) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
+    """One pooled connection to an upstream; an ``asyncio.Protocol`` by its methods, not by subclassing, so
+    that mypyc compiles it to a native class (see ``ClientConnection``)."""
+
     __slots__ = (
         "closed", "got_bytes", "head_chunks", "head_done", "head_raw", "head_start", "interim", "parser", "pool",
         "sink", "transport", "uses",
@@ -86,6 +89,9 @@ class UpstreamConnection(asyncio.Protocol):
                           BadGateway(f"upstream sent an invalid response: {exc}"), True)
         if self.sink is sink:
             sink.flush()  # mid-response (streaming): what this read relayed goes out now
+
+    def eof_received(self) -> bool | None:
+        return None  # as asyncio.Protocol does: the transport closes, connection_lost tells the exchange
 
     def pause_writing(self) -> None:
         pass  # request bodies are small or streamed under the client's own flow control
@@ -190,11 +196,13 @@ class UpstreamPool:
         up = self.upstream
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(lambda: UpstreamConnection(self), up.host, up.port)
+                _, proto = await loop.create_connection(lambda: cast(asyncio.Protocol, UpstreamConnection(self)),
+                                                        up.host, up.port)
         except TimeoutError:
             raise UpstreamTimeout(f"connecting to upstream {up.name} timed out") from None
         except OSError as exc:
             raise UpstreamConnectError(f"upstream {up.name} unreachable: {exc.strerror or exc}") from None
+        conn = cast(UpstreamConnection, proto)
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,96 @@
+"""The compiled data plane (setup.py, mypyc) and its plain-Python fallback, on copies of the package."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from proxy.dataplane import build
+from tests.conftest import free_port
+from tests.test_app import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# No MLCHAOS_* or PYTHON* variables of the test run leak into the copies.
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MLCHAOS_", "PYTHON"))}
+needs_compiled = pytest.mark.skipif(build() != "compiled", reason="this tree's data plane is not compiled")
+
+
+def copy_tree(dest: Path) -> Path:
+    """The package as built here (sources, extension modules, mypyc's shared library beside it)."""
+    shutil.copytree(ROOT / "proxy", dest / "proxy", ignore=shutil.ignore_patterns("__pycache__"))
+    for lib in ROOT.glob("*__mypyc*.so"):
+        shutil.copy2(lib, dest)
+    return dest
+
+
+def in_copy(tree: Path, code: str, timeout: float = 20) -> str:
+    done = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, timeout=timeout,
+                          env=ENV | {"PYTHONPATH": str(tree)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+WHICH = "from proxy.dataplane import build, server; print(build(), server.__file__.rsplit('.', 1)[-1])"
+
+
+@needs_compiled
+def test_the_copy_runs_the_compiled_modules(tmp_path: Path) -> None:
+    assert in_copy(copy_tree(tmp_path), WHICH) == "compiled so"
+
+
+@needs_compiled
+def test_a_source_edited_after_the_build_makes_it_stale(tmp_path: Path) -> None:
+    tree = copy_tree(tmp_path)
+    with (tree / "proxy/dataplane/http.py").open("a") as f:
+        f.write("\n# edited\n")
+    # The extension still runs (Python prefers it to the .py), which is exactly why this must be told.
+    assert in_copy(tree, WHICH) == "stale so"
+
+
+def test_without_extension_modules_the_sources_run(tmp_path: Path) -> None:
+    tree = copy_tree(tmp_path)
+    for so in tree.rglob("*.so"):
+        so.unlink()
+    assert in_copy(tree, WHICH) == "interpreted py"
+    (tree / "proxy/dataplane/_compiled.py").unlink(missing_ok=True)
+    assert in_copy(tree, WHICH) == "interpreted py"
+
+
+async def test_the_plain_python_data_plane_forwards_a_request(tmp_path: Path, start_upstream: Any) -> None:
+    """The fallback a machine without a C compiler gets: a real `mlchaos run` on the sources alone."""
+    tree = copy_tree(tmp_path)
+    for so in tree.rglob("*.so"):
+        so.unlink()
+    up = await start_upstream()
+    port, admin = free_port(), free_port()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"listen: 127.0.0.1:{port}\nupstream: {up.url}\nadmin: {{listen: '127.0.0.1:{admin}'}}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "run", "--config", str(policy), cwd=tree,
+        env=ENV | {"PYTHONPATH": str(tree)},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        async def answered() -> bool:
+            try:
+                async with aiohttp.ClientSession() as s, \
+                        s.post(f"http://127.0.0.1:{port}/v1/models/m:predict", data=b'{"instances":[[1]]}') as r:
+                    return r.status == 200 and (await r.json())["body_len"] == 19
+            except aiohttp.ClientConnectionError:
+                return False
+
+        assert await wait_for(answered, 15), "the plain-Python proxy never forwarded the request"
+    finally:
+        proc.terminate()
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+    start = json.loads(err.decode().splitlines()[0])
+    assert (start["event"], start["dataplane"]) == ("start", "interpreted")

@@ -25,6 +25,23 @@ HOT = [
     "proxy/dataplane/upstream.py",
     "proxy/dataplane/request.py",
     "proxy/dataplane/http.py",
+    # every request an experiment matches: the router, the cohort hash, the metrics. The kill switch's guards
+    # stay interpreted: its tests put a guard that raises in their place (it must fail closed), which a
+    # compiled attribute of type CountGuard would refuse.
+    "proxy/experiments.py",
+    "proxy/cohort.py",
+    "proxy/metrics.py",
+    # the payload path of feature faults: parse, read as a table, mutate, write back
+    "proxy/dataplane/payload.py",
+    "proxy/payload/__init__.py",
+    "proxy/payload/table.py",
+    "proxy/payload/mutate.py",
+    "proxy/payload/adapters/__init__.py",
+    "proxy/payload/adapters/base.py",
+    "proxy/payload/adapters/v1.py",
+    "proxy/payload/adapters/v2.py",
+    "proxy/payload/adapters/mlflow.py",
+    "proxy/payload/adapters/generic.py",
 ]
 
 HOT_MODULES = tuple(p.removesuffix(".py").replace("/", ".") for p in HOT)
@@ -45,11 +62,19 @@ def _plain(why: str) -> list[object]:
 _DESCRIBE = {"egg_info", "dist_info", "sdist"}
 
 
+def _forget_builds() -> None:
+    """Remove what an earlier in-place build left: the marker and every extension module in the package (one
+    of a module no longer in HOT would still shadow its .py) with mypyc's shared libraries beside it."""
+    Path(MARKER).unlink(missing_ok=True)
+    for built in [*Path("proxy").rglob("*.so"), *Path(".").glob("*__mypyc*.so")]:
+        built.unlink()
+
+
 def ext_modules() -> list[object]:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     if command in _DESCRIBE:
         return []
-    Path(MARKER).unlink(missing_ok=True)
+    _forget_builds()
     if os.environ.get("MLCHAOS_PURE_PYTHON") == "1":
         return _plain("MLCHAOS_PURE_PYTHON=1")
     cc = shlex.split(sysconfig.get_config_var("CC") or "cc")[:1]

@@ -34,4 +34,16 @@ def build() -> str:
         sources += source.read_bytes() if source.exists() else b""
     if not extension:
         return "interpreted"
-    return "compiled" if hashlib.sha256(sources).hexdigest() == marker.SHA256 else "stale"
+    if hashlib.sha256(sources).hexdigest() != marker.SHA256 or _extensions_outside(set(marker.SOURCES)):
+        return "stale"
+    return "compiled"
+
+
+def _extensions_outside(compiled: set[str]) -> bool:
+    """Whether the package holds an extension module the marker does not list (left by an older build)."""
+    root = Path(__file__).resolve().parents[1]
+    for path in root.rglob("*.so"):
+        rel = path.relative_to(root)
+        if ".".join([root.name, *rel.parent.parts, path.name.split(".")[0]]) not in compiled:
+            return True
+    return False

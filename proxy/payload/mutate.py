@@ -130,7 +130,11 @@ def _numeric_kind(dtype: str, v: Any) -> str | None:
     return "int" if isinstance(v, int) else "float"
 
 
-def _limits(dtype: str, kind: str) -> tuple[float, float]:
+# Int limits stay ints: 2**63 - 1 as a float is 2**63 (compiled code keeps a `float` as a C double).
+Limits = tuple[int, int] | tuple[float, float]
+
+
+def _limits(dtype: str, kind: str) -> Limits:
     if dtype in INT_RANGES:
         return INT_RANGES[dtype]
     if dtype in FLOAT_MAX:
@@ -142,7 +146,7 @@ def _limits(dtype: str, kind: str) -> tuple[float, float]:
 
 
 # The kind each common datatype forces (None: each cell's own) with the int and float limits, for shift's loop.
-_KIND_LIMITS: dict[str, tuple[str | None, tuple[float, float], tuple[float, float]]] = {
+_KIND_LIMITS: dict[str, tuple[str | None, Limits, Limits]] = {
     dtype: ("int" if dtype in INT_DTYPES else "float" if dtype in FLOAT_DTYPES else None,
             _limits(dtype, "int"), _limits(dtype, "float"))
     for dtype in (*INT_DTYPES, *FLOAT_DTYPES, "number", "mixed")
@@ -208,7 +212,7 @@ def _zero(dtype: str, column: Sequence[Any]) -> Any:
 
 
 def nan(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
 ) -> Mutation:
     """Missing values: a ``fraction`` of the selected scalar cells become ``float("nan")`` (written as
     ``null``, or the ``NaN`` token when the caller serializes with ``nan_token``)."""
@@ -226,7 +230,7 @@ def nan(
 
 
 def out_of_range(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
     factor: float = 1e6, at: Literal["scaled", "extreme"] = "scaled", sign: Literal["both", "+", "-"] = "both",
 ) -> Mutation:
     """Extreme values in a ``fraction`` of the numeric cells, within the datatype: ``±factor × max|column|``
@@ -263,7 +267,7 @@ def out_of_range(
 
 
 def shift(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
     scale: float = 1.0, offset: float = 0.0, noise_std: float = 0.0,
 ) -> Mutation:
     """Training/serving skew on a ``fraction`` of the rows: each numeric cell of the selected features becomes
@@ -351,7 +355,7 @@ def _keep_columns(table: FeatureTable, keep: Sequence[int]) -> FeatureTable:
 
 
 def drop_feature(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
 ) -> Mutation:
     """Schema drift: remove a ``fraction`` of the selected features (all of them by default) from every row."""
     _check_fraction(fraction)
@@ -364,7 +368,7 @@ def drop_feature(
 
 
 def rename_feature(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
     mapping: Mapping[str, str] | None = None, suffix: str = "_renamed",
 ) -> Mutation:
     """Schema drift: rename features, by ``mapping`` (old → new) or by appending ``suffix`` to a ``fraction``
@@ -402,7 +406,7 @@ def rename_feature(
 
 
 def reorder_features(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
     order: Sequence[str] | None = None, mode: Literal["reverse", "shuffle"] = "reverse",
 ) -> Mutation:
     """Features sent in another order: the selected features trade places among the positions they hold,
@@ -437,7 +441,7 @@ def reorder_features(
 
 
 def type_swap(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
 ) -> Mutation:
     """Numbers sent as strings (``3.5`` → ``"3.5"``) in a ``fraction`` of the numeric cells. A column with a
     V2 datatype that had any cell swapped becomes ``BYTES`` (the V2 writer changes the input's datatype)."""
@@ -466,7 +470,7 @@ def type_swap(
 
 
 def default(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
     values: Mapping[str, Any] | None = None,
 ) -> Mutation:
     """Feature store down: in a ``fraction`` of the rows, the selected features hold their configured default
@@ -497,7 +501,7 @@ def default(
 
 
 def stale(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
     rows: Sequence[Mapping[str, Any]] | None = None,
 ) -> Mutation:
     """Feature store lag: in a ``fraction`` of the rows, the selected features take the values of ``rows`` (what
@@ -524,7 +528,7 @@ def stale(
 
 
 def truncate_batch(
-    table: FeatureTable, *, features: Sequence[str] | None = None, fraction: float = 1.0, rng: np.random.Generator,
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
     keep_min: int = 0, where: Literal["random", "tail"] = "random",
 ) -> Mutation:
     """Partial data: drop a ``fraction`` of the rows (at random, or the last ones), keeping at least

@@ -57,6 +57,15 @@ def test_a_source_edited_after_the_build_makes_it_stale(tmp_path: Path) -> None:
     assert in_copy(tree, WHICH) == "stale so"
 
 
+@needs_compiled
+def test_an_extension_module_left_by_an_older_build_makes_it_stale(tmp_path: Path) -> None:
+    tree = copy_tree(tmp_path)
+    built = next((tree / "proxy/dataplane").glob("http.*.so"))
+    # As if gate.py had been compiled once and then dropped from setup.py's HOT: its .so would still run.
+    shutil.copy2(built, tree / "proxy" / built.name.replace("http", "gate", 1))
+    assert in_copy(tree, WHICH) == "stale so"
+
+
 def test_without_extension_modules_the_sources_run(tmp_path: Path) -> None:
     tree = copy_tree(tmp_path)
     for so in tree.rglob("*.so"):

@@ -213,6 +213,30 @@ def test_build_stage_builds_the_package_from_the_context(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+def test_the_build_stage_compiles_the_data_plane(tmp_path: Path) -> None:
+    """What the build stage's `pip install .` builds from the context: a wheel holding the compiled data plane,
+    whose modules import as compiled (the stage checks the same). Built offline with this venv's setuptools
+    and mypy (the ones build-system names) instead of fetched ones."""
+    ctx = tmp_path / "ctx"
+    for rel in context_files():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, ctx / rel)
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                          "-w", str(tmp_path / "dist"), str(ctx)], capture_output=True, text=True, timeout=600,
+                         env=clean_env(), check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    wheel = next((tmp_path / "dist").glob("mlchaos-*.whl"))
+    site = tmp_path / "site"
+    shutil.unpack_archive(wheel, site, "zip")
+    assert (site / "proxy/dataplane/_compiled.py").exists()
+    assert list(site.glob("*__mypyc*.so")) and list((site / "proxy/dataplane").glob("server.*.so"))
+    which = subprocess.run([sys.executable, "-c", "from proxy.dataplane import build, server; "
+                            "print(build(), server.__file__.rsplit('.', 1)[-1])"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60, env=clean_env({"PYTHONPATH": str(site)}), check=False)
+    assert which.stdout.strip() == "compiled so", which.stdout + which.stderr
+
+
+@pytest.mark.slow
 def test_docker_build_when_an_engine_is_available(tmp_path: Path) -> None:
     docker = shutil.which("docker")
     if docker is None or subprocess.run([docker, "info"], capture_output=True, timeout=20,

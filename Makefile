@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 # About 40 s; installs a C compiler and Python's headers when missing. Without them the data plane stays plain
 # Python (slower, same behaviour), which make test refuses (MLCHAOS_REQUIRE_COMPILED=1).
 $(BUILT): $(STAMP) setup.py $(HOT)
-	sh scripts/install-build-deps.sh $(BIN)/python
+	-sh scripts/install-build-deps.sh $(BIN)/python  # failing, the build falls back to plain Python
 	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 

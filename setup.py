@@ -1,9 +1,9 @@
-"""Compiles the data plane's per-request modules with mypyc; everything else installs as plain Python.
+"""Compiles the per-request modules with mypyc; everything else installs as plain Python.
 
-Measured (benchmarks/RESULTS.md): the same code compiled serves about 25% more requests per second with
-about 20% less CPU per request than interpreted. The compiled modules are the ones listed in HOT; they keep
-their .py source, which is what runs when the build cannot compile (no C compiler, or
-MLCHAOS_PURE_PYTHON=1): slower, never different. `mlchaos --version` says which one is running.
+Measured (benchmarks/RESULTS.md, A/B with fresh processes): compiled, pass-through serves about 1.5x the
+requests per second of the same code interpreted, with 40% less CPU per request. The compiled modules are
+the ones listed in HOT; they keep their .py source, which is what runs when the build cannot compile (no C
+compiler, or MLCHAOS_PURE_PYTHON=1): slower, same behaviour. `mlchaos --version` says which one is running.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ PY      ?= $(firstword $(foreach p,$(PY_CANDIDATES),$(shell $(p) -c 'import sys;
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-# The data plane's per-request modules, compiled in place by mypyc (setup.py's HOT); rebuilt when they change.
+# The per-request modules, compiled in place by mypyc (setup.py's HOT); rebuilt when they change.
 HOT     := $(shell sed -n 's/^    "\(proxy\/.*\.py\)",$$/\1/p' setup.py)
 BUILT   := $(VENV)/.built
 SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -62,13 +62,14 @@ test: $(BUILT) system-deps lint model-servers
 test-fast: $(BUILT)
 	$(BIN)/pytest -q -x -m "not slow"
 
-# Installs nginx, HAProxy, wrk and bombardier when missing; prints the ratio table.
+# Installs nginx, HAProxy and wrk when missing; prints the ratio table.
 bench: $(BUILT)
 	$(BIN)/python benchmarks/run.py --mlchaos $(BIN)/mlchaos
 
 # .cache (the model servers, 2 GB) survives `make clean`: `make clean-servers` removes it.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build *.so proxy/dataplane/*.so proxy/dataplane/_compiled.py
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build *.so proxy/dataplane/_compiled.py
+	find proxy -name '*.so' -delete
 
 clean-servers:
 	rm -rf .cache/servers

@@ -693,9 +693,9 @@ def mlchaos_version(mlchaos: list[str]) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     first = (done.stdout.strip() or done.stderr.strip()).splitlines()[:1]
-    # "mlchaos 0.1.0 (data plane: compiled)"
-    words = first[0].split(None, 2) if done.returncode == 0 and first else []
-    return " ".join([words[1], *words[2:]]) if len(words) > 1 else "unknown"
+    # "mlchaos 0.1.0 (data plane: compiled)" -> "0.1.0 (data plane: compiled)"
+    version = first[0].partition(" ")[2] if done.returncode == 0 and first else ""
+    return version or "unknown"
 
 
 def collect_meta(bins: dict[str, str], mlchaos: list[str], paths: Sequence[str]) -> dict[str, Any]:

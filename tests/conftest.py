@@ -32,6 +32,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("MLCHAOS_REQUIRE_COMPILED") == "1" and built != "compiled":
         raise pytest.UsageError(f"MLCHAOS_REQUIRE_COMPILED=1 but the data plane is {built}: see setup.py")
 
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (the kernel's choice for port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

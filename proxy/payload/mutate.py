@@ -22,10 +22,8 @@ within their datatype (FP16/FP32/FP64).
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -47,24 +45,29 @@ __all__ = [
     "shift", "stale", "truncate_batch", "type_swap",
 ]
 
-_NON_NUMERIC = frozenset({"BOOL", "BYTES", "bool", "string"})
-_PLAIN = frozenset({type(None), bool, int, float, str})
-_FLOAT = {float}
+_NON_NUMERIC: Final = frozenset({"BOOL", "BYTES", "bool", "string"})
+_PLAIN: Final = frozenset({type(None), bool, int, float, str})
 
 
-@dataclass(frozen=True)
 class Mutation:
-    table: FeatureTable
-    changed: int = 0
-    applicable: bool = True
-    note: str = ""
+    # A plain class, not a frozen dataclass: compiled, its __init__ is native; Final keeps it read-only.
+    __slots__ = ("applicable", "changed", "note", "table")
+
+    def __init__(self, table: FeatureTable, changed: int = 0, applicable: bool = True, note: str = "") -> None:
+        self.table: Final = table
+        self.changed: Final = changed
+        self.applicable: Final = applicable
+        self.note: Final = note
+
+    def __repr__(self) -> str:
+        return f"Mutation(changed={self.changed!r}, applicable={self.applicable!r}, note={self.note!r})"
 
 
 # ------------------------------------------------------------------------------------------------- helpers
 
 
 def _check_fraction(fraction: float) -> None:
-    if not (isinstance(fraction, int | float) and 0.0 <= fraction <= 1.0):
+    if not (isinstance(fraction, (int, float)) and 0.0 <= fraction <= 1.0):
         raise ValueError(f"fraction must be within [0, 1], not {fraction!r}")
 
 
@@ -146,7 +149,7 @@ def _limits(dtype: str, kind: str) -> Limits:
 
 
 # The kind each common datatype forces (None: each cell's own) with the int and float limits, for shift's loop.
-_KIND_LIMITS: dict[str, tuple[str | None, Limits, Limits]] = {
+_KIND_LIMITS: Final[dict[str, tuple[str | None, Limits, Limits]]] = {
     dtype: ("int" if dtype in INT_DTYPES else "float" if dtype in FLOAT_DTYPES else None,
             _limits(dtype, "int"), _limits(dtype, "float"))
     for dtype in (*INT_DTYPES, *FLOAT_DTYPES, "number", "mixed")
@@ -266,6 +269,30 @@ def out_of_range(
     return Mutation(out, changed, True, note)
 
 
+def _shift_floats(src: list[Any], scale: float, offset: float, lo: float, hi: float) -> tuple[list[Any], int] | None:
+    """``src`` as ``x * scale + offset`` clamped to [lo, hi] and how many cells changed, when every cell is a
+    finite float; None otherwise. A value that comes out equal keeps its cell as it was (0.0, not -0.0)."""
+    out: list[Any] = []
+    differ = 0
+    for v in src:
+        if type(v) is not float:
+            return None
+        x: float = v
+        if x - x != 0.0:  # inf or NaN
+            return None
+        y = x * scale + offset
+        if y < lo:
+            y = lo
+        elif y > hi:
+            y = hi
+        if y != x:
+            differ += 1
+            out.append(y)
+        else:
+            out.append(v)
+    return out, differ
+
+
 def shift(
     table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
     scale: float = 1.0, offset: float = 0.0, noise_std: float = 0.0,
@@ -284,29 +311,30 @@ def shift(
     # limits. The cell loop below is _numeric_kind and _fit inlined: it runs for every cell of every chaos
     # request whose columns the fast path above it does not take.
     out = table.copy()
-    plan = [(j, dtype, *_KIND_LIMITS[dtype]) if dtype in _KIND_LIMITS
-            else (j, dtype, None, _limits(dtype, "int"), _limits(dtype, "float"))
-            for j in cols if (dtype := table.dtypes[j]) not in _NON_NUMERIC]
+    plan: list[tuple[int, str, str | None, Limits, Limits]] = []
+    for j in cols:
+        dtype = table.dtypes[j]
+        if dtype not in _NON_NUMERIC:
+            known = _KIND_LIMITS.get(dtype)
+            forced, int_limits, float_limits = known if known is not None \
+                else (None, _limits(dtype, "int"), _limits(dtype, "float"))
+            plan.append((j, dtype, forced, int_limits, float_limits))
     changed = 0
     numeric = False
     if len(rows) == n and noise_std == 0 and math.isfinite(scale) and math.isfinite(offset):
-        # Whole columns of finite floats (what JSON parsers give for most feature vectors): one
-        # comprehension per column. Their sum is finite only if every cell is.
+        # Whole columns of finite floats (what JSON parsers give for most feature vectors): one native
+        # loop per column; a column with any other cell goes to the cell loop below.
         rest = []
         for entry in plan:
             j, _, forced, _, (lo, hi) = entry
-            src = table.columns[j]
-            total = sum(src) if forced != "int" and set(map(type, src)) == _FLOAT else math.nan
-            if total - total != 0:
+            shifted = _shift_floats(table.columns[j], scale, offset, float(lo), float(hi)) \
+                if forced != "int" else None
+            if shifted is None:
                 rest.append(entry)
                 continue
             numeric = True
-            new_col = [min(max(v * scale + offset, lo), hi) for v in src]
-            differ = sum(map(operator.ne, new_col, src))
-            if differ < len(src):  # a value that came out equal keeps its cell as it was (0.0, not -0.0)
-                new_col = [w if w != v else v for v, w in zip(src, new_col, strict=True)]
+            out.columns[j], differ = shifted
             changed += differ
-            out.columns[j] = new_col
         plan = rest
     for i in rows:
         for j, dtype, forced, int_limits, float_limits in plan:

@@ -34,7 +34,7 @@ def get_adapter(name: str) -> BaseAdapter:
 
 
 def _text(v: str | bytes) -> str:
-    return v.decode("latin-1") if isinstance(v, bytes | bytearray) else str(v)
+    return v.decode("latin-1") if isinstance(v, (bytes, bytearray)) else str(v)
 
 
 def binary_header_length(headers: Headers | None) -> int | None:

@@ -103,7 +103,7 @@ def _flatten(data: Any, shape: Sequence[int]) -> tuple[list[Any], str] | None:
     return _leaves(data), "nested"
 
 
-def _nest(flat: Sequence[Any], dims: Sequence[int]) -> list[Any]:
+def _nest(flat: list[Any], dims: Sequence[int]) -> list[Any]:
     """Row-major values as nested lists of ``dims`` (``len(flat) == prod(dims)``)."""
     if len(dims) <= 1:
         return copy_cells(flat)

@@ -25,12 +25,13 @@ HOT = [
     "proxy/dataplane/upstream.py",
     "proxy/dataplane/request.py",
     "proxy/dataplane/http.py",
-    # every request an experiment matches: the router, the cohort hash, the metrics. The kill switch's guards
-    # stay interpreted: its tests put a guard that raises in their place (it must fail closed), which a
-    # compiled attribute of type CountGuard would refuse.
+    # every request an experiment matches: the router, the cohort hash, the metrics, the kill switch's guards
     "proxy/experiments.py",
     "proxy/cohort.py",
     "proxy/metrics.py",
+    "proxy/killswitch/guards.py",
+    "proxy/killswitch/sequential.py",
+    "proxy/killswitch/seatbelt.py",
     # the payload path of feature faults: parse, read as a table, mutate, write back
     "proxy/dataplane/payload.py",
     "proxy/payload/__init__.py",

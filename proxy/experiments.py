@@ -23,7 +23,7 @@ from .dataplane.request import Request
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from .metrics import CohortMetrics, Count, Metrics
 from .observe.observer import PredictionObserver, prediction_families
-from .policy.model import BUCKETS, Experiment, Policy, Schedule
+from .policy.model import BUCKETS, Experiment, Policy, Schedule, StickyKey
 
 __all__ = ["ExperimentState", "Experiments", "Router"]
 
@@ -33,6 +33,10 @@ _FORCED = {b"chaos": CHAOS, b"control": CONTROL, b"none": NONE}
 class ExperimentState:
     __slots__ = (
         "guards",
+        "header_rules",
+        "methods",
+        "path_re",
+        "sticky_key",
         "tripped",
         "trip_counters",
         "adapter_options",
@@ -59,6 +63,12 @@ class ExperimentState:
         self.salt = spec.name.encode()[:64]
         self.chaos_buckets = spec.chaos_buckets
         self.bounds = spec.chaos_buckets + spec.control_buckets
+        # What the router reads for every request, copied out of the (interpreted, frozen) spec into native
+        # attributes: reading them through spec.match cost ~1,200 instructions per request.
+        self.methods: frozenset[str] | None = spec.match.methods
+        self.path_re: re.Pattern[str] | None = spec.match.path
+        self.header_rules: tuple[tuple[str, re.Pattern[str]], ...] = spec.match.headers
+        self.sticky_key: StickyKey | None = spec.sticky_key
         self.cohort_metrics: tuple[CohortMetrics, CohortMetrics] = metrics.cohorts(spec.name)
         self.fault_counters = tuple(metrics.faults.labels(spec.name, f.type) for f in spec.faults)
         # None: follows the policy; "started"/"stopped": set through the admin API (or a limit).
@@ -124,18 +134,19 @@ class Router:
     def assign(self, req: Request) -> tuple[ExperimentState | None, int]:
         forced = self._forced(req) if req.cohort_header is not None and self.override_token else None
         for st in self.active:
-            m = st.spec.match
-            if m.methods is not None and req.method not in m.methods:
+            methods = st.methods
+            if methods is not None and req.method not in methods:
                 continue
-            if m.path is not None and m.path.fullmatch(req.path) is None:
+            path_re = st.path_re
+            if path_re is not None and path_re.fullmatch(req.path) is None:
                 continue
-            if m.headers and not _headers_match(m.headers, req):
+            if st.header_rules and not _headers_match(st.header_rules, req):
                 continue
             if forced is not None:
                 if req.experiment_header is not None and req.experiment_header.decode("latin-1") != st.spec.name:
                     continue
                 return (None, NONE) if forced == NONE else (st, forced)
-            key = st.spec.sticky_key
+            key = st.sticky_key
             value = sticky_value(key, req) if key is not None else None
             bucket = bucket_of(st.salt, value) if value is not None else random_bucket()
             if bucket < st.chaos_buckets:

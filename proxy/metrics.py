@@ -6,7 +6,6 @@ Label values come from the policy (experiment and fault names) or fixed vocabula
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar, cast
 
@@ -53,8 +52,17 @@ class Distribution:
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
-        # bisect_left: a value equal to a bound belongs to that bucket (Prometheus buckets are "le").
-        self.counts[bisect_left(self.bounds, value)] += 1
+        # bisect_left: a value equal to a bound belongs to that bucket (Prometheus buckets are "le"). Written
+        # out: compiled, the loop is native, where a call to bisect goes through the module and the C API.
+        bounds = self.bounds
+        lo, hi = 0, len(bounds)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if bounds[mid] < value:
+                lo = mid + 1
+            else:
+                hi = mid
+        self.counts[lo] += 1
         self.sum += value
 
 

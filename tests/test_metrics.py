@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 import proxy
 from proxy.cohort import bucket_of
+from proxy.metrics import Distribution
 from tests.conftest import policy_from
 
 COHORT = "x-mlchaos-cohort"
@@ -234,3 +239,18 @@ async def test_experiment_active_follows_start_stop_halt_and_reload(upstream, st
             assert r.status == 200
         assert await active() == {"new": 1}
         assert "off" not in {lab.get("experiment") for _, lab, _ in samples(await scrape(sc.admin_port))}
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=20, unique=True),
+       st.lists(st.floats(allow_nan=False), max_size=50))
+def test_a_histogram_puts_each_value_in_the_bucket_bisect_left_finds(bounds: list[float], values: list[float]) -> None:
+    edges = tuple(sorted(bounds))
+    d = Distribution(edges)
+    expected = [0] * (len(edges) + 1)
+    total = 0.0
+    for v in values:
+        d.observe(v)
+        expected[bisect.bisect_left(edges, v)] += 1
+        total += v
+    assert d.counts == expected
+    assert d.sum == total or (math.isnan(d.sum) and math.isnan(total))

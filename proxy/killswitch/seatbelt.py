@@ -42,10 +42,14 @@ class Seatbelt:
     def __init__(self, max_rate: float = 0.5, min_requests: int = 20, *, window: int | None = None) -> None:
         if not 0.0 <= max_rate < 1.0:
             raise ValueError(f"max_rate must be in [0, 1), got {max_rate!r}")
-        if isinstance(min_requests, bool) or not isinstance(min_requests, int) or min_requests < 1:
-            raise ValueError(f"min_requests must be an int >= 1, got {min_requests!r}")
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-            raise ValueError(f"window must be None or an int >= 1, got {window!r}")
+        if isinstance(min_requests, bool) or not isinstance(min_requests, int):
+            raise TypeError(f"min_requests must be an int, got {min_requests!r}")
+        if min_requests < 1:
+            raise ValueError(f"min_requests must be >= 1, got {min_requests!r}")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
+            raise TypeError(f"window must be None or an int, got {window!r}")
+        if window is not None and window < 1:
+            raise ValueError(f"window must be None or >= 1, got {window!r}")
         self.max_rate = float(max_rate)
         self.min_requests = min_requests
         self.window = window
@@ -80,10 +84,10 @@ class Seatbelt:
             self._check()
         return self.tripped
 
-    def observe_many(self, chaos_n: int, chaos_bad: int, control_n: int, control_bad: int) -> bool:
+    def observe_many(self, chaos_n: object, chaos_bad: object, control_n: object, control_bad: object) -> bool:
         """Counts per cohort since the last call: the same as ``observe`` calls with the good chaos
         requests first, then the bad ones (the order that trips soonest within the batch)."""
-        check_counts(chaos_n, chaos_bad, control_n, control_bad)
+        chaos_n, chaos_bad, control_n, control_bad = check_counts(chaos_n, chaos_bad, control_n, control_bad)
         self.n_control += control_n
         self.bad_control += control_bad
         good = chaos_n - chaos_bad

@@ -59,6 +59,8 @@ from __future__ import annotations
 
 import math
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["DEFAULT_EFFECTS", "DEFAULT_PRIOR", "DEFAULT_WEIGHTS", "CountGuard"]
 
 # Effects r (odds ratios of "bad" between chaos and control) and their prior weights. Measured trade-off
@@ -76,16 +78,27 @@ DEFAULT_PRIOR = 0.5
 _MAX_LOG = 709.0  # math.exp overflows just above this
 
 
-def check_counts(chaos_n: int, chaos_bad: int, control_n: int, control_bad: int) -> None:
-    """Batch counts as ``observe_many`` takes them: non-negative ints, bad events within the requests."""
+def check_counts(
+    chaos_n: object, chaos_bad: object, control_n: object, control_bad: object,
+) -> tuple[int, int, int, int]:
+    """Batch counts as ``observe_many`` takes them: non-negative ints (not bools), bad events within the
+    requests. Typed ``object`` on purpose: compiled, a parameter typed ``int`` turns True into 1 before any
+    check could see it."""
+    counts: list[int] = []
     for name, value in (("chaos_n", chaos_n), ("chaos_bad", chaos_bad), ("control_n", control_n),
                         ("control_bad", control_bad)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    if chaos_bad > chaos_n or control_bad > control_n:
+        counts.append(value)
+    c_n, c_bad, k_n, k_bad = counts
+    if c_bad > c_n or k_bad > k_n:
         raise ValueError("bad counts cannot exceed request counts")
+    return c_n, c_bad, k_n, k_bad
 
 
+# Compiled with the data plane (every request it matches feeds a guard); open to subclasses from Python so
+# that a guard whose evaluation fails can stand in for it in tests (the kill switch must then fail closed).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class CountGuard:
     """Anytime-valid guard on "bad events are not more frequent in chaos than in control".
 
@@ -138,8 +151,10 @@ class CountGuard:
         weights = tuple(float(w) for w in weights)
         if len(weights) != len(effects) or not all(0.0 < w < math.inf for w in weights):
             raise ValueError(f"weights must be positive, finite and one per effect, got {weights!r}")
-        if isinstance(min_bad, bool) or not isinstance(min_bad, int) or min_bad < 0:
-            raise ValueError(f"min_bad must be an int >= 0, got {min_bad!r}")
+        if isinstance(min_bad, bool) or not isinstance(min_bad, int):
+            raise TypeError(f"min_bad must be an int, got {min_bad!r}")
+        if min_bad < 0:
+            raise ValueError(f"min_bad must be >= 0, got {min_bad!r}")
         if not 0.0 < prior < math.inf:
             raise ValueError(f"prior must be > 0, got {prior!r}")
         total = math.fsum(weights)
@@ -181,7 +196,7 @@ class CountGuard:
             return self.tripped
         return self._bad(chaos)
 
-    def observe_many(self, chaos_n: int, chaos_bad: int, control_n: int, control_bad: int) -> bool:
+    def observe_many(self, chaos_n: object, chaos_bad: object, control_n: object, control_bad: object) -> bool:
         """Counts of requests and bad requests per cohort since the last call (e.g. from Prometheus).
 
         Exactly the same as ``observe`` calls in this order: the bad events except the last one (control
@@ -190,7 +205,7 @@ class CountGuard:
         request) and closes one block of its own at its last bad event; the e-value only changes at those
         two points, and the guard trips if and only if the e-value reaches 1/alpha at one of them.
         """
-        check_counts(chaos_n, chaos_bad, control_n, control_bad)
+        chaos_n, chaos_bad, control_n, control_bad = check_counts(chaos_n, chaos_bad, control_n, control_bad)
         bads = chaos_bad + control_bad
         good_c = chaos_n - chaos_bad
         good_k = control_n - control_bad

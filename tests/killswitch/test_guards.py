@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from proxy.cohort import CHAOS, CONTROL
 from proxy.experiments import Experiments, ExperimentState
 from proxy.killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
+from proxy.killswitch.sequential import CountGuard
 from proxy.metrics import Metrics
 from proxy.policy.model import KillSwitch
 from tests.conftest import policy_from
@@ -170,21 +171,16 @@ def test_seatbelt_trips_without_any_control_traffic() -> None:
 
 # -- evaluation errors fail closed -------------------------------------------------------------------------
 
-class Boom:
+class Boom(CountGuard):
     """A guard whose evaluation raises."""
-
-    e_value = 0.0
 
     def observe(self, chaos: bool, bad: bool) -> bool:
         raise ZeroDivisionError("division by zero in the guard")
 
-    def snapshot(self) -> dict[str, Any]:
-        return {}
-
 
 def test_a_guard_that_raises_trips_evaluation() -> None:
     g = ExperimentGuards(KillSwitch(alpha=ALPHA))
-    g.errors = Boom()  # type: ignore[assignment]
+    g.errors = Boom()
     assert g.observe(False, 200, 0.01) == "evaluation"
     assert g.tripped_guard == "evaluation"
     assert "guard evaluation failed" in g.trip_reason and "ZeroDivisionError" in g.trip_reason
@@ -193,7 +189,7 @@ def test_a_guard_that_raises_trips_evaluation() -> None:
 
 def test_a_latency_guard_that_raises_trips_evaluation() -> None:
     g = ExperimentGuards(KillSwitch(alpha=ALPHA, latency_slo=0.1))
-    g.latency = Boom()  # type: ignore[assignment]
+    g.latency = Boom()
     assert g.observe(True, 200, 0.01) == "evaluation"
 
 

@@ -117,10 +117,16 @@ def test_observe_many_is_good_requests_then_bad_ones(
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_rate": -0.1}, {"max_rate": 1.0}, {"min_requests": 0}, {"min_requests": 2.5}, {"window": 0}],
+    [{"max_rate": -0.1}, {"max_rate": 1.0}, {"min_requests": 0}, {"window": 0}],
 )
 def test_rejects_bad_parameters(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
+        Seatbelt(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{"min_requests": 2.5}, {"window": 2.5}, {"min_requests": "20"}])
+def test_rejects_parameters_of_the_wrong_type(kwargs: dict[str, object]) -> None:
+    with pytest.raises(TypeError):
         Seatbelt(**kwargs)  # type: ignore[arg-type]
 
 

@@ -338,6 +338,12 @@ def test_rejects_bad_parameters(kwargs: dict[str, object]) -> None:
         CountGuard(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("kwargs", [{"min_bad": 1.5}, {"min_bad": "3"}])
+def test_rejects_parameters_of_the_wrong_type(kwargs: dict[str, object]) -> None:
+    with pytest.raises(TypeError):
+        CountGuard(**kwargs)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("batch", [(-1, 0, 0, 0), (1, 2, 0, 0), (0, 0, 1, 2), (True, 0, 0, 0)])
 def test_observe_many_rejects_bad_counts(batch: tuple[int, int, int, int]) -> None:
     with pytest.raises(ValueError):

@@ -587,6 +587,7 @@ class Exchange:
             return
         self.finished = True
         self.waiting = False
+        self._unlink()
         up, self.upstream = self.upstream, None
         if up is not None:
             if upstream_keep and self.pool is not None:
@@ -596,12 +597,21 @@ class Exchange:
         self.record()
         self.client.exchange_done(self)
 
+    def _unlink(self) -> None:
+        """Drop what points back at this exchange (its payload, the faults' response hooks): without the
+        cycles, reference counting frees a finished exchange at once. Left to the cyclic GC, every chaos
+        request with a payload fault kept its parsed body alive until the next collection, and the
+        collections it caused cost ~300 instructions per request (callgrind) with a colder heap."""
+        self._payload = None
+        self.hooks = None
+
     def abandon(self) -> None:
         """The client went away: stop everything, keep nothing of the upstream connection."""
         if self.finished:
             return
         self.finished = True
         self.waiting = False
+        self._unlink()
         self.plane.metrics.errors[CLIENT_DISCONNECT].value += 1
         up, self.upstream = self.upstream, None
         if up is not None:

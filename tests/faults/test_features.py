@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -43,6 +44,33 @@ async def test_shift_scales_every_value_of_the_v2_columnar_payload(upstream, sta
     assert [i["data"] for i in got["inputs"]] == [[2 * v + 1 for v in i["data"]] for i in V2_COLUMNAR["inputs"]]
     assert {k: got[k] for k in ("id", "parameters", "outputs")} == \
         {k: V2_COLUMNAR[k] for k in ("id", "parameters", "outputs")}
+
+
+async def test_a_changed_request_leaves_no_reference_cycle_behind(upstream, start_sidecar):
+    # An exchange and its parsed payload point at each other while the faults run; left for the cyclic GC,
+    # every changed request kept its body, document and tables alive until a collection (and caused them).
+    sc = await start_sidecar(policy_from(upstream.url, chaos_experiment([{"type": "shift", "scale": 3.0}])),
+                             env=OVERRIDE_ENV)
+    raw = json.dumps(V2_COLUMNAR).encode()
+
+    async def garbage_after(headers: dict[str, str]) -> int:
+        async with aiohttp.ClientSession() as s:
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(40):
+                    async with s.post(f"http://127.0.0.1:{sc.proxy_port}/v2/models/iris/infer", data=raw,
+                                      headers=headers) as r:
+                        assert r.status == 200
+                        await r.read()
+                return gc.collect()
+            finally:
+                gc.enable()
+
+    untouched = await garbage_after(FORCE_CONTROL)
+    changed = await garbage_after(FORCE_CHAOS)
+    assert sc.metrics.faults.labels("e1", "shift").value == 40
+    assert changed < untouched + 40, (changed, untouched)
 
 
 async def test_the_control_cohort_payload_arrives_byte_for_byte(upstream, start_sidecar):

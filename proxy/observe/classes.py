@@ -16,6 +16,9 @@ __all__ = ["MAX_LABEL_CHARS", "OTHER", "ClassCounter", "label_string"]
 
 OTHER = "__other__"
 MAX_LABEL_CHARS = 64
+# Computed once: as literals in label_string they were a big-integer power per predicted label.
+_INT_LABEL_LIMIT = 10**MAX_LABEL_CHARS
+_INT64_LIMIT = 2**63
 
 
 def label_string(value: object) -> str:
@@ -30,9 +33,10 @@ def label_string(value: object) -> str:
     elif isinstance(value, bool):
         s = "true" if value else "false"
     elif isinstance(value, int):
-        s = str(value) if abs(value) < 10**MAX_LABEL_CHARS else ("big" if value > 0 else "-big")
+        s = str(value) if abs(value) < _INT_LABEL_LIMIT else ("big" if value > 0 else "-big")
     elif isinstance(value, float):
-        s = str(int(value)) if math.isfinite(value) and value.is_integer() and abs(value) < 2**63 else repr(value)
+        integral = math.isfinite(value) and value.is_integer() and abs(value) < _INT64_LIMIT
+        s = str(int(value)) if integral else repr(value)
     elif value is None:
         s = "null"
     else:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
@@ -200,22 +201,27 @@ class PredictionObserver:
             self.windows.add_numeric(name, cohort, present, t)
             self._histogram(out, cohort, present)
         elif kind == "probability":
-            vectors = [v for v in present if v and all(isinstance(x, int | float) for x in v)]
+            vectors = [v for v in present if v and all(isinstance(x, (int, float)) for x in v)]
             if vectors and len({len(v) for v in vectors}) == 1:
-                self.windows.add_probabilities(name, cohort, vectors, t)
+                p = np.asarray(vectors, dtype=np.float64)
+                self.windows.add_probabilities(name, cohort, p, t)
                 conf = out.confidence[cohort]
-                for v in vectors:
-                    conf.observe(float(max(v)))
-                    self._count_class(out, ow.classes.label_for(v.index(max(v))), cohort)
+                for c in p.max(axis=1).tolist():
+                    conf.observe(c)
+                # The predicted class of each row (first largest entry), counted per distinct class: one
+                # label lookup per class in the batch, not per row.
+                top, counts = np.unique(p.argmax(axis=1), return_counts=True)
+                for k, n in zip(top.tolist(), counts.tolist(), strict=True):
+                    self._count_class(out, ow.classes.label_for(k), cohort, n)
         else:
             self.windows.add_classes(name, cohort, present, t)
             for v in present:
                 self._count_class(out, ow.classes.label_for(v), cohort)
 
     @staticmethod
-    def _count_class(out: _Output, label: str, cohort: str) -> None:
+    def _count_class(out: _Output, label: str, cohort: str, n: int = 1) -> None:
         key = (cohort, label)
-        out.classes[key] = out.classes.get(key, 0) + 1
+        out.classes[key] = out.classes.get(key, 0) + n
 
     def _histogram(self, out: _Output, cohort: str, values: list[float]) -> None:
         if not out.edges:

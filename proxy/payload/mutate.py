@@ -38,6 +38,7 @@ from .table import (
     cells_equal,
     is_number,
     is_scalar,
+    positions,
 )
 
 __all__ = [
@@ -92,14 +93,14 @@ def _pick(n: int, k: int, rng: np.random.Generator) -> list[int]:
     if k <= 0:
         return []
     if k >= n:
-        return list(range(n))
+        return positions(n)
     return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
 
 
 def _candidates(table: FeatureTable, features: Sequence[str] | None) -> tuple[list[int], str]:
     """Column indices to act on and a note naming requested features the table lacks."""
     if features is None:
-        return list(range(table.n_cols)), ""
+        return positions(table.n_cols), ""
     if isinstance(features, str):
         features = [features]
     wanted = set(features)
@@ -154,6 +155,18 @@ _KIND_LIMITS: Final[dict[str, tuple[str | None, Limits, Limits]]] = {
             _limits(dtype, "int"), _limits(dtype, "float"))
     for dtype in (*INT_DTYPES, *FLOAT_DTYPES, "number", "mixed")
 }
+
+
+# The float limits of the datatypes whose cells shift's fast path may take (not the integer ones).
+_FLOAT_LIMITS: Final[dict[str, tuple[float, float]]] = {
+    dtype: (float(-FLOAT_MAX[dtype]), float(FLOAT_MAX[dtype])) if dtype in FLOAT_MAX
+    else (-FLOAT_MAX["FP64"], FLOAT_MAX["FP64"])
+    for dtype in (*FLOAT_DTYPES, "number", "mixed")
+}
+
+
+def _finite(x: float) -> bool:
+    return x - x == 0.0  # compiled: native, where math.isfinite is a call through the module
 
 
 def _fit(x: float, dtype: str, kind: str) -> int | float:
@@ -321,20 +334,20 @@ def shift(
             plan.append((j, dtype, forced, int_limits, float_limits))
     changed = 0
     numeric = False
-    if len(rows) == n and noise_std == 0 and math.isfinite(scale) and math.isfinite(offset):
+    if len(rows) == n and noise_std == 0 and _finite(scale) and _finite(offset):
         # Whole columns of finite floats (what JSON parsers give for most feature vectors): one native
         # loop per column; a column with any other cell goes to the cell loop below.
         rest = []
         for entry in plan:
-            j, _, forced, _, (lo, hi) = entry
-            shifted = _shift_floats(table.columns[j], scale, offset, float(lo), float(hi)) \
-                if forced != "int" else None
+            limits = _FLOAT_LIMITS.get(entry[1])
+            shifted = _shift_floats(table.columns[entry[0]], scale, offset, limits[0], limits[1]) \
+                if limits is not None else None
             if shifted is None:
                 rest.append(entry)
                 continue
             numeric = True
-            out.columns[j], differ = shifted
-            changed += differ
+            out.columns[entry[0]] = shifted[0]
+            changed += shifted[1]
         plan = rest
     for i in rows:
         for j, dtype, forced, int_limits, float_limits in plan:
@@ -460,7 +473,7 @@ def reorder_features(
                 perm = cols[1:] + cols[:1]
     if len(cols) < 2:
         return _na(table, _join("reordering needs at least two features", note))
-    layout = list(range(table.n_cols))
+    layout = positions(table.n_cols)
     for pos, src in zip(cols, perm, strict=True):
         layout[pos] = src
     out = _keep_columns(table, layout)

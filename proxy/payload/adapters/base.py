@@ -33,6 +33,7 @@ from ..table import (
     infer_dtype,
     is_number,
     is_scalar,
+    origins,
     resolve_col_origin,
     resolve_row_origin,
 )
@@ -215,7 +216,7 @@ def read_rows(
                 dtypes.append(infer_dtype(c))
         named = len(feature_names) == f and f > 0
         list_names = list(feature_names) if named else _made_up_names(base_name, f)
-        table = FeatureTable(list_names, columns, dtypes, False, list(range(f)), list(range(len(value))))
+        table = FeatureTable(list_names, columns, dtypes, False, origins(f), origins(len(value)))
         return table, RowsDetail("rows", list_names[:], len(value))
     if isinstance(first, dict):
         if (
@@ -246,14 +247,14 @@ def read_rows(
         columns = [[r.get(n, MISSING) for r in value] for n in names]
         table = FeatureTable(
             names=names, columns=columns, dtypes=[infer_dtype(c) for c in columns], named=True,
-            col_origin=list(range(len(names))), row_origin=list(range(len(value))),
+            col_origin=origins(len(names)), row_origin=origins(len(value)),
         )
         return table, RowsDetail("records", list(names), len(value), row_keys)
     if allow_scalars and all_scalar(value):
         names = [feature_names[0]] if len(feature_names) == 1 else [base_name]
         table = FeatureTable(
             names=names, columns=[list(value)], dtypes=[infer_dtype(value)], named=False,
-            col_origin=[0], row_origin=list(range(len(value))),
+            col_origin=[0], row_origin=origins(len(value)),
         )
         return table, RowsDetail("scalars", names, len(value))
     return None
@@ -272,7 +273,7 @@ def _read_columns(value: dict[str, Any], kind: str) -> tuple[FeatureTable, RowsD
     n = lengths.pop()
     table = FeatureTable(
         names=names, columns=columns, dtypes=[infer_dtype(c) for c in columns], named=True,
-        col_origin=list(range(len(names))), row_origin=list(range(n)),
+        col_origin=origins(len(names)), row_origin=origins(n),
     )
     return table, RowsDetail(kind, list(names), n)
 

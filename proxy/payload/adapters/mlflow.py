@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from ..table import FeatureTable, infer_dtype, resolve_row_origin
+from ..table import FeatureTable, infer_dtype, origins, resolve_row_origin
 from .base import DEFAULT_OPTIONS, AdapterOptions, BaseAdapter, Parsed, Predictions, clone, rows_of
 from .v1 import read_keyed_predictions, read_keyed_rows, write_keyed_predictions, write_keyed_rows
 
@@ -73,7 +73,7 @@ class MLflowAdapter(BaseAdapter):
         cols = [[r[j] for r in data] for j in range(width)]
         table = FeatureTable(
             names=names, columns=cols, dtypes=[infer_dtype(c) for c in cols], named=named,
-            col_origin=list(range(width)), row_origin=list(range(len(data))),
+            col_origin=origins(width), row_origin=origins(len(data)),
         )
         return Parsed(doc=doc, table=table, layout="mlflow.split", detail=("dataframe_split", names, len(data)))
 

@@ -45,6 +45,7 @@ from ..table import (
     copy_cells,
     is_number,
     is_scalar,
+    origins,
     resolve_col_origin,
 )
 from .base import DEFAULT_OPTIONS, AdapterOptions, BaseAdapter, Parsed, Predictions, clone, rows_of
@@ -171,7 +172,7 @@ class V2Adapter(BaseAdapter):
             dtypes.append(dt)
             detail.append((row_dims, mode))
         table = FeatureTable(names=names, columns=columns, dtypes=dtypes, named=True,
-                             col_origin=list(range(len(names))), row_origin=list(range(n)))
+                             col_origin=origins(len(names)), row_origin=origins(n))
         return Parsed(doc=doc, table=table, layout="v2.columnar", detail=detail)
 
     def _read_matrix(
@@ -183,7 +184,7 @@ class V2Adapter(BaseAdapter):
         names = list(options.feature_names) if named else [f"{name}[{j}]" for j in range(f)]
         columns = [flat[j::f] for j in range(f)]
         table = FeatureTable(names=names, columns=columns, dtypes=[dt] * f, named=False,
-                             col_origin=list(range(f)), row_origin=list(range(n)))
+                             col_origin=origins(f), row_origin=origins(n))
         return Parsed(doc=doc, table=table, layout="v2.matrix", detail=(mode, names))
 
     # ----------------------------------------------------------------------------------------------- write

@@ -584,12 +584,16 @@ def markdown(report: Report, args: argparse.Namespace) -> str:
         lines.append(
             f"| {LABELS[path]} | {fmt_rps(med.rps)} | {' | '.join(vs)} | {fmt_ms(med.p50_ms)} "
             f"| {fmt_ms(med.p99_ms)} | {fmt_ratio(med.p99_ms, nginx.p99_ms if nginx else None)} | {med.errors} |")
-    passthrough, experiment = medians["passthrough"], medians["experiment"]
-    if passthrough and experiment:
-        per_round = [f"{rnd['experiment'].rps / rnd['passthrough'].rps:.2f}" for rnd in report.rounds
-                     if "experiment" in rnd and "passthrough" in rnd]
-        lines += ["", f"experiment / pass-through (median req/s): **{experiment.rps / passthrough.rps:.2f}** "
-                      f"(per round: {', '.join(per_round)})"]
+    passthrough = medians["passthrough"]
+    for path in ("experiment", "shift"):
+        med = medians[path]
+        if passthrough and med:
+            # The round's own pass-through ran next to it: the per-round ratios show how much of the spread
+            # is the machine's.
+            per_round = [f"{rnd[path].rps / rnd['passthrough'].rps:.2f}" for rnd in report.rounds
+                         if path in rnd and "passthrough" in rnd]
+            lines += ["", f"{path} / pass-through (median req/s): **{med.rps / passthrough.rps:.2f}** "
+                          f"(per round: {', '.join(per_round)})"]
 
     lines += cohort_lines(report)
 

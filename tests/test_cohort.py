@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.cohort import bucket_of, sticky_value
+from proxy.cohort import bucket_of, random_bucket, sticky_value
 from proxy.policy import BUCKETS, StickyKey
 from tests.conftest import policy_from
 
@@ -87,6 +87,16 @@ def test_buckets_spread_evenly_over_ten_deciles() -> None:
     deciles = Counter(bucket_of(b"spread", k) * 10 // BUCKETS for k in KEYS)
     assert sorted(deciles) == list(range(10))
     assert all(9_500 <= n <= 10_500 for n in deciles.values()), deciles
+
+
+def test_random_buckets_spread_evenly_across_pool_refills() -> None:
+    # 100,000 draws: about 24 refills of the pool. Each decile expects 10,000 (sd ~95): 9,500-10,500 is over 5 sd.
+    draws = [random_bucket() for _ in range(100_000)]
+    assert min(draws) >= 0 and max(draws) < BUCKETS
+    deciles = Counter(b * 10 // BUCKETS for b in draws)
+    assert all(9_500 <= deciles[d] <= 10_500 for d in range(10)), deciles
+    # Consecutive draws are not tied to each other (a refill that repeated its pool would show here).
+    assert len(set(zip(draws[::2], draws[1::2], strict=True))) > 49_000
 
 
 def test_two_experiments_choose_their_chaos_cohorts_independently() -> None:

@@ -148,7 +148,7 @@ def copy_cells(values: list[Any]) -> list[Any]:
     """A new list of the values, with lists and dicts among them deep-copied."""
     for v in values:
         t = type(v)
-        if t is list or t is dict or not (t is float or t is int or t is str or t is bool or v is None):
+        if not (t is float or t is int or t is str or t is bool or v is None):  # a list, dict or object
             return [clone(x) for x in values]
     return list(values)
 

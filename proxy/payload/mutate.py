@@ -159,9 +159,8 @@ _KIND_LIMITS: Final[dict[str, tuple[str | None, Limits, Limits]]] = {
 
 # The float limits of the datatypes whose cells shift's fast path may take (not the integer ones).
 _FLOAT_LIMITS: Final[dict[str, tuple[float, float]]] = {
-    dtype: (float(-FLOAT_MAX[dtype]), float(FLOAT_MAX[dtype])) if dtype in FLOAT_MAX
-    else (-FLOAT_MAX["FP64"], FLOAT_MAX["FP64"])
-    for dtype in (*FLOAT_DTYPES, "number", "mixed")
+    dtype: (float(limits[0]), float(limits[1]))
+    for dtype in (*FLOAT_DTYPES, "number", "mixed") for limits in (_limits(dtype, "float"),)
 }
 
 
@@ -291,7 +290,7 @@ def _shift_floats(src: list[Any], scale: float, offset: float, lo: float, hi: fl
         if type(v) is not float:
             return None
         x: float = v
-        if x - x != 0.0:  # inf or NaN
+        if not _finite(x):
             return None
         y = x * scale + offset
         if y < lo:

@@ -65,6 +65,11 @@ class Distribution:
         self.counts[lo] += 1
         self.sum += value
 
+    def observe_all(self, values: list[float]) -> None:
+        """``observe`` each value: one native loop for a batch (the prediction bookkeeping's)."""
+        for v in values:
+            self.observe(v)
+
 
 C = TypeVar("C", Count, Distribution)
 

@@ -254,3 +254,15 @@ def test_a_histogram_puts_each_value_in_the_bucket_bisect_left_finds(bounds: lis
         total += v
     assert d.counts == expected
     assert d.sum == total or (math.isnan(d.sum) and math.isnan(total))
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=20, unique=True),
+       st.lists(st.floats(allow_nan=False), max_size=50))
+def test_a_histogram_takes_a_batch_as_it_takes_each_value(bounds: list[float], values: list[float]) -> None:
+    edges = tuple(sorted(bounds))
+    one, batch = Distribution(edges), Distribution(edges)
+    for v in values:
+        one.observe(v)
+    batch.observe_all(values)
+    assert batch.counts == one.counts
+    assert batch.sum == one.sum or (math.isnan(batch.sum) and math.isnan(one.sum))

@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from ..metrics import Distribution
 from ..payload import AdapterOptions, BaseAdapter, detect, get_adapter, loads
+from ..payload.table import all_floats, number_rows
 from ..policy.model import ObserveSpec, PayloadSpec
 from .drift import DriftReport, learn_edges
 from .srm import SrmResult, srm_check
@@ -185,9 +185,11 @@ class PredictionObserver:
         present = [v for v in values if v is not None]
         if not present:
             return
-        if all(isinstance(v, list) for v in present):
+        # The common cases (vectors of JSON numbers, plain floats) are told apart by native passes.
+        width = number_rows(present)
+        if width > 0 or all(isinstance(v, list) for v in present):
             kind = "probability"
-        elif all(isinstance(v, float) for v in present):
+        elif all_floats(present):
             kind = "numeric"
         else:
             kind = "class"  # labels: strings, integers, booleans
@@ -201,18 +203,13 @@ class PredictionObserver:
             self.windows.add_numeric(name, cohort, present, t)
             self._histogram(out, cohort, present)
         elif kind == "probability":
-            vectors = [v for v in present if v and all(isinstance(x, (int, float)) for x in v)]
-            if vectors and len({len(v) for v in vectors}) == 1:
-                p = np.asarray(vectors, dtype=np.float64)
-                self.windows.add_probabilities(name, cohort, p, t)
-                conf = out.confidence[cohort]
-                for c in p.max(axis=1).tolist():
-                    conf.observe(c)
-                # The predicted class of each row (first largest entry), counted per distinct class: one
-                # label lookup per class in the batch, not per row.
-                top, counts = np.unique(p.argmax(axis=1), return_counts=True)
-                for k, n in zip(top.tolist(), counts.tolist(), strict=True):
-                    self._count_class(out, ow.classes.label_for(k), cohort, n)
+            vectors = present if width > 0 else _vectors(present)
+            recorded = self.windows.add_probability_rows(name, cohort, vectors, t) if vectors else None
+            if recorded is not None:
+                confidence, classes = recorded
+                out.confidence[cohort].observe_all(confidence)
+                for i, n in classes:
+                    self._count_class(out, ow.classes.label_at(i), cohort, n)
         else:
             self.windows.add_classes(name, cohort, present, t)
             for v in present:
@@ -239,8 +236,7 @@ class PredictionObserver:
         dist = out.values.get(cohort)
         if dist is None:
             dist = out.values[cohort] = Distribution(out.edges)
-        for v in values:
-            dist.observe(v)
+        dist.observe_all(values)
 
     def compute(self, n_chaos: int, n_control: int, chaos_share: float, control_share: float,
                 now: float | None = None) -> bool:
@@ -301,6 +297,13 @@ class PredictionObserver:
             "unparsed": dict(zip(COHORT_NAMES, self.unparsed, strict=True)),
             "shadow": {**self.shadow_results, "rows": self.shadow_rows, "flips": self.shadow_flips},
         }
+
+
+def _vectors(present: list[Any]) -> list[list[Any]] | None:
+    """The probability vectors of a batch that is not all plain numbers: the non-empty vectors of numbers
+    (bools count), when they all have one length; None otherwise."""
+    vectors = [v for v in present if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)]
+    return vectors if vectors and len({len(v) for v in vectors}) == 1 else None
 
 
 def _buckets(dist: Distribution) -> tuple[list[tuple[str, float]], float]:

@@ -188,28 +188,43 @@ class PredictionWindows:
         """Probability vectors of one response, shape ``[rows, classes]`` (or one vector): the confidence
         (largest entry) goes to the confidence window, the argmax (as the class index ``"0"``, ``"1"`` …)
         to the class window. Rows with a non-finite entry are dropped."""
+        return self.add_probability_rows(output, cohort, vectors, t) is not None
+
+    def add_probability_rows(self, output: str, cohort: str, vectors: ArrayLike,
+                             t: float) -> tuple[list[float], list[tuple[int, int]]] | None:
+        """``add_probabilities``, returning what was recorded for the caller's own histograms: the confidence
+        of each kept row, and ``(class index, rows)`` per predicted class; None when nothing could be."""
         self._cohort(cohort)
         ow = self.output(output, "probability")
         if ow is None:
-            return False
+            return None
         p = np.asarray(vectors, dtype=np.float64)
         if p.ndim == 1:
             p = p[None, :]
         if p.ndim != 2 or p.shape[1] == 0:
-            return False
-        p = p[np.isfinite(p).all(axis=1)]
+            return None
+        finite = np.isfinite(p).all(axis=1)
+        if not finite.all():
+            p = p[finite]
         if p.shape[0] == 0:
-            return True
-        ow.confidence[cohort].add_many(p.max(axis=1), t)
-        # Map the distinct argmax values only, then every row through them.
-        top, inverse, counts = np.unique(p.argmax(axis=1), return_inverse=True, return_counts=True)
-        mapped = np.empty(top.size, dtype=np.int64)
-        for j, (k, n) in enumerate(zip(top.tolist(), counts.tolist(), strict=True)):
-            mapped[j] = i = ow.classes.index_for(k)
+            return [], []
+        confidence = p.max(axis=1)
+        ow.confidence[cohort].add_many(confidence, t)
+        # Each distinct argmax is mapped to its class index once (a bincount: the argmax is below the
+        # vector length), then every row through the lookup table.
+        top = p.argmax(axis=1)
+        counts = np.bincount(top)
+        lut = np.zeros(counts.size, dtype=np.int64)
+        found: list[tuple[int, int]] = []
+        per_class = counts.tolist()
+        for k in np.flatnonzero(counts).tolist():
+            n = per_class[k]
+            lut[k] = i = ow.classes.index_for(k)
             ow.classes.totals[i] += n
-        ow.class_index[cohort].add_many(mapped[inverse], t)
+            found.append((i, n))
+        ow.class_index[cohort].add_many(lut[top], t)
         ow.seen[cohort] += int(p.shape[0])
-        return True
+        return confidence.tolist(), found
 
     # ------------------------------------------------------------------------------------------ reading
 

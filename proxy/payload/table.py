@@ -23,8 +23,8 @@ import numpy as np
 
 __all__ = [
     "FLOAT_DTYPES", "FLOAT_MAX", "INT_DTYPES", "INT_RANGES", "MISSING", "V2_DATATYPES", "FeatureTable",
-    "all_json", "all_numbers", "all_scalar", "cells_equal", "clone", "copy_cells", "infer_dtype", "is_number",
-    "is_scalar", "origins", "positions",
+    "all_floats", "all_json", "all_numbers", "all_scalar", "cells_equal", "clone", "copy_cells", "infer_dtype",
+    "is_number", "is_scalar", "number_rows", "origins", "positions",
 ]
 
 
@@ -92,6 +92,30 @@ def all_numbers(values: list[Any]) -> bool:
         if t is not float and t is not int:
             return False
     return True
+
+
+def all_floats(values: list[Any]) -> bool:
+    """Every value is a float (``isinstance``: numpy's float64 counts); one native pass."""
+    for v in values:
+        if not isinstance(v, float):
+            return False
+    return True
+
+
+def number_rows(rows: list[Any]) -> int:
+    """The common length of ``rows`` when each is a non-empty list of exact ints and floats (a batch of
+    probability vectors as a JSON parser gives them); -1 for anything else. One native pass."""
+    width = -1
+    for r in rows:
+        if type(r) is not list:
+            return -1
+        row: list[Any] = r
+        if not row or (width >= 0 and len(row) != width):
+            return -1
+        width = len(row)
+        if not all_numbers(row):
+            return -1
+    return width
 
 
 def all_json(values: list[Any]) -> bool:

@@ -119,6 +119,40 @@ def test_output_and_class_labels_stay_bounded_whatever_responses_carry(n_outputs
         assert len(classes) <= 5 + 1 and "__other__" in classes  # max_classes, then __other__
 
 
+def test_probability_vectors_are_counted_per_row_whatever_their_json_number_types():
+    from proxy.observe.observer import PredictionObserver
+    from proxy.payload import AdapterOptions
+    from proxy.policy.model import ObserveSpec, PayloadSpec
+
+    obs = PredictionObserver("e", ObserveSpec(), PayloadSpec(format="v1"), AdapterOptions())
+    # control: plain floats (the native fast path); chaos: ints, and a vector with a null (the per-vector
+    # path: the null vector is left out, the others count).
+    for cohort, body in ((1, '{"predictions": [[0.7, 0.3], [0.2, 0.8]]}'), (1, '{"predictions": [[0.6, 0.4]]}'),
+                         (0, '{"predictions": [[1, 0], [0.1, 0.9]]}'),
+                         (0, '{"predictions": [[1.0, 0.0], [null, 0.5]]}')):
+        obs.submit(cohort, "/v1/models/m:predict", [body.encode()])
+    assert obs.process() == 4
+    fam = obs.families()
+    classes = {(labels[1], labels[3]): n for labels, n in fam["classes"]}
+    assert classes == {("control", "0"): 2, ("control", "1"): 1, ("chaos", "0"): 2, ("chaos", "1"): 1}
+    confidence = {labels[1]: (buckets[-1][1], total) for labels, (buckets, total) in fam["confidence"]}
+    assert confidence["control"] == (3, pytest.approx(0.7 + 0.8 + 0.6))
+    assert confidence["chaos"] == (3, pytest.approx(1.0 + 0.9 + 1.0))
+    assert obs.unparsed == [0, 0]
+
+
+def test_a_batch_of_vectors_of_different_lengths_is_not_recorded():
+    from proxy.observe.observer import PredictionObserver
+    from proxy.payload import AdapterOptions
+    from proxy.policy.model import ObserveSpec, PayloadSpec
+
+    obs = PredictionObserver("e", ObserveSpec(), PayloadSpec(format="v1"), AdapterOptions())
+    obs.submit(1, "/v1/models/m:predict", [b'{"predictions": [[0.7, 0.3], [0.2, 0.5, 0.3]]}'])
+    obs.process()
+    fam = obs.families()
+    assert fam["classes"] == [] and all(buckets[-1][1] == 0 for _, (buckets, _) in fam["confidence"])
+
+
 async def test_shadow_comparison_counts_exactly_the_rows_a_shift_flips(start_sidecar):
     runner, port = await start_model()
     try:

@@ -110,6 +110,17 @@ def test_probability_windows_give_confidence_and_argmax_classes() -> None:
     assert pw.drift("probs", now=0.0) is not None
 
 
+def test_probability_rows_report_what_they_recorded_without_non_finite_rows() -> None:
+    pw = PredictionWindows(max_classes=2)
+    conf, classes = pw.add_probability_rows("p", "chaos", [[np.nan, 1.0], [0.2, 0.8], [0.1, 0.1, 0.8][:2]], t=0.0)
+    assert conf == pytest.approx([0.8, 0.1]) and classes == [(0, 1), (1, 1)]  # argmax 0 -> "0" first: index 0
+    conf, classes = pw.add_probability_rows("p", "chaos", [[0.1, 0.2, 0.7]], t=0.0)
+    assert conf == pytest.approx([0.7]) and classes == [(2, 1)]  # a third class: past max_classes, OTHER
+    assert pw.add_probability_rows("p", "chaos", [[np.inf, 0.0]], t=0.0) == ([], [])
+    assert pw.add_probability_rows("p", "chaos", [[]], t=0.0) is None
+    assert pw.outputs["p"].classes.totals == [1, 1, 1]
+
+
 def test_class_windows_are_bounded_and_shared_by_the_cohorts() -> None:
     pw = PredictionWindows(max_classes=3, max_age=10.0)
     pw.add_classes("label", "control", ["a", "b", "c", "a"], t=0.0)

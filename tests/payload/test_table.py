@@ -6,6 +6,8 @@ import copy
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.payload import dumps, loads
 from proxy.payload.table import (
@@ -13,10 +15,12 @@ from proxy.payload.table import (
     INT_RANGES,
     MISSING,
     FeatureTable,
+    all_floats,
     cells_equal,
     infer_dtype,
     is_number,
     is_scalar,
+    number_rows,
     resolve_col_origin,
     resolve_row_origin,
 )
@@ -83,6 +87,29 @@ def test_cell_predicates():
     assert cells_equal(1, 1.0) and not cells_equal(1, True) and not cells_equal(True, 1)
     assert not cells_equal("1", 1) and cells_equal([1, math.nan], [1, math.nan])
     assert not cells_equal(None, 0) and cells_equal({"a": [1]}, {"a": [1]})
+
+
+_CELLS = st.one_of(st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=2),
+                   st.lists(st.integers(), max_size=2))
+
+
+@given(st.lists(st.one_of(st.lists(_CELLS, max_size=4), _CELLS), max_size=5))
+def test_number_rows_is_the_width_of_a_batch_of_number_vectors_or_minus_one(rows):
+    widths = {len(r) for r in rows if type(r) is list}
+    numbers = all(type(r) is list and r and all(type(x) in (int, float) for x in r) for r in rows)
+    expected = widths.pop() if rows and numbers and len(widths) == 1 else -1
+    assert number_rows(rows) == expected
+
+
+def test_number_rows_refuses_bools_and_ragged_batches():
+    assert number_rows([[0.1, 0.9], [1, 0]]) == 2
+    assert number_rows([[0.1, True]]) == -1  # a bool is not a JSON number
+    assert number_rows([[0.1, 0.9], [0.5]]) == -1 and number_rows([[]]) == -1 and number_rows([]) == -1
+
+
+@given(st.lists(_CELLS, max_size=6))
+def test_all_floats_is_isinstance_float_for_every_value(values):
+    assert all_floats(values) == all(isinstance(v, float) for v in values)
 
 
 def test_missing_is_a_singleton():

@@ -823,7 +823,10 @@ class ClientConnection:
         assert req is not None
         self.in_body, self.head_bytes = True, 0
         parser = self.parser
-        req.method = parser.get_method().decode("latin-1")
+        raw = parser.get_method()
+        # The usual methods as the module's own str constants: their hash is computed once, where a freshly
+        # decoded str is hashed again by every set or dict it is looked up in (the router's method match).
+        req.method = "POST" if raw == b"POST" else "GET" if raw == b"GET" else raw.decode("latin-1")
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
         url = req.url

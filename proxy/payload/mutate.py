@@ -322,7 +322,6 @@ def shift(
     # Per column: its index, datatype, the kind the datatype forces (None: each cell's own) and both kinds'
     # limits. The cell loop below is _numeric_kind and _fit inlined: it runs for every cell of every chaos
     # request whose columns the fast path above it does not take.
-    out = table.copy()
     plan: list[tuple[int, str, str | None, Limits, Limits]] = []
     for j in cols:
         dtype = table.dtypes[j]
@@ -331,6 +330,11 @@ def shift(
             forced, int_limits, float_limits = known if known is not None \
                 else (None, _limits(dtype, "int"), _limits(dtype, "float"))
             plan.append((j, dtype, forced, int_limits, float_limits))
+    # The new table's columns: a shifted column is a new list; the others are copied (once) before a cell
+    # of theirs changes, or at the end, so the result never shares a list with ``table``.
+    src = table.columns
+    columns = src[:]
+    own = [False] * len(src)
     changed = 0
     numeric = False
     if len(rows) == n and noise_std == 0 and _finite(scale) and _finite(offset):
@@ -339,18 +343,19 @@ def shift(
         rest = []
         for entry in plan:
             limits = _FLOAT_LIMITS.get(entry[1])
-            shifted = _shift_floats(table.columns[entry[0]], scale, offset, limits[0], limits[1]) \
+            shifted = _shift_floats(src[entry[0]], scale, offset, limits[0], limits[1]) \
                 if limits is not None else None
             if shifted is None:
                 rest.append(entry)
                 continue
             numeric = True
-            out.columns[entry[0]] = shifted[0]
+            columns[entry[0]] = shifted[0]
+            own[entry[0]] = True
             changed += shifted[1]
         plan = rest
     for i in rows:
         for j, dtype, forced, int_limits, float_limits in plan:
-            v = table.columns[j][i]
+            v = src[j][i]
             t = type(v)
             plain = t is float or t is int
             if t is float:
@@ -377,8 +382,15 @@ def shift(
                 lo, hi = float_limits
                 new = float(min(max(x, lo), hi))
             if (new != v) if plain else not cells_equal(new, v):
-                out.columns[j][i] = new
+                if not own[j]:
+                    columns[j] = src[j][:]
+                    own[j] = True
+                columns[j][i] = new
                 changed += 1
+    for j in range(len(src)):
+        if not own[j]:
+            columns[j] = src[j][:]
+    out = table.with_columns(columns)
     # Seen a number, or none in the rows picked but some elsewhere: the fault applies (and may change nothing).
     if not numeric and (len(rows) == n or not _has_numeric(table, cols)):
         return _na(table, _join("no numeric values in the selected features", note))

@@ -259,8 +259,13 @@ class FeatureTable:
 
     def copy(self) -> FeatureTable:
         """A new table with new lists; cells themselves are shared (scalars are immutable)."""
+        return self.with_columns([c[:] for c in self.columns])
+
+    def with_columns(self, columns: list[list[Any]]) -> FeatureTable:
+        """A new table of ``columns`` (new lists, one per column, taken as they are) with new lists of this
+        table's names, dtypes and origins."""
         return FeatureTable(
-            self.names[:], [c[:] for c in self.columns], self.dtypes[:], self.named,
+            self.names[:], columns, self.dtypes[:], self.named,
             None if self.col_origin is None else self.col_origin[:],
             None if self.row_origin is None else self.row_origin[:],
         )

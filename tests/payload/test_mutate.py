@@ -54,6 +54,10 @@ def test_mutations_never_change_their_input():
         kw: dict[str, Any] = {"rows": [{"a": 0}]} if name == "stale" else {}
         m = f(t, fraction=1.0, rng=rng(), **kw)
         assert m.table is not t
+        # No list of the result is one of the input's: changing either later leaves the other as it is.
+        assert not {id(c) for c in m.table.columns} & {id(c) for c in t.columns}, name
+    shifted = M.shift(t, features=["a"], scale=2.0, rng=rng())  # the other columns stay as they were
+    assert not {id(c) for c in shifted.table.columns} & {id(c) for c in t.columns}
     assert t == before
 
 

@@ -62,6 +62,8 @@ LABELS = {
     "shift": "mlchaos, 5% shift (features rewritten) + 5% control",
 }
 MLCHAOS_PATHS = ("passthrough", "experiment", "shift")
+# Paths whose policy keeps prediction bookkeeping on: each run checks that it recorded predictions.
+BOOKKEEPING_PATHS = ("experiment", "shift")
 POLICIES = {
     "passthrough": HERE / "policies" / "passthrough.yaml",
     "experiment": HERE / "policies" / "experiment.yaml",
@@ -314,6 +316,24 @@ def admin_experiments(server: Server, token: str) -> list[dict[str, Any]]:
     if not isinstance(exps, list):
         raise BenchError(f"{server.path}: admin GET /experiments: unexpected answer {doc!r:.300}")
     return exps
+
+
+def require_bookkeeping(server: Server, token: str) -> None:
+    """The experiment and shift paths record predictions: responses read by the bookkeeping, none left
+    unparsed. Bookkeeping that cannot tell the payload format (format auto and a path that says nothing)
+    parses each response and drops it, and the figures would leave the recording out."""
+    request = urllib.request.Request(f"http://{HOST}:{server.admin_port}/experiments/bench/report",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with _no_proxy_opener().open(request, timeout=10) as resp:
+            doc = json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{server.path}: admin GET /experiments/bench/report failed: {exc}") from exc
+    unparsed = doc.get("unparsed") if isinstance(doc, dict) else None
+    read = doc.get("read") if isinstance(doc, dict) else None
+    if not isinstance(unparsed, dict) or not isinstance(read, int) or read == 0 or any(unparsed.values()):
+        raise BenchError(f"{server.path}: prediction bookkeeping recorded nothing (read {read!r}, unparsed "
+                         f"{unparsed!r}): check the policy's payload format")
 
 
 def require_experiments(server: Server, token: str) -> None:
@@ -762,6 +782,8 @@ def benchmark(args: argparse.Namespace, report: Report, ctx: Context, paths: Seq
                 if path == "experiment":
                     report.experiments_after = merge_experiments(report.experiments_after,
                                                                  admin_experiments(old, ctx.admin_token))
+                if path in BOOKKEEPING_PATHS:
+                    require_bookkeeping(old, ctx.admin_token)
                 ctx.procs.stop(old.proc)
             server = servers[path] = start_proxy(ctx, path, upstream.port)
             wait_ready(server)
@@ -799,6 +821,9 @@ def benchmark(args: argparse.Namespace, report: Report, ctx: Context, paths: Seq
     if "experiment" in servers:
         report.experiments_after = merge_experiments(report.experiments_after,
                                                      admin_experiments(servers["experiment"], ctx.admin_token))
+    for path in BOOKKEEPING_PATHS:
+        if path in servers:
+            require_bookkeeping(servers[path], ctx.admin_token)
 
 
 @contextlib.contextmanager

@@ -302,16 +302,20 @@ def wait_ready(server: Server, timeout: float = READY_TIMEOUT) -> None:
                          f"{log_tail(server.log_file)}")
 
 
-def admin_experiments(server: Server, token: str) -> list[dict[str, Any]]:
-    """GET /experiments from an mlchaos admin API."""
-    request = urllib.request.Request(f"http://{HOST}:{server.admin_port}/experiments",
+def admin_get(server: Server, token: str, path: str, timeout: float = 5) -> Any:
+    """GET ``path`` from an mlchaos admin API, as JSON."""
+    request = urllib.request.Request(f"http://{HOST}:{server.admin_port}{path}",
                                      headers={"Authorization": f"Bearer {token}"})
     try:
-        with _no_proxy_opener().open(request, timeout=5) as resp:
-            doc = json.loads(resp.read())
+        with _no_proxy_opener().open(request, timeout=timeout) as resp:
+            return json.loads(resp.read())
     except (OSError, ValueError) as exc:
-        raise BenchError(f"{server.path}: admin GET /experiments failed: {exc}\n"
-                         f"{log_tail(server.log_file)}") from exc
+        raise BenchError(f"{server.path}: admin GET {path} failed: {exc}\n{log_tail(server.log_file)}") from exc
+
+
+def admin_experiments(server: Server, token: str) -> list[dict[str, Any]]:
+    """GET /experiments from an mlchaos admin API."""
+    doc = admin_get(server, token, "/experiments")
     exps = doc.get("experiments") if isinstance(doc, dict) else None
     if not isinstance(exps, list):
         raise BenchError(f"{server.path}: admin GET /experiments: unexpected answer {doc!r:.300}")
@@ -322,13 +326,7 @@ def require_bookkeeping(server: Server, token: str) -> None:
     """The experiment and shift paths record predictions: responses read by the bookkeeping, none left
     unparsed. Bookkeeping that cannot tell the payload format (format auto and a path that says nothing)
     parses each response and drops it, and the figures would leave the recording out."""
-    request = urllib.request.Request(f"http://{HOST}:{server.admin_port}/experiments/bench/report",
-                                     headers={"Authorization": f"Bearer {token}"})
-    try:
-        with _no_proxy_opener().open(request, timeout=10) as resp:
-            doc = json.loads(resp.read())
-    except (OSError, ValueError) as exc:
-        raise BenchError(f"{server.path}: admin GET /experiments/bench/report failed: {exc}") from exc
+    doc = admin_get(server, token, "/experiments/bench/report", timeout=10)
     unparsed = doc.get("unparsed") if isinstance(doc, dict) else None
     read = doc.get("read") if isinstance(doc, dict) else None
     if not isinstance(unparsed, dict) or not isinstance(read, int) or read == 0 or any(unparsed.values()):

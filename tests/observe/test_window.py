@@ -112,10 +112,10 @@ def test_probability_windows_give_confidence_and_argmax_classes() -> None:
 
 def test_probability_rows_report_what_they_recorded_without_non_finite_rows() -> None:
     pw = PredictionWindows(max_classes=2)
-    conf, classes = pw.add_probability_rows("p", "chaos", [[np.nan, 1.0], [0.2, 0.8], [0.1, 0.1, 0.8][:2]], t=0.0)
-    assert conf == pytest.approx([0.8, 0.1]) and classes == [(0, 1), (1, 1)]  # argmax 0 -> "0" first: index 0
-    conf, classes = pw.add_probability_rows("p", "chaos", [[0.1, 0.2, 0.7]], t=0.0)
-    assert conf == pytest.approx([0.7]) and classes == [(2, 1)]  # a third class: past max_classes, OTHER
+    assert pw.add_probability_rows("p", "chaos", [[np.nan, 1.0], [0.2, 0.8], [0.1, 0.1]], t=0.0) == \
+        (pytest.approx([0.8, 0.1]), [(0, 1), (1, 1)])  # a batch admits its classes in argmax order
+    assert pw.add_probability_rows("p", "chaos", [[0.1, 0.2, 0.7]], t=0.0) == \
+        (pytest.approx([0.7]), [(2, 1)])  # a third class: past max_classes, OTHER
     assert pw.add_probability_rows("p", "chaos", [[np.inf, 0.0]], t=0.0) == ([], [])
     assert pw.add_probability_rows("p", "chaos", [[]], t=0.0) is None
     assert pw.outputs["p"].classes.totals == [1, 1, 1]

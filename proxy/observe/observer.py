@@ -299,10 +299,10 @@ class PredictionObserver:
         }
 
 
-def _vectors(present: list[Any]) -> list[list[Any]] | None:
-    """The probability vectors of a batch that is not all plain numbers: the non-empty vectors of numbers
-    (bools count), when they all have one length; None otherwise."""
-    vectors = [v for v in present if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)]
+def _vectors(present: list[list[Any]]) -> list[list[Any]] | None:
+    """The probability vectors of a batch of lists that are not all plain numbers: the non-empty vectors of
+    numbers (bools count), when they all have one length; None otherwise."""
+    vectors = [v for v in present if v and all(isinstance(x, (int, float)) for x in v)]
     return vectors if vectors and len({len(v) for v in vectors}) == 1 else None
 
 

@@ -30,11 +30,6 @@ bench.POLICIES["experiment-noobserve"] = HERE / "policies" / "experiment-noobser
 MAX_OVERHEAD = 0.10
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=int, default=4000, help="requests per second, fixed (default 4000)")
@@ -59,10 +54,10 @@ def main() -> int:
                 server = bench.start_mlchaos(ctx, path, upstream.port)
                 bench.wait_ready(server)
                 bench.run_rate(ctx, server.url, args.rate, 1)  # warm-up
-                before = cpu_seconds(server.proc.pid)
+                before = bench.cpu_seconds(server.proc.pid)
                 res = bench.run_rate(ctx, server.url, args.rate, args.seconds)
                 time.sleep(1.0)  # the observer's background pass of what the load queued
-                used = cpu_seconds(server.proc.pid) - before
+                used = bench.cpu_seconds(server.proc.pid) - before
                 per_req[path].append(used / max(res.requests, 1) * 1e6)
                 bench.log(f"round {rnd + 1} {path}: {res.requests} requests, {used:.2f} CPU s, "
                           f"{per_req[path][-1]:.1f} µs/request, errors {res.errors}")

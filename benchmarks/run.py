@@ -375,12 +375,13 @@ def start_haproxy(ctx: Context, upstream_port: int) -> Server:
     return Server("haproxy", port, proc, log_file)
 
 
-def start_mlchaos(ctx: Context, path: str, upstream_port: int) -> Server:
+def start_mlchaos(ctx: Context, path: str, upstream_port: int, log_name: str | None = None) -> Server:
+    """mlchaos with the policy of ``path``; ``log_name`` tells apart two processes of one policy."""
     port, admin = ctx.ports.take(), ctx.ports.take()
     cmd = [*ctx.mlchaos, "run", "--config", str(POLICIES[path]), "--listen", f"{HOST}:{port}",
            "--upstream", f"http://{HOST}:{upstream_port}", "--admin", f"{HOST}:{admin}"]
     env = {**os.environ, "MLCHAOS_ADMIN_TOKEN": ctx.admin_token}
-    log_file = ctx.tmp / f"{path}.log"
+    log_file = ctx.tmp / f"{log_name or path}.log"
     proc = ctx.procs.spawn(cmd, log_file=log_file, env=env)
     return Server(path, port, proc, log_file, admin_port=admin)
 
@@ -388,6 +389,12 @@ def start_mlchaos(ctx: Context, path: str, upstream_port: int) -> Server:
 # --------------------------------------------------------------------------- load generators
 
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def wrk_duration_ms(text: str) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def main() -> int:
         return 0 if overhead <= MAX_OVERHEAD else 1
     finally:
         procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

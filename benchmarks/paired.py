@@ -33,10 +33,12 @@ import argparse
 import math
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -85,6 +87,70 @@ def start(ctx: bench.Context, path: str, upstream_port: int, label: str) -> benc
     return server
 
 
+@dataclass
+class Figures:
+    """Per round: B's req/s over A's; each side's req/s and CPU µs per request; B's CPU over A's."""
+
+    ratios: list[float] = field(default_factory=list)
+    rps: dict[str, list[float]] = field(default_factory=lambda: {"A": [], "B": []})
+    # CPU per request tells a dearer request apart from a process that got less of the CPU.
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {"A": [], "B": []})
+    cpu_ratios: list[float] = field(default_factory=list)
+
+
+def run_rounds(args: argparse.Namespace, policy: dict[str, str], ctx: bench.Context, figs: Figures) -> None:
+    upstream = bench.start_nginx(ctx, "direct", HERE / "nginx-upstream.conf.tmpl", {})
+    bench.wait_ready(upstream)
+    for rnd in range(args.rounds):
+        # Which process starts first and which is loaded first alternate: neither order favours a side.
+        order = ("A", "B") if rnd % 2 == 0 else ("B", "A")
+        servers = {side: start(ctx, policy[side], upstream.port, side) for side in order}
+        res: dict[str, bench.WrkResult] = {}
+        for side in order:
+            res[side], used = measure(ctx, servers[side], args.warmup, args.duration)
+            figs.rps[side].append(res[side].rps)
+            figs.cpu[side].append(used / max(res[side].requests, 1) * 1e6)
+        for server in servers.values():
+            if server.path in bench.BOOKKEEPING_PATHS:
+                bench.require_bookkeeping(server, ctx.admin_token)
+            ctx.procs.stop(server.proc)
+        figs.ratios.append(res["B"].rps / res["A"].rps)
+        figs.cpu_ratios.append(figs.cpu["B"][-1] / figs.cpu["A"][-1])
+        bench.log(f"round {rnd + 1}/{args.rounds}: A {res['A'].rps:,.0f} req/s, B {res['B'].rps:,.0f} req/s, "
+                  f"B/A {figs.ratios[-1]:.3f}; CPU µs/request A {figs.cpu['A'][-1]:.1f}, B {figs.cpu['B'][-1]:.1f}")
+
+
+def summary(args: argparse.Namespace, started: str, figs: Figures) -> tuple[str, bool]:
+    """The Markdown summary and whether the checks asked for hold."""
+    est = statistics.median(figs.ratios)
+    lo, hi = median_interval(figs.ratios)
+    cpu_lo, cpu_hi = median_interval(figs.cpu_ratios)
+    med_a, med_b = statistics.median(figs.rps["A"]), statistics.median(figs.rps["B"])
+    name_b = f"a second process of {args.a}" if args.aa else args.b
+    lines = [
+        f"Paired throughput, {started}, {os.cpu_count()} cores, {args.rounds} rounds of `wrk -t1 -c32 "
+        f"-d{args.duration}s` after {args.warmup} s of warm-up, a fresh process per policy and round, start and "
+        f"load order alternating: A = {args.a}, B = {name_b}.",
+        "",
+        f"- B / A, median of the per-round ratios: **{est:.3f}**, {CONFIDENCE:.0%} interval "
+        f"[{lo:.3f}, {hi:.3f}] (order statistics)",
+        f"- median req/s: A {med_a:,.0f}, B {med_b:,.0f}; ratio of the medians {med_b / med_a:.3f}",
+        f"- per-round ratios: {', '.join(f'{r:.2f}' for r in figs.ratios)}",
+        f"- CPU µs per request (utime + stime over the measurement), medians: A "
+        f"{statistics.median(figs.cpu['A']):.1f}, B {statistics.median(figs.cpu['B']):.1f}; B / A per round, "
+        f"median {statistics.median(figs.cpu_ratios):.3f}, {CONFIDENCE:.0%} interval [{cpu_lo:.3f}, {cpu_hi:.3f}]",
+    ]
+    ok = True
+    if args.aa:
+        ok = lo <= 1.0 <= hi
+        lines.append(f"- {'PASS' if ok else 'FAIL'}: the interval of two identical processes holds 1.0")
+    if args.check is not None:
+        passed = lo >= args.check
+        ok = ok and passed
+        lines.append(f"- {'PASS' if passed else 'FAIL'}: the interval's low end {lo:.3f} >= {args.check:g}")
+    return "\n".join(lines) + "\n", ok
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", default="passthrough", choices=sorted(bench.POLICIES), help="the reference policy")
@@ -100,73 +166,27 @@ def main() -> int:
     if not 6 <= args.rounds <= 200 or not 1 <= args.duration <= 60 or not 0 <= args.warmup <= 60:
         ap.error("keep it bounded: 6 <= --rounds <= 200 (fewer cannot give a 95% interval), "
                  "1 <= --duration <= 60, 0 <= --warmup <= 60")
-    b = args.a if args.aa else args.b
-    procs = bench.Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="mlchaos-paired-"))
-    tmp.chmod(0o755)  # nginx workers run as nobody when started by root
+    policy = {"A": args.a, "B": args.a if args.aa else args.b}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    ratios: list[float] = []
-    rps: dict[str, list[float]] = {"A": [], "B": []}
-    # CPU µs per request of each side, and B's over A's per round: tells a dearer request from a process
-    # that got less of the CPU.
-    cpu: dict[str, list[float]] = {"A": [], "B": []}
-    cpu_ratios: list[float] = []
-    try:
-        bins = bench.ensure_tools(["nginx", "wrk"], install=True)
-        ctx = bench.Context(tmp, procs, bench.Ports(), bins, [args.mlchaos], secrets.token_hex(16))
-        upstream = bench.start_nginx(ctx, "direct", HERE / "nginx-upstream.conf.tmpl", {})
-        bench.wait_ready(upstream)
-        for rnd in range(args.rounds):
-            # Which process starts first and which is loaded first alternate: neither order favours a side.
-            order = ("A", "B") if rnd % 2 == 0 else ("B", "A")
-            policy = {"A": args.a, "B": b}
-            servers = {side: start(ctx, policy[side], upstream.port, side) for side in order}
-            res: dict[str, bench.WrkResult] = {}
-            for side in order:
-                res[side], used = measure(ctx, servers[side], args.warmup, args.duration)
-                cpu[side].append(used / max(res[side].requests, 1) * 1e6)
-            for server in servers.values():
-                if server.path in bench.BOOKKEEPING_PATHS:
-                    bench.require_bookkeeping(server, ctx.admin_token)
-                procs.stop(server.proc)
-            ratios.append(res["B"].rps / res["A"].rps)
-            cpu_ratios.append(cpu["B"][-1] / cpu["A"][-1])
-            for side in res:
-                rps[side].append(res[side].rps)
-            bench.log(f"round {rnd + 1}/{args.rounds}: A {res['A'].rps:,.0f} req/s, B {res['B'].rps:,.0f} "
-                      f"req/s, B/A {ratios[-1]:.3f}; CPU µs/request A {cpu['A'][-1]:.1f}, B {cpu['B'][-1]:.1f}")
-    except bench.BenchError as exc:
-        bench.log(f"error: {exc}")
-        return 2
-    finally:
-        procs.stop_all()
-
-    est = statistics.median(ratios)
-    lo, hi = median_interval(ratios)
-    name_b = f"a second process of {args.a}" if args.aa else b
-    lines = [
-        f"Paired throughput, {started}, {os.cpu_count()} cores, {args.rounds} rounds of `wrk -t1 -c32 "
-        f"-d{args.duration}s` after {args.warmup} s of warm-up, a fresh process per policy and round, start and "
-        f"load order alternating: A = {args.a}, B = {name_b}.",
-        "",
-        f"- B / A, median of the per-round ratios: **{est:.3f}**, {CONFIDENCE:.0%} interval "
-        f"[{lo:.3f}, {hi:.3f}] (order statistics)",
-        f"- median req/s: A {statistics.median(rps['A']):,.0f}, B {statistics.median(rps['B']):,.0f}; ratio of the "
-        f"medians {statistics.median(rps['B']) / statistics.median(rps['A']):.3f}",
-        f"- per-round ratios: {', '.join(f'{r:.2f}' for r in ratios)}",
-        f"- CPU µs per request (utime + stime over the measurement), medians: A {statistics.median(cpu['A']):.1f}, "
-        f"B {statistics.median(cpu['B']):.1f}; B / A per round, median {statistics.median(cpu_ratios):.3f}, "
-        f"{CONFIDENCE:.0%} interval [{median_interval(cpu_ratios)[0]:.3f}, {median_interval(cpu_ratios)[1]:.3f}]",
-    ]
-    ok = True
-    if args.aa:
-        ok = lo <= 1.0 <= hi
-        lines.append(f"- {'PASS' if ok else 'FAIL'}: the interval of two identical processes holds 1.0")
-    if args.check is not None:
-        passed = lo >= args.check
-        ok = ok and passed
-        lines.append(f"- {'PASS' if passed else 'FAIL'}: the interval's low end {lo:.3f} >= {args.check:g}")
-    text = "\n".join(lines) + "\n"
+    figs = Figures()
+    with bench.interrupts_raise():  # SIGTERM and SIGHUP unwind like Ctrl-C: the finally below runs
+        procs = bench.Processes()
+        tmp = Path(tempfile.mkdtemp(prefix="mlchaos-paired-"))
+        tmp.chmod(0o755)  # nginx workers run as nobody when started by root
+        try:
+            bins = bench.ensure_tools(["nginx", "wrk"], install=True)
+            ctx = bench.Context(tmp, procs, bench.Ports(), bins, [args.mlchaos], secrets.token_hex(16))
+            run_rounds(args, policy, ctx, figs)
+        except bench.BenchError as exc:
+            bench.log(f"error: {exc}")
+            return 2
+        except KeyboardInterrupt:
+            bench.log("interrupted; stopping every process started")
+            return 130
+        finally:
+            procs.stop_all()
+            shutil.rmtree(tmp, ignore_errors=True)
+    text, ok = summary(args, started, figs)
     print(text, end="")
     if args.out:
         Path(args.out).write_text(text)

@@ -8,30 +8,16 @@ sample; the agreement test checks that the vectorized engine takes exactly the d
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
 from proxy.killswitch import CountGuard, Seatbelt
+from tests.benchmark_scripts import load
 
-
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "killswitch_sim.py"
-    spec = importlib.util.spec_from_file_location("killswitch_sim", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-sim = _load()
+sim = load("killswitch_sim")
 GUARD = sim.GuardParams(alpha=0.01)
 BELT = sim.BeltParams(max_rate=0.5, min_requests=10)
 HORIZON = 50_000

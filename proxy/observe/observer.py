@@ -204,7 +204,7 @@ class PredictionObserver:
             self._histogram(out, cohort, present)
         elif kind == "probability":
             vectors = present if width > 0 else _vectors(present)
-            recorded = self.windows.add_probability_rows(name, cohort, vectors, t) if vectors else None
+            recorded = self.windows.add_probabilities(name, cohort, vectors, t) if vectors else None
             if recorded is not None:
                 confidence, classes = recorded
                 out.confidence[cohort].observe_all(confidence)

@@ -184,16 +184,13 @@ class PredictionWindows:
         ow.seen[cohort] += int(indexes.size)
         return True
 
-    def add_probabilities(self, output: str, cohort: str, vectors: ArrayLike, t: float) -> bool:
+    def add_probabilities(self, output: str, cohort: str, vectors: ArrayLike,
+                          t: float) -> tuple[list[float], list[tuple[int, int]]] | None:
         """Probability vectors of one response, shape ``[rows, classes]`` (or one vector): the confidence
         (largest entry) goes to the confidence window, the argmax (as the class index ``"0"``, ``"1"`` …)
-        to the class window. Rows with a non-finite entry are dropped."""
-        return self.add_probability_rows(output, cohort, vectors, t) is not None
-
-    def add_probability_rows(self, output: str, cohort: str, vectors: ArrayLike,
-                             t: float) -> tuple[list[float], list[tuple[int, int]]] | None:
-        """``add_probabilities``, returning what was recorded for the caller's own histograms: the confidence
-        of each kept row, and ``(class index, rows)`` per predicted class; None when nothing could be."""
+        to the class window. Rows with a non-finite entry are dropped. Returns what was recorded, for the
+        caller's own histograms: the confidence of each kept row, and ``(class index, rows)`` per predicted
+        class; None when nothing could be (not a probability output, or no vectors)."""
         self._cohort(cohort)
         ow = self.output(output, "probability")
         if ow is None:

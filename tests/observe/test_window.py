@@ -110,14 +110,14 @@ def test_probability_windows_give_confidence_and_argmax_classes() -> None:
     assert pw.drift("probs", now=0.0) is not None
 
 
-def test_probability_rows_report_what_they_recorded_without_non_finite_rows() -> None:
+def test_probabilities_report_what_they_recorded_without_non_finite_rows() -> None:
     pw = PredictionWindows(max_classes=2)
-    assert pw.add_probability_rows("p", "chaos", [[np.nan, 1.0], [0.2, 0.8], [0.1, 0.1]], t=0.0) == \
+    assert pw.add_probabilities("p", "chaos", [[np.nan, 1.0], [0.2, 0.8], [0.1, 0.1]], t=0.0) == \
         (pytest.approx([0.8, 0.1]), [(0, 1), (1, 1)])  # a batch admits its classes in argmax order
-    assert pw.add_probability_rows("p", "chaos", [[0.1, 0.2, 0.7]], t=0.0) == \
+    assert pw.add_probabilities("p", "chaos", [[0.1, 0.2, 0.7]], t=0.0) == \
         (pytest.approx([0.7]), [(2, 1)])  # a third class: past max_classes, OTHER
-    assert pw.add_probability_rows("p", "chaos", [[np.inf, 0.0]], t=0.0) == ([], [])
-    assert pw.add_probability_rows("p", "chaos", [[]], t=0.0) is None
+    assert pw.add_probabilities("p", "chaos", [[np.inf, 0.0]], t=0.0) == ([], [])
+    assert pw.add_probabilities("p", "chaos", [[]], t=0.0) is None
     assert pw.outputs["p"].classes.totals == [1, 1, 1]
 
 

@@ -143,22 +143,10 @@ class Sidecar:
         """Stop accepting, let in-flight requests finish for at most ``drain`` seconds, close everything."""
         self.draining = True
         plane = self.plane
-        if plane is not None:
-            plane.draining = True
         if self._server is not None:
             self._server.close()
         if plane is not None:
-            limit = plane.timeouts.drain if drain is None else drain
-            for conn in list(plane.connections):
-                if not conn.busy:
-                    conn.transport.close()
-            deadline = asyncio.get_running_loop().time() + limit
-            while plane.connections and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.02)
-            left = len(plane.connections)
-            for conn in list(plane.connections):
-                conn.transport.abort()
-            plane.close()
+            left = await plane.drain(drain)
             event("drained", unfinished=left)
         for task in (self._ticker, self._sweeper, self._observer):
             if task is not None:
@@ -320,11 +308,8 @@ class Sidecar:
             await asyncio.sleep(TICK_SECONDS)
             try:
                 self._log_changes(self.experiments.refresh())
-                plane = self.plane
-                if plane is not None:
-                    now, idle = loop.time(), plane.timeouts.idle
-                    for conn in list(plane.connections):
-                        conn.idle_check(now, idle)
+                if self.plane is not None:
+                    self.plane.sweep_idle(loop.time())
                 self._check_policy_file()
             except Exception:
                 logging.getLogger("mlchaos").exception("tick failed")
@@ -334,15 +319,8 @@ class Sidecar:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(DEADLINE_SWEEP_SECONDS)
-            plane = self.plane
-            if plane is None:
-                continue
-            now = loop.time()
-            for conn in list(plane.connections):
-                try:
-                    conn.check_deadline(now)
-                except Exception:
-                    logging.getLogger("mlchaos").exception("deadline check failed")
+            if self.plane is not None:
+                self.plane.check_deadlines(loop.time())
 
     async def _observe_forever(self) -> None:
         """Prediction bookkeeping: parse the responses the data plane copied, compute drift and SRM, and

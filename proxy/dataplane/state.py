@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from ..experiments import Experiments
@@ -55,6 +56,37 @@ class DataPlane:
         for key, p in old.items():
             if kept.get(key) is not p:
                 p.close()
+
+    # -- connection upkeep: called by the control plane's timers, never per request
+    def check_deadlines(self, now: float) -> None:
+        """Upstream response and idle deadlines of every exchange in flight (every 100 ms)."""
+        for conn in list(self.connections):
+            try:
+                conn.check_deadline(now)
+            except Exception:  # one connection's bug must not stop the sweep of the others
+                logging.getLogger("mlchaos").exception("deadline check failed")
+
+    def sweep_idle(self, now: float) -> None:
+        """Close client connections idle (or owing bytes) for longer than ``timeouts.idle``."""
+        idle = self.timeouts.idle
+        for conn in list(self.connections):
+            conn.idle_check(now, idle)
+
+    async def drain(self, limit: float | None = None) -> int:
+        """Stop taking new requests on kept-alive connections, let in-flight ones finish for at most ``limit``
+        seconds (``timeouts.drain`` by default), then cut what is left; returns how many were cut."""
+        self.draining = True
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.transport.close()
+        deadline = self.loop.time() + (self.timeouts.drain if limit is None else limit)
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        left = len(self.connections)
+        for conn in list(self.connections):
+            conn.transport.abort()
+        self.close()
+        return left
 
     def close(self) -> None:
         for pool in self._all_pools().values():

@@ -21,11 +21,15 @@ from setuptools import setup
 # Modules every request passes through. Kept to the data plane and what it calls per request: a compiled
 # module's classes cannot be monkeypatched or subclassed from Python, which the rest need not give up.
 HOT = [
-    "proxy/dataplane/server.py",
-    "proxy/dataplane/upstream.py",
-    "proxy/dataplane/request.py",
-    "proxy/dataplane/http.py",
+    # the protocol-neutral exchange and the HTTP/1.1 edge
+    "proxy/exchange.py",
+    "proxy/edges/http1/connection.py",
+    "proxy/edges/http1/exchange.py",
+    "proxy/edges/http1/upstream.py",
+    "proxy/edges/http1/request.py",
+    "proxy/edges/http1/framing.py",
     # every request an experiment matches: the router, the cohort hash, the metrics, the kill switch's guards
+    "proxy/routing.py",
     "proxy/experiments.py",
     "proxy/cohort.py",
     "proxy/metrics.py",
@@ -33,7 +37,8 @@ HOT = [
     "proxy/killswitch/sequential.py",
     "proxy/killswitch/seatbelt.py",
     # the payload path of feature faults: parse, read as a table, mutate, write back
-    "proxy/dataplane/payload.py",
+    "proxy/payload/bodies.py",
+    "proxy/payload/codec.py",
     "proxy/payload/__init__.py",
     "proxy/payload/table.py",
     "proxy/payload/mutate.py",

@@ -38,9 +38,9 @@ WARMUP = 3000
 def payload_loop() -> Callable[[], object]:
     import yaml
 
-    from proxy.dataplane.payload import adapter_options
     from proxy.faults.shift import Shift
     from proxy.payload import dumps, get_adapter, loads
+    from proxy.payload.bodies import adapter_options
     from proxy.policy.model import PayloadSpec
 
     policy = yaml.safe_load((HERE / "policies" / "shift.yaml").read_text())["experiments"][0]
@@ -59,8 +59,8 @@ def payload_loop() -> Callable[[], object]:
 
 
 def observe_loop() -> Callable[[], object]:
-    from proxy.dataplane.payload import adapter_options
     from proxy.observe.observer import PredictionObserver
+    from proxy.payload.bodies import adapter_options
     from proxy.policy.model import ObserveSpec, PayloadSpec
 
     spec = PayloadSpec(format="v1")

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from . import _tasks
 from .admin import make_admin_app
 from .dataplane import build
-from .dataplane.server import client_protocol
 from .dataplane.state import DataPlane
+from .edges.http1 import client_protocol
 from .experiments import Experiments, ExperimentState
 from .killswitch.state import load_state, save_state
 from .killswitch.webhook import trip_payload

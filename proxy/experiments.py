@@ -1,33 +1,30 @@
-"""Experiments at run time: which are active, and the router that puts a request in a cohort.
+"""Experiments at run time: which are active, and what each has counted.
 
 The compiled ``Experiment`` is frozen; ``ExperimentState`` adds what changes while it runs (started,
-stopped, counts). ``Router`` is an immutable snapshot of the active experiments: the hot path walks it,
-and every change (start, stop, schedule tick, reload) builds a new one.
+stopped, counts). Every change (start, stop, schedule tick, reload, trip) builds a new ``Router``
+(proxy/routing.py), the snapshot the hot path walks.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .cohort import CHAOS, COHORTS, CONTROL, NONE, bucket_of, random_bucket, sticky_value
-from .dataplane.payload import adapter_options
-from .dataplane.request import Request
+from .cohort import CHAOS, COHORTS, CONTROL
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from .metrics import CohortMetrics, Count, Metrics
 from .observe.observer import PredictionObserver, prediction_families
+from .payload.bodies import adapter_options
 from .policy.model import BUCKETS, Experiment, Policy, Schedule, StickyKey
+from .routing import Router
 
-__all__ = ["ExperimentState", "Experiments", "Router"]
-
-_FORCED = {b"chaos": CHAOS, b"control": CONTROL, b"none": NONE}
+__all__ = ["ExperimentState", "Experiments"]
 
 
 class ExperimentState:
@@ -122,55 +119,6 @@ class ExperimentState:
             self.errors[cohort] += 1
         guards = self.guards
         return guards.observe(cohort == CHAOS, status, seconds) if guards is not None else None
-
-
-class Router:
-    __slots__ = ("active", "override_token")
-
-    def __init__(self, active: tuple[ExperimentState, ...] = (), override_token: bytes | None = None) -> None:
-        self.active = active
-        self.override_token = override_token
-
-    def assign(self, req: Request) -> tuple[ExperimentState | None, int]:
-        forced = self._forced(req) if req.cohort_header is not None and self.override_token else None
-        for st in self.active:
-            methods = st.methods
-            if methods is not None and req.method not in methods:
-                continue
-            path_re = st.path_re
-            if path_re is not None and path_re.fullmatch(req.path) is None:
-                continue
-            if st.header_rules and not _headers_match(st.header_rules, req):
-                continue
-            if forced is not None:
-                if req.experiment_header is not None and req.experiment_header.decode("latin-1") != st.spec.name:
-                    continue
-                return (None, NONE) if forced == NONE else (st, forced)
-            key = st.sticky_key
-            value = sticky_value(key, req) if key is not None else None
-            bucket = bucket_of(st.salt, value) if value is not None else random_bucket()
-            if bucket < st.chaos_buckets:
-                return st, CHAOS
-            if bucket < st.bounds:
-                return st, CONTROL
-            if req.matched is None:
-                req.matched = st  # untouched, but its outcome still informs this experiment's guards
-        return None, NONE
-
-    def _forced(self, req: Request) -> int | None:
-        assert self.override_token is not None and req.cohort_header is not None
-        token = req.token_header or b""
-        if not hmac.compare_digest(token, self.override_token):
-            return None
-        return _FORCED.get(req.cohort_header.strip().lower())
-
-
-def _headers_match(rules: Iterable[tuple[str, re.Pattern[str]]], req: Request) -> bool:
-    for name, pattern in rules:
-        value = req.header(name.encode("latin-1"))
-        if value is None or pattern.fullmatch(value.decode("latin-1")) is None:
-            return False
-    return True
 
 
 def _in_schedule(s: Schedule, now: datetime) -> bool:

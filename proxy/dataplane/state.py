@@ -6,13 +6,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from ..edges.http1.upstream import UpstreamPool
 from ..experiments import Experiments
 from ..metrics import Metrics
 from ..policy.model import Limits, Policy, Timeouts, Upstream
-from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
-    from .server import ClientConnection
+    from ..edges.http1.connection import ClientConnection
 
 __all__ = ["DataPlane"]
 

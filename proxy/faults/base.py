@@ -1,10 +1,10 @@
 """The fault contract: a fault returns a reply (short-circuit), a drop, a wait, or ``None`` (let it through).
 
 Faults are plain functions of the request: they never await and never touch sockets. A fault that holds
-the request (delay, stall) returns a ``Wait``, and the data plane does the waiting; so a chaos request
+the request (delay, stall) returns a ``Wait``, and the exchange does the waiting; so a chaos request
 whose faults do not wait runs inline in the parser's callbacks, with no task of its own. What faults may
-change on the way through (the body, the upstream, the response rate) is the small surface of
-``FaultContext``.
+change on the way through (the body, the upstream, the response rate, the answer whole or chunk by chunk)
+is the small surface of ``FaultContext``, which every protocol edge's exchange implements.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from ..policy.errors import Errors
 from ..policy.fields import Field
 
 if TYPE_CHECKING:
-    from ..dataplane.payload import RequestPayload
+    from ..payload.bodies import ExchangePayload
 
 __all__ = [
-    "COMMON_FIELDS", "Drop", "Fault", "FaultContext", "Outcome", "Reply", "ResponseHook", "ResponseView", "Wait",
+    "COMMON_FIELDS", "Cut", "Drop", "Fault", "FaultContext", "Hold", "Outcome", "Reply", "ResponseHook",
+    "ResponseView", "StreamHook", "StreamStep", "Wait",
 ]
 
 
@@ -82,6 +83,45 @@ class ResponseView:
 ResponseHook = Callable[[ResponseView], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A stream hook's answer for one chunk: send ``data`` after ``seconds``; what comes after it waits too."""
+
+    seconds: float
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A stream hook's answer for one chunk: send ``data``, then end the answer there, without its proper
+    end (the client sees the connection close, or reset with ``reset``)."""
+
+    data: bytes = b""
+    reset: bool = False
+
+
+# What a stream hook returns for a chunk: the bytes to send in its place (the same object when unchanged,
+# b"" to swallow it), or a Hold or a Cut.
+StreamStep = bytes | Hold | Cut
+
+
+class StreamHook(Protocol):
+    """Sees a streamed answer (chunked, SSE, or any body) as it arrives, one upstream read at a time, without
+    the exchange buffering it. The body is then framed by the proxy (its length may change)."""
+
+    def head(self, view: ResponseView) -> None:
+        """The status and headers, before the first chunk; may change them (``view.body`` is empty)."""
+        ...
+
+    def chunk(self, data: bytes) -> StreamStep:
+        """One piece of the body as the upstream sent it."""
+        ...
+
+    def end(self) -> StreamStep:
+        """The upstream's answer is complete: bytes to add at the end (b"" for none), or a Hold or Cut."""
+        ...
+
+
 class FaultContext(Protocol):
     """What a fault can read and change about the request it acts on."""
 
@@ -90,6 +130,11 @@ class FaultContext(Protocol):
 
     @property
     def target(self) -> str: ...
+
+    @property
+    def path(self) -> str:
+        """The target without its query."""
+        ...
 
     # Name of the alternate upstream to send the request to; None is the primary.
     upstream_name: str | None
@@ -106,12 +151,17 @@ class FaultContext(Protocol):
         """Send this body upstream instead; Content-Length follows."""
         ...
 
+    def set_request_header(self, name: bytes, value: bytes) -> None:
+        """Send one ``name`` header with ``value`` upstream in place of the client's."""
+        ...
+
     def set_target(self, target: str) -> None:
         """Send the request to this path (and query) instead, on the same upstream."""
         ...
 
-    def payload(self) -> RequestPayload:
-        """The request's inference payload, parsed on first use per the experiment's payload settings."""
+    def payload(self) -> ExchangePayload:
+        """The exchange's inference payloads (request and response), parsed on first use per the
+        experiment's payload settings."""
         ...
 
     def sticky_value(self) -> bytes | None:
@@ -125,6 +175,11 @@ class FaultContext(Protocol):
     def on_response(self, hook: ResponseHook) -> None:
         """Call ``hook`` with the complete response before the client gets it (bodies over the inspection
         limit stream through untouched instead)."""
+        ...
+
+    def on_stream(self, hook: StreamHook) -> None:
+        """Pass the answer's body through ``hook`` chunk by chunk as it arrives (after response hooks, if
+        any: then the held body is one chunk)."""
         ...
 
 

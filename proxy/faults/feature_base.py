@@ -1,8 +1,10 @@
-"""What every feature fault shares: read the request's feature table, change it, send it back.
+"""What every feature fault shares: read a feature table, change it, send it on.
 
-A payload that cannot be read passes through untouched (counted in mlchaos_payload_unparsed_total); a
-mutation that does not apply to the layout (renaming features of a matrix that carries no names) leaves
-the request as it was.
+``target: request`` (the default) changes the features the client sends; ``target: response`` the features
+the upstream answers with (a model's outputs, a feature store's or a data feed's answer), before the client
+gets them. A payload that cannot be read passes through untouched (counted in
+mlchaos_payload_unparsed_total); a mutation that does not apply to the layout (renaming features of a matrix
+that carries no names) leaves the body as it was.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from ..payload import FeatureTable, Mutation
 from ..policy.fields import Field
-from .base import Fault, FaultContext, Outcome
+from .base import Fault, FaultContext, Outcome, ResponseView
 
 __all__ = ["FEATURE_FIELDS", "RNG", "FeatureFault"]
 
@@ -25,6 +27,8 @@ RNG = np.random.default_rng()
 FEATURE_FIELDS: tuple[Field, ...] = (
     Field("features", "string_list", default=None, help="Feature names it acts on; all when absent."),
     Field("fraction", "probability", default=1.0, help="Share of the rows or cells it acts on."),
+    Field("target", "choice", default="request", choices=("request", "response"),
+          help="Whose features: the request's, or the response's (read after the upstream answers)."),
 )
 
 
@@ -34,12 +38,16 @@ class FeatureFault(Fault):
 
     features: tuple[str, ...] | None = None
     fraction: float = 1.0
+    target: str = "request"
 
     @abstractmethod
     def mutate(self, table: FeatureTable, ctx: FaultContext) -> Mutation: ...
 
     def apply(self, ctx: FaultContext) -> Outcome:
         payload = ctx.payload()
+        if self.target == "response":
+            ctx.on_response(lambda view: self._change_response(view, ctx))
+            return None
         table = payload.table()
         if table is None:
             return None
@@ -47,3 +55,14 @@ class FeatureFault(Fault):
         if mutation.applicable and mutation.changed:
             payload.commit(mutation.table)
         return None
+
+    def _change_response(self, view: ResponseView, ctx: FaultContext) -> None:
+        if not 200 <= view.status < 300:
+            return  # an error answer carries no features: it goes on as it came
+        payload = ctx.payload()
+        parsed = payload.response_table(view.body)
+        if parsed is None:
+            return
+        mutation = self.mutate(parsed.table, ctx)
+        if mutation.applicable and mutation.changed:
+            view.body = payload.write_response_table(parsed, mutation.table)

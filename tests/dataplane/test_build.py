@@ -41,7 +41,8 @@ def in_copy(tree: Path, code: str, timeout: float = 20) -> str:
     return done.stdout.strip()
 
 
-WHICH = "from proxy.dataplane import build, server; print(build(), server.__file__.rsplit('.', 1)[-1])"
+WHICH = ("from proxy.dataplane import build; from proxy import exchange; "
+         "print(build(), exchange.__file__.rsplit('.', 1)[-1])")
 
 
 @needs_compiled
@@ -52,7 +53,7 @@ def test_the_copy_runs_the_compiled_modules(tmp_path: Path) -> None:
 @needs_compiled
 def test_a_source_edited_after_the_build_makes_it_stale(tmp_path: Path) -> None:
     tree = copy_tree(tmp_path)
-    with (tree / "proxy/dataplane/http.py").open("a") as f:
+    with (tree / "proxy/edges/http1/framing.py").open("a") as f:
         f.write("\n# edited\n")
     # The extension still runs (Python prefers it to the .py), which is exactly why this must be told.
     assert in_copy(tree, WHICH) == "stale so"
@@ -61,9 +62,9 @@ def test_a_source_edited_after_the_build_makes_it_stale(tmp_path: Path) -> None:
 @needs_compiled
 def test_an_extension_module_left_by_an_older_build_makes_it_stale(tmp_path: Path) -> None:
     tree = copy_tree(tmp_path)
-    built = next((tree / "proxy/dataplane").glob("http.*.so"))
+    built = next((tree / "proxy/edges/http1").glob("framing.*.so"))
     # As if gate.py had been compiled once and then dropped from setup.py's HOT: its .so would still run.
-    shutil.copy2(built, tree / "proxy" / built.name.replace("http", "gate", 1))
+    shutil.copy2(built, tree / "proxy" / built.name.replace("framing", "gate", 1))
     assert in_copy(tree, WHICH) == "stale so"
 
 
@@ -121,7 +122,7 @@ def test_compiled_modules_test_types_with_tuples_not_unions() -> None:
     # is a native check. Only the modules setup.py compiles are held to it.
     hot = next(ast.literal_eval(node.value) for node in ast.parse((ROOT / "setup.py").read_text()).body
                if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HOT" for t in node.targets))
-    assert "proxy/dataplane/server.py" in hot
+    assert "proxy/exchange.py" in hot and "proxy/edges/http1/exchange.py" in hot
     found = {p: lines for p in hot if (lines := _union_isinstance_calls(ROOT / p))}
     assert found == {}, found
 

@@ -66,10 +66,10 @@ async def test_a_fault_that_raises_is_counted_and_the_request_goes_on_without_it
 ])
 async def test_only_throttling_gives_a_chaos_request_a_task_of_its_own(upstream, start_sidecar, monkeypatch, faults,
                                                                  task):
-    from proxy.dataplane import server
+    from proxy.edges.http1 import exchange
 
     spawned: list[object] = []
-    real_spawn = server._tasks.spawn
+    real_spawn = exchange._tasks.spawn
 
     def counting_spawn(coro: Coroutine[Any, Any, Any], **kwargs: Any) -> asyncio.Task[Any]:
         spawned.append(coro)
@@ -81,7 +81,7 @@ async def test_only_throttling_gives_a_chaos_request_a_task_of_its_own(upstream,
     async with aiohttp.ClientSession() as s:
         async with s.post(url, json={"q": 1}, headers=FORCE_CHAOS) as r:  # warms the pool
             await r.read()
-        monkeypatch.setattr(server._tasks, "spawn", counting_spawn)
+        monkeypatch.setattr(exchange._tasks, "spawn", counting_spawn)
         async with s.post(url, json={"q": 1}, headers=FORCE_CHAOS) as r:
             await r.read()
     assert r.status in (200, 503)

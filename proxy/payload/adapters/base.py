@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol
 
@@ -39,9 +40,12 @@ from ..table import (
 )
 
 __all__ = [
-    "DEFAULT_OPTIONS", "Adapter", "AdapterOptions", "BaseAdapter", "Parsed", "Predictions", "RowsDetail",
-    "clone", "read_pred_items", "read_rows", "rows_of", "write_pred_items", "write_rows",
+    "DEFAULT_OPTIONS", "PREDICTIONS", "REQUEST", "RESPONSE", "STREAM", "Adapter", "AdapterOptions", "BaseAdapter",
+    "Headers", "Parsed", "Predictions", "RowsDetail", "clone", "read_pred_items", "read_rows", "rows_of",
+    "write_pred_items", "write_rows",
 ]
+
+Headers = Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[str | bytes, str | bytes]]
 
 # Output name → one value per row: a float (score, regression), an int or str (label), a list[float]
 # (probability vector or scores), or None where a row has no value.
@@ -64,17 +68,28 @@ class AdapterOptions:
 DEFAULT_OPTIONS = AdapterOptions()
 
 
+# What an adapter can read: a request's features, a response's features (a model's outputs, a feature
+# store's answer, a data feed), a response's predictions, a streamed answer's chunks.
+REQUEST: Final = "request"
+RESPONSE: Final = "response"
+PREDICTIONS: Final = "predictions"
+STREAM: Final = "stream"
+
+
 class Parsed:
-    """What ``read`` found. Callers use ``table`` and ``layout``; ``doc`` and ``detail`` belong to the adapter."""
+    """What ``read`` found. Callers use ``table``, ``layout`` and ``direction``; ``doc`` and ``detail`` belong
+    to the adapter."""
 
     # Plain classes here and in RowsDetail, not dataclasses: compiled, their __init__ is native.
-    __slots__ = ("detail", "doc", "layout", "table")
+    __slots__ = ("detail", "direction", "doc", "layout", "table")
 
-    def __init__(self, doc: Any, table: FeatureTable, layout: str, detail: Any = None) -> None:
+    def __init__(self, doc: Any, table: FeatureTable, layout: str, detail: Any = None,
+                 direction: str = REQUEST) -> None:
         self.doc = doc
         self.table = table
         self.layout = layout
         self.detail = detail
+        self.direction = direction
 
     def __repr__(self) -> str:
         return f"Parsed(layout={self.layout!r}, table={self.table!r}, detail={self.detail!r})"
@@ -85,7 +100,7 @@ class Adapter(Protocol):
 
     def matches(self, path: str, doc: Any) -> bool: ...
 
-    def read(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS) -> Parsed | None: ...
+    def read(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS, direction: str = REQUEST) -> Parsed | None: ...
 
     def write(self, parsed: Parsed, table: FeatureTable, options: AdapterOptions = DEFAULT_OPTIONS) -> Any: ...
 
@@ -97,7 +112,11 @@ class Adapter(Protocol):
 
 
 class BaseAdapter(ABC):
-    """The no-exceptions shell around each format's strict reader and writers.
+    """The no-exceptions shell around each format's strict reader and writers, and its declaration.
+
+    An adapter declares itself: its ``name`` (the policy's ``payload.format``), the request ``PATH`` it is
+    detected from, what a body of its format looks like (``sniff``), and what it ``READS``. Detection
+    (``proxy.payload.adapters.detect``) walks the registry with these; nothing else lists formats.
 
     ``read_strict``/``predictions_strict`` are the real parsers; tests call them directly so that the safety
     net here does not hide a bug. ``write`` raises ValueError only for a table that is not consistent with
@@ -105,12 +124,33 @@ class BaseAdapter(ABC):
     """
 
     name: ClassVar[str]
+    HELP: ClassVar[str] = ""
+    # The request paths of this format, searched in the path without its query; None: never from the path.
+    PATH: ClassVar[re.Pattern[str] | None] = None
+    READS: ClassVar[frozenset[str]] = frozenset({REQUEST, PREDICTIONS})
 
-    @abstractmethod
-    def matches(self, path: str, doc: Any) -> bool: ...
+    def sniff(self, doc: Any) -> bool:
+        """Whether a parsed request body is of this format, when its path says nothing."""
+        return False
+
+    def sniff_headers(self, headers: Headers) -> bool:
+        """Whether the request's headers say it is of this format (before its path and body are looked at)."""
+        return False
+
+    def claims(self, options: AdapterOptions) -> bool:
+        """Whether the experiment's payload options choose this adapter whatever the path and body say."""
+        return False
+
+    def matches(self, path: str, doc: Any) -> bool:
+        pattern = self.PATH
+        return (pattern is not None and pattern.search(path.split("?", 1)[0]) is not None) or self.sniff(doc)
 
     @abstractmethod
     def read_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None: ...
+
+    def read_response_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None:
+        """The features of a response body; formats that carry none there keep this."""
+        return None
 
     @abstractmethod
     def write(self, parsed: Parsed, table: FeatureTable, options: AdapterOptions = DEFAULT_OPTIONS) -> Any: ...
@@ -121,8 +161,11 @@ class BaseAdapter(ABC):
     @abstractmethod
     def write_predictions_strict(self, doc: Any, preds: Predictions, options: AdapterOptions) -> Any | None: ...
 
-    def read(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS) -> Parsed | None:
+    def read(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS, direction: str = REQUEST) -> Parsed | None:
+        """The feature table of a request body, or of a response body with ``direction="response"``."""
         try:
+            if direction == RESPONSE:
+                return self.read_response_strict(doc, options)
             return self.read_strict(doc, options)
         except Exception:  # a payload we did not foresee: pass it through rather than fail the request
             return None

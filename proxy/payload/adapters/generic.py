@@ -38,10 +38,13 @@ def _at(doc: Any, pointer: str | None) -> tuple[bool, Any]:
 
 class GenericAdapter(BaseAdapter):
     name: ClassVar[str] = "generic"
+    HELP: ClassVar[str] = "Any JSON: the features and predictions where payload.features_pointer and " \
+        "predictions_pointer point."
 
-    def matches(self, path: str, doc: Any) -> bool:
-        # Never auto-detected: only used when the policy configures pointers or names this adapter.
-        return False
+    def claims(self, options: AdapterOptions) -> bool:
+        # Never detected from a path or a body: used when the policy configures pointers (it said where to
+        # look) or names this adapter.
+        return bool(options.features_pointer or options.predictions_pointer)
 
     def read_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None:
         ok, value = _at(doc, options.features_pointer)

@@ -28,10 +28,11 @@ _KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 class MLflowAdapter(BaseAdapter):
     name: ClassVar[str] = "mlflow"
+    HELP: ClassVar[str] = "MLflow scoring server (/invocations): dataframe_split, dataframe_records, instances, inputs."
+    PATH: ClassVar[re.Pattern[str] | None] = _PATH
 
-    def matches(self, path: str, doc: Any) -> bool:
-        return bool(_PATH.search(path.split("?", 1)[0])) or (
-            isinstance(doc, dict) and ("dataframe_split" in doc or "dataframe_records" in doc))
+    def sniff(self, doc: Any) -> bool:
+        return isinstance(doc, dict) and ("dataframe_split" in doc or "dataframe_records" in doc)
 
     def read_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None:
         if not isinstance(doc, dict):

@@ -122,9 +122,11 @@ def write_keyed_predictions(doc: Any, preds: Predictions) -> Any | None:
 
 class V1Adapter(BaseAdapter):
     name: ClassVar[str] = "v1"
+    HELP: ClassVar[str] = "KServe V1 / TF Serving: instances or inputs in, predictions out."
+    PATH: ClassVar[re.Pattern[str] | None] = _PATH
 
-    def matches(self, path: str, doc: Any) -> bool:
-        return bool(_PATH.search(path.split("?", 1)[0])) or (isinstance(doc, dict) and "instances" in doc)
+    def sniff(self, doc: Any) -> bool:
+        return isinstance(doc, dict) and "instances" in doc
 
     def read_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None:
         if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,11 +48,42 @@ from ..table import (
     origins,
     resolve_col_origin,
 )
-from .base import DEFAULT_OPTIONS, AdapterOptions, BaseAdapter, Parsed, Predictions, clone, rows_of
+from .base import (
+    DEFAULT_OPTIONS,
+    PREDICTIONS,
+    REQUEST,
+    RESPONSE,
+    AdapterOptions,
+    BaseAdapter,
+    Headers,
+    Parsed,
+    Predictions,
+    clone,
+    rows_of,
+)
 
-__all__ = ["V2Adapter", "inline_binary", "pack_binary", "split_binary"]
+__all__ = ["V2Adapter", "binary_header_length", "inline_binary", "pack_binary", "split_binary"]
 
 _PATH = re.compile(r"(?:^|/)v2/models/[^/]+(?:/versions/[^/]+)?/infer/?$")
+
+
+_BINARY_HEADER = "inference-header-content-length"
+
+
+def _text(v: str | bytes) -> str:
+    return v.decode("latin-1") if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def binary_header_length(headers: Headers | None) -> int | None:
+    """The value of ``Inference-Header-Content-Length`` (the V2 binary extension), when present and valid."""
+    if headers is None:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for k, v in pairs:
+        if _text(k).lower() == _BINARY_HEADER:
+            value = _text(v).strip()
+            return int(value) if value.isascii() and value.isdigit() else None
+    return None
 
 
 def _shape(v: Any) -> list[int] | None:
@@ -139,23 +170,38 @@ def _looks_v2(doc: Any) -> bool:
 
 class V2Adapter(BaseAdapter):
     name: ClassVar[str] = "v2"
+    HELP: ClassVar[str] = "Open Inference Protocol V2 (KServe V2, MLServer, Triton): inputs and outputs as tensors."
+    PATH: ClassVar[re.Pattern[str] | None] = _PATH
+    # A model's outputs are tensors like its inputs: the response's features.
+    READS: ClassVar[frozenset[str]] = frozenset({REQUEST, RESPONSE, PREDICTIONS})
 
-    def matches(self, path: str, doc: Any) -> bool:
-        return bool(_PATH.search(path.split("?", 1)[0])) or _looks_v2(doc)
+    def sniff(self, doc: Any) -> bool:
+        return _looks_v2(doc)
+
+    def sniff_headers(self, headers: Headers) -> bool:
+        return binary_header_length(headers) is not None
 
     # ------------------------------------------------------------------------------------------------ read
 
     def read_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None:
-        if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
+        return self._read_tensors(doc, "inputs", options)
+
+    def read_response_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None:
+        """The outputs as a table, laid out as inputs are (``v2.columnar`` or ``v2.matrix``)."""
+        return self._read_tensors(doc, "outputs", options)
+
+    def _read_tensors(self, doc: Any, key: str, options: AdapterOptions) -> Parsed | None:
+        direction = RESPONSE if key == "outputs" else REQUEST
+        if not isinstance(doc, dict) or not isinstance(doc.get(key), list) or not doc[key]:
             return None
-        tensors = [_tensor(i) for i in doc["inputs"]]
+        tensors = [_tensor(i) for i in doc[key]]
         if any(t is None for t in tensors):
             return None
         ts = [t for t in tensors if t is not None]
         params = doc.get("parameters")
         pd = isinstance(params, dict) and params.get("content_type") == "pd"
         if not pd and len(ts) == 1 and len(ts[0][1]) == 2 and (ts[0][1][1] != 1 or len(options.feature_names) == 1):
-            return self._read_matrix(doc, ts[0], options)
+            return self._read_matrix(doc, ts[0], options, direction)
         if not all(len(t[1]) >= 1 for t in ts) or len({t[1][0] for t in ts}) != 1:
             return None
         n = ts[0][1][0]
@@ -173,10 +219,11 @@ class V2Adapter(BaseAdapter):
             detail.append((row_dims, mode))
         table = FeatureTable(names=names, columns=columns, dtypes=dtypes, named=True,
                              col_origin=origins(len(names)), row_origin=origins(n))
-        return Parsed(doc=doc, table=table, layout="v2.columnar", detail=detail)
+        return Parsed(doc=doc, table=table, layout="v2.columnar", detail=detail, direction=direction)
 
     def _read_matrix(
         self, doc: dict[str, Any], t: tuple[str, list[int], str, list[Any], str], options: AdapterOptions,
+        direction: str,
     ) -> Parsed:
         name, shape, dt, flat, mode = t
         n, f = shape
@@ -185,18 +232,19 @@ class V2Adapter(BaseAdapter):
         columns = [flat[j::f] for j in range(f)]
         table = FeatureTable(names=names, columns=columns, dtypes=[dt] * f, named=False,
                              col_origin=origins(f), row_origin=origins(n))
-        return Parsed(doc=doc, table=table, layout="v2.matrix", detail=(mode, names))
+        return Parsed(doc=doc, table=table, layout="v2.matrix", detail=(mode, names), direction=direction)
 
     # ----------------------------------------------------------------------------------------------- write
 
     def write(self, parsed: Parsed, table: FeatureTable, options: AdapterOptions = DEFAULT_OPTIONS) -> Any:
         table.validate()
         doc = parsed.doc
+        key = "outputs" if parsed.direction == RESPONSE else "inputs"
         if parsed.layout == "v2.matrix":
-            inputs = [self._write_matrix(doc["inputs"][0], parsed.detail, table)]
+            tensors = [self._write_matrix(doc[key][0], parsed.detail, table)]
         else:
-            inputs = self._write_columnar(doc["inputs"], parsed.detail, table)
-        return {k: (inputs if k == "inputs" else clone(v)) for k, v in doc.items()}
+            tensors = self._write_columnar(doc[key], parsed.detail, table)
+        return {k: (tensors if k == key else clone(v)) for k, v in doc.items()}
 
     def _write_columnar(
         self, originals: list[dict[str, Any]], detail: list[tuple[list[int], str]], table: FeatureTable,

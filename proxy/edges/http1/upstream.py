@@ -12,8 +12,8 @@ from typing import Protocol, cast
 
 import httptools
 
-from ..errors import BadGateway, ProxyError, UpstreamConnectError, UpstreamResetError, UpstreamTimeout
-from ..policy.model import Upstream
+from ...errors import BadGateway, ProxyError, UpstreamConnectError, UpstreamResetError, UpstreamTimeout
+from ...policy.model import Upstream
 
 __all__ = ["ResponseSink", "UpstreamConnection", "UpstreamPool"]
 

@@ -1,15 +1,12 @@
-"""One parsed client request and its body, as the data plane and the faults see it."""
+"""One parsed HTTP/1.1 client request and its body: the request facts routing reads, and what the edge
+forwards."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
 
-from ..errors import ProxyError
-
-if TYPE_CHECKING:
-    from ..experiments import ExperimentState
+from ...errors import ProxyError
 
 __all__ = ["Request", "RequestBody"]
 
@@ -90,7 +87,6 @@ class Request:
         "conn_tokens",
         "content_length",
         "continued",
-        "matched",
         "error",
         "expect_continue",
         "experiment_header",
@@ -138,8 +134,6 @@ class Request:
         self.streamed = False
         self.ready = False
         self.continued = False
-        # The experiment that matched this request but put it in no cohort (its guards still learn from it).
-        self.matched: ExperimentState | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for n, v in self.headers:

@@ -1,12 +1,21 @@
-"""HTTP/1.1 bits shared by both sides of the proxy: hop-by-hop headers, status lines, chunk framing."""
+"""HTTP/1.1 framing shared by both sides of the edge: hop-by-hop headers, status lines, chunk framing."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
 
 __all__ = [
-    "HOP_BY_HOP", "PLAIN_CONNECTION", "chunk", "connection_tokens", "parse_header_block", "relay_headers",
-    "response_head", "status_line",
+    "CONTINUE",
+    "HOP_BY_HOP",
+    "LAST_CHUNK",
+    "PLAIN_CONNECTION",
+    "SPECIAL_REQUEST_HEADERS",
+    "chunk",
+    "connection_tokens",
+    "parse_header_block",
+    "relay_headers",
+    "response_head",
+    "status_line",
 ]
 
 # RFC 9110 7.6.1: these describe one connection and are never forwarded.
@@ -14,6 +23,12 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
     b"upgrade", b"proxy-authenticate", b"proxy-authorization",
 })
+
+# Request headers the proxy handles itself instead of forwarding as they came.
+SPECIAL_REQUEST_HEADERS = frozenset({
+    b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-mlchaos-cohort", b"x-mlchaos-token", b"x-mlchaos-experiment",
+}) | HOP_BY_HOP
 
 _STATUS_LINES: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("latin-1") for s in HTTPStatus

@@ -1,35 +1,27 @@
-"""Payloads of one exchange: parse the request's JSON once, let faults change its features, write it back.
+"""The payloads of one exchange: parse a body once, let faults change its features or predictions, write it back.
 
-Only chaos requests of an experiment with payload faults come here; what cannot be parsed passes through
-untouched and is counted in ``mlchaos_payload_unparsed_total{experiment,cohort,direction}``. A request in
-the V2 binary tensor extension (``Inference-Header-Content-Length``) is decoded, changed and encoded again,
-with the header recomputed.
+Direction-neutral: the request's features (``table``/``commit``), the response's features
+(``response_table``/``write_response_table``: a feature store's or a data feed's answer, a model's outputs)
+and the response's predictions. Only chaos requests of an experiment with payload faults come here; what
+cannot be parsed passes through untouched and is counted in
+``mlchaos_payload_unparsed_total{experiment,cohort,direction}``. A request in the V2 binary tensor extension
+(``Inference-Header-Content-Length``) is decoded, changed and encoded again, with the header recomputed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..payload import (
-    AdapterOptions,
-    BaseAdapter,
-    FeatureTable,
-    Parsed,
-    Predictions,
-    detect,
-    dumps,
-    get_adapter,
-    inline_binary,
-    loads,
-    pack_binary,
-    split_binary,
-)
-from ..policy.model import PayloadSpec
+from .adapters import AdapterOptions, BaseAdapter, Parsed, Predictions, detect, get_adapter
+from .adapters.v2 import inline_binary, pack_binary, split_binary
+from .codec import dumps, loads
+from .table import FeatureTable
 
 if TYPE_CHECKING:
-    from .server import Exchange
+    from ..exchange import Exchange
+    from ..policy.model import PayloadSpec
 
-__all__ = ["RequestPayload", "adapter_options"]
+__all__ = ["ExchangePayload", "adapter_options"]
 
 
 def adapter_options(spec: PayloadSpec) -> AdapterOptions:
@@ -37,14 +29,15 @@ def adapter_options(spec: PayloadSpec) -> AdapterOptions:
                           predictions_pointer=spec.predictions_pointer, output=spec.output)
 
 
-class RequestPayload:
-    __slots__ = ("adapter", "binary", "ex", "options", "original", "parsed", "spec", "tried")
+class ExchangePayload:
+    __slots__ = ("adapter", "binary", "ex", "options", "original", "parsed", "response_adapter", "spec", "tried")
 
     def __init__(self, ex: Exchange, spec: PayloadSpec, options: AdapterOptions) -> None:
         self.ex = ex
         self.spec = spec
         self.options = options
         self.adapter: BaseAdapter | None = None
+        self.response_adapter: BaseAdapter | None = None
         self.parsed: Parsed | None = None
         self.tried = False
         # The body came in the V2 binary tensor extension, and goes upstream in it again.
@@ -67,7 +60,7 @@ class RequestPayload:
         if not body:
             return None
         spec = self.spec
-        head_length = ex.req.header(b"inference-header-content-length")
+        head_length = ex.header(b"inference-header-content-length")
         if head_length is not None:
             # Only V2 has the binary extension; a body that does not decode passes through untouched.
             if spec.format not in ("auto", "v2") or not head_length.strip().isdigit():
@@ -83,8 +76,7 @@ class RequestPayload:
             doc = loads(body)
         except ValueError:
             return None
-        adapter = detect(ex.req.path, doc, options=self.options) if spec.format == "auto" \
-            else get_adapter(spec.format)
+        adapter = self._adapter(doc)
         if adapter is None:
             return None
         self.adapter = adapter
@@ -112,10 +104,7 @@ class RequestPayload:
             doc = loads(body)
         except ValueError:
             doc = None
-        adapter = None
-        if doc is not None:
-            adapter = self.adapter or (detect(self.ex.req.path, doc, options=self.options)
-                                       if self.spec.format == "auto" else get_adapter(self.spec.format))
+        adapter = (self.adapter or self._adapter(doc)) if doc is not None else None
         preds = adapter.predictions(doc, self.options) if adapter is not None else None
         if adapter is None or preds is None:
             self.ex.count_unparsed("response")
@@ -125,3 +114,29 @@ class RequestPayload:
     def write_response(self, adapter: BaseAdapter, doc: Any, preds: Predictions) -> bytes | None:
         out = adapter.write_predictions(doc, preds, self.options)
         return None if out is None else dumps(out, nan_token=self.spec.nan_token)
+
+    def response_table(self, body: bytes) -> Parsed | None:
+        """The features in a response body (a model's outputs, a feature store's answer), with what is needed
+        to write them back; None (counted) when the body holds none we can read."""
+        try:
+            doc = loads(body)
+        except ValueError:
+            doc = None
+        adapter = (self.adapter or self._adapter(doc)) if doc is not None else None
+        parsed = adapter.read(doc, self.options, direction="response") if adapter is not None else None
+        if parsed is None:
+            self.ex.count_unparsed("response")
+            return None
+        self.response_adapter = adapter
+        return parsed
+
+    def write_response_table(self, parsed: Parsed, table: FeatureTable) -> bytes:
+        """The response body with ``table`` in place of the features ``response_table`` read."""
+        assert self.response_adapter is not None
+        doc: Any = self.response_adapter.write(parsed, table, self.options)
+        return dumps(doc, nan_token=self.spec.nan_token)
+
+    def _adapter(self, doc: Any) -> BaseAdapter | None:
+        if self.spec.format == "auto":
+            return detect(self.ex.path, doc, options=self.options)
+        return get_adapter(self.spec.format)

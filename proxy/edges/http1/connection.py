@@ -1,0 +1,366 @@
+"""The HTTP/1.1 client side: one ``ClientConnection`` per accepted socket, parsed by llhttp (httptools).
+
+Requests on a connection are answered strictly in order (pipelining): the parser runs ahead and queues them,
+and the next one starts when the previous response is complete. Each request's facts go to the router, and
+the ``Http1Exchange`` it gets runs the faults, the upstream and the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from ...errors import CLIENT_TIMEOUT, BadRequest, BodyTooLarge, HeadersTooLarge, ProxyError
+from ...faults.base import Drop
+from ...routing import UNASSIGNED
+from .exchange import Http1Exchange
+from .framing import CONTINUE, SPECIAL_REQUEST_HEADERS
+from .request import Request
+
+if TYPE_CHECKING:
+    from ...dataplane.state import DataPlane
+
+__all__ = ["ClientConnection", "client_protocol"]
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def client_protocol(plane: DataPlane) -> Callable[[], asyncio.Protocol]:
+    """The protocol factory for ``loop.create_server``."""
+    return lambda: cast(asyncio.Protocol, ClientConnection(plane))
+
+
+class ClientConnection:
+    """One client socket. Not an ``asyncio.Protocol`` subclass, though it is one by its methods: a plain class
+    compiles to a native mypyc class (attributes in a C struct), 22% more requests per second, measured."""
+
+    __slots__ = (
+        "client_ip",
+        "closed",
+        "exchange",
+        "head_bytes",
+        "header_limit",
+        "in_body",
+        "last_active",
+        "loop",
+        "parser",
+        "paused",
+        "plane",
+        "queue",
+        "req",
+        "transport",
+        "wbuf",
+    )
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.loop = plane.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.req: Request | None = None
+        self.queue: deque[Request] = deque()
+        self.wbuf: list[bytes] = []
+        self.exchange: Http1Exchange | None = None
+        self.closed = False
+        self.client_ip = b""
+        self.last_active = self.loop.time()
+        self.paused = False
+        self.header_limit = plane.limits.max_header_bytes
+        # Bytes read while a request head is incomplete: llhttp buffers a partial header line itself,
+        # so the limit is enforced on what arrives, not only on the lines it hands over.
+        self.head_bytes = 0
+        self.in_body = False
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0].encode("latin-1") if peer else b""
+        self.plane.connections.add(self)
+        self.plane.metrics.connections.inc()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.plane.connections.discard(self)
+        self.plane.metrics.connections.dec()
+        if self.exchange is not None:
+            self.exchange.abandon()
+        if self.req is not None:
+            self.req.body.fail(BadRequest("client closed the connection mid-request"))
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.loop.time()
+        if not self.in_body:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+            if not self.in_body and self.head_bytes > self.header_limit + 8192 and self.req is not None:
+                raise HeadersTooLarge("request line and headers exceed the limit")
+        except httptools.HttpParserUpgrade as exc:
+            # The request was answered as plain HTTP/1.1 (Upgrade is hop-by-hop and never forwarded), as
+            # RFC 9110 allows; llhttp stops after it, so a fresh parser takes whatever follows.
+            self.parser = httptools.HttpRequestParser(self)
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            self.in_body, self.head_bytes = False, 0
+            if offset < len(data):
+                self.data_received(data[offset:])
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, ProxyError) else BadRequest(f"malformed request: {exc}"))
+        except httptools.HttpParserError as exc:
+            self._fail(BadRequest(f"malformed request: {exc}"))
+        except HeadersTooLarge as exc:
+            self._fail(exc)
+
+    def eof_received(self) -> bool | None:
+        return None  # as asyncio.Protocol does: the transport closes itself
+
+    def pause_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None and ex.upstream is not None and ex.relay is None:
+            ex.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None and ex.upstream is not None and ex.relay is None:
+            ex.upstream.resume_reading()
+
+    # -- llhttp callbacks
+    def on_message_begin(self) -> None:
+        self.req = Request(self.client_ip)
+
+    def on_url(self, url: bytes) -> None:
+        req = self.req
+        assert req is not None
+        req.url += url
+        req.header_bytes += len(url)
+        if req.header_bytes > self.header_limit:
+            raise HeadersTooLarge("request line and headers exceed the limit")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.req
+        assert req is not None
+        req.header_bytes += len(name) + len(value) + 4
+        if req.header_bytes > self.header_limit:
+            raise HeadersTooLarge("request headers exceed the limit")
+        lname = name.lower()
+        req.headers.append((lname, value))
+        if lname not in SPECIAL_REQUEST_HEADERS:
+            req.lines.append(name + b": " + value + b"\r\n")
+        elif lname == b"host":
+            req.host = value
+        elif lname == b"content-length":
+            if req.content_length is not None or not value.strip().isdigit():
+                raise BadRequest("invalid or repeated Content-Length")
+            req.content_length = int(value)
+        elif lname == b"transfer-encoding":
+            req.chunked = True
+        elif lname == b"expect":
+            if value.strip().lower() == b"100-continue":
+                req.expect_continue = True
+        elif lname == b"connection":
+            req.conn_tokens = value if req.conn_tokens is None else req.conn_tokens + b"," + value
+        elif lname == b"x-forwarded-for":
+            req.xff = value if req.xff is None else req.xff + b", " + value
+        elif lname == b"x-forwarded-proto":
+            req.xfp = value
+        elif lname == b"x-mlchaos-cohort":
+            req.cohort_header = value
+        elif lname == b"x-mlchaos-token":
+            req.token_header = value
+        elif lname == b"x-mlchaos-experiment":
+            req.experiment_header = value
+        # other hop-by-hop headers (keep-alive, te, trailer, upgrade, proxy-*) are dropped
+
+    def on_headers_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        self.in_body, self.head_bytes = True, 0
+        parser = self.parser
+        raw = parser.get_method()
+        # The usual methods as the module's own str constants: their hash is computed once, where a freshly
+        # decoded str is hashed again by every set or dict it is looked up in (the router's method match).
+        req.method = "POST" if raw == b"POST" else "GET" if raw == b"GET" else raw.decode("latin-1")
+        req.version = parser.get_http_version()
+        req.keep_alive = parser.should_keep_alive()
+        url = req.url
+        if url[:1] != b"/":
+            if req.method == "CONNECT":
+                # The upstream comes from the policy only: this is not a forward proxy.
+                raise BadRequest("CONNECT is not supported: mlchaos is a reverse proxy")
+            if url.startswith((b"http://", b"https://")):
+                # absolute-form: keep the path only; the authority in it is never dialled.
+                slash = url.find(b"/", url.find(b"//") + 2)
+                req.url = url[slash:] if slash > 0 else b"/"
+            elif url != b"*":
+                raise BadRequest("invalid request target")
+        if req.content_length is not None and req.chunked:
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        if parser.should_upgrade() and (req.chunked or req.content_length):
+            # llhttp hands the bytes after an upgrade request to the new protocol, not to its body.
+            raise BadRequest("protocol upgrades with a request body are not supported")
+        if req.version == "1.1" and req.host is None:
+            raise BadRequest("missing Host header")
+        limits = self.plane.limits
+        if req.content_length is not None and req.content_length > limits.max_body_bytes:
+            req.error = BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+            req.body.discard = True
+            req.keep_alive = False
+            req.ready = True
+        elif req.content_length is None and not req.chunked:
+            req.body.done = req.ready = True
+        elif req.chunked or req.content_length > limits.inspect_body_bytes:  # type: ignore[operator]
+            req.streamed = req.ready = True
+        else:
+            # Held until complete (at most inspect_body_bytes): reading must not pause for it.
+            req.body.high_water = limits.inspect_body_bytes + 1
+        self.queue.append(req)
+        if len(self.queue) > limits.pipeline_depth:
+            self._pause()
+        if req.ready or req.expect_continue:  # else its body completes it (on_message_complete)
+            self._next()
+
+    def on_body(self, body: bytes) -> None:
+        req = self.req
+        assert req is not None
+        behind = req.body.feed(body)
+        if req.body.size > self.plane.limits.max_body_bytes and req.body.error is None:
+            req.body.discard = True
+            req.body.chunks.clear()
+            req.body.fail(BodyTooLarge(f"request body over {self.plane.limits.max_body_bytes} bytes"))
+            self._pause()
+        elif behind:
+            self._pause()
+
+    def on_message_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        req.body.finish()
+        self.req = None
+        self.in_body, self.head_bytes = False, 0
+        if not req.ready:
+            req.ready = True
+            if self.exchange is None and self.queue and self.queue[0] is req:
+                self._next()
+
+    # -- queue
+    def _next(self) -> None:
+        """Start the oldest queued request if nothing is in progress and it is ready."""
+        if self.exchange is not None or self.closed or not self.queue:
+            return
+        req = self.queue[0]
+        if not req.ready:
+            if req.expect_continue and not req.continued and req.version == "1.1":
+                # Its turn has come: ask for the body now, after every earlier response.
+                req.continued = True
+                self.write(CONTINUE)
+            return
+        if req.error is not None:
+            self.exchange = ex = Http1Exchange(self, req, UNASSIGNED)
+            ex.fail(req.error)
+            return
+        router = self.plane.experiments.router
+        self.exchange = ex = Http1Exchange(self, req, router.assign(req) if router.active else UNASSIGNED)
+        ex.start()
+
+    def exchange_done(self, ex: Http1Exchange) -> None:
+        self.exchange = None
+        self.flush()
+        queue = self.queue
+        if queue and queue[0] is ex.req:
+            queue.popleft()
+        self.last_active = self.loop.time()
+        if not ex.keep_alive or self.closed:
+            if not self.closed:
+                self.transport.close()
+            return
+        if self.paused and len(queue) <= self.plane.limits.pipeline_depth \
+                and (self.req is None or self.req.body.error is None):
+            self.paused = False
+            self.transport.resume_reading()
+        if queue:
+            self._next()
+
+    def _fail(self, exc: ProxyError) -> None:
+        """A request that cannot be parsed: answer it in its turn, then close; read nothing more."""
+        self._pause()
+        req = self.req
+        self.req = None
+        if req is not None and req in self.queue:
+            if req.ready:
+                req.body.fail(exc)  # its body broke while streaming: the exchange answers
+                return
+            req.error, req.ready, req.keep_alive = exc, True, False
+        else:
+            marker = req or Request(self.client_ip)
+            marker.error, marker.ready, marker.keep_alive = exc, True, False
+            marker.body.done = True
+            self.queue.append(marker)
+        self._next()
+
+    def _pause(self) -> None:
+        if not self.paused and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def body_drained(self) -> None:
+        if self.paused and self.req is not None and self.req.body.error is None \
+                and len(self.queue) <= self.plane.limits.pipeline_depth:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def flush(self) -> None:
+        wbuf = self.wbuf
+        if wbuf:
+            data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
+            wbuf.clear()
+            if not self.closed and not self.transport.is_closing():
+                self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        """Write after whatever is already buffered; uvloop raises on a closed transport, so check."""
+        if self.wbuf:
+            self.wbuf.append(data)
+            self.flush()
+        elif not self.closed and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def drop(self, drop: Drop) -> None:
+        self.flush()
+        if drop.reset:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    @property
+    def busy(self) -> bool:
+        return self.exchange is not None or bool(self.queue)
+
+    def check_deadline(self, now: float) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.check_deadline(now)
+
+    def idle_check(self, now: float, idle: float) -> None:
+        """Close a connection whose client has owed us bytes, or said nothing, for longer than ``idle``.
+
+        A client waiting for a response (a long stream, a slow model) owes nothing and is left alone.
+        """
+        if now - self.last_active <= idle or self.closed:
+            return
+        req = self.req
+        if req is not None and not req.body.done:
+            # Mid-head or mid-body: the client stopped sending. Anything in flight for it is abandoned.
+            self.plane.metrics.errors[CLIENT_TIMEOUT].value += 1
+            self.transport.abort()
+        elif not self.busy:
+            self.transport.close()

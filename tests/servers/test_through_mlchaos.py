@@ -45,6 +45,8 @@ FAULTS: dict[str, dict[str, Any]] = {
     "shift": {"type": "shift", "features": ["petal_length", "petal_width"], "scale": 4.0, "offset": 1.0},
     "out_of_range": {"type": "out_of_range", "features": ["petal_length"], "at": "scaled", "factor": 1e6, "sign": "+"},
     "type_swap": {"type": "type_swap", "features": ["sepal_length"], "fraction": 1.0},
+    # The model's answer as a table: its outputs are the response's features.
+    "nan_response": {"type": "nan", "target": "response", "fraction": 1.0},
 }
 
 
@@ -158,6 +160,20 @@ def test_mlserver_shifted_features_change_predictions_with_status_200(mlserver, 
 def test_mlserver_out_of_range_values_are_silently_wrong(mlserver, proxies):
     reply = proxies(mlserver).post(_mlserver_path(mlserver), _v2(), cohort="chaos", experiment="out_of_range")
     assert reply.status == 200 and v2_predictions(reply) != EXPECTED
+
+
+def test_mlserver_answer_table_changed_by_a_response_side_feature_fault(mlserver, proxies):
+    import json
+
+    path = _mlserver_path(mlserver)
+    direct = json.loads(post_json(mlserver.url + path, _v2()).body)
+    reply = proxies(mlserver).post(path, _v2(), cohort="chaos", experiment="nan_response")
+    assert reply.status == 200 and reply.headers["x-mlchaos-fault"] == "nan"
+    chaos = json.loads(reply.body)
+    # The real server's answer, every output's values null, everything else as it answered.
+    assert direct["outputs"] and all(o["data"] for o in direct["outputs"])
+    assert chaos["outputs"] == [{**o, "data": [None] * len(o["data"])} for o in direct["outputs"]]
+    assert {k: v for k, v in chaos.items() if k != "outputs"} == {k: v for k, v in direct.items() if k != "outputs"}
 
 
 def test_tritonclient_through_mlchaos_sees_the_shift_only_in_chaos(mlserver, proxies):

@@ -15,8 +15,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
-from .cohort import COHORTS
+from .cohort import COHORT_NAMES, COHORTS, NONE
 from .errors import ERROR_KINDS
+from .killswitch.guards import GUARD_NAMES
 
 __all__ = ["CohortMetrics", "Metrics"]
 
@@ -172,23 +173,24 @@ class Metrics:
         self.errors = {kind: self.proxy_errors.labels(kind) for kind in ERROR_KINDS}
         for result in ("ok", "invalid"):
             self.reloads.labels(result)
-        self.untouched = CohortMetrics(self, "", "none")
+        self.untouched = CohortMetrics(self, "", COHORTS[NONE])
 
     def cohorts(self, experiment: str) -> tuple[CohortMetrics, CohortMetrics]:
-        return CohortMetrics(self, experiment, COHORTS[0]), CohortMetrics(self, experiment, COHORTS[1])
+        chaos, control = COHORT_NAMES
+        return CohortMetrics(self, experiment, chaos), CohortMetrics(self, experiment, control)
 
     def forget_experiment(self, experiment: str, faults: set[str]) -> None:
         """Drop the series of an experiment a reload removed, so dashboards stop showing it."""
-        for cohort in COHORTS[:2]:
+        for cohort in COHORT_NAMES:
             for code in CODE_CLASSES:
                 _remove(self.requests, experiment, cohort, code)
             _remove(self.request_duration, experiment, cohort)
             _remove(self.upstream_duration, experiment, cohort)
         for fault in faults:
             _remove(self.faults, experiment, fault)
-        for guard in ("errors", "latency", "seatbelt", "evaluation"):
+        for guard in GUARD_NAMES:
             _remove(self.killswitch_trips, experiment, guard)
-        for cohort in COHORTS[:2]:
+        for cohort in COHORT_NAMES:
             for direction in ("request", "response"):
                 _remove(self.payload_unparsed, experiment, cohort, direction)
         _remove(self.experiment_active, experiment)

@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from ..cohort import COHORT_NAMES
 from ..metrics import Distribution
 from ..payload import AdapterOptions, BaseAdapter, detect, get_adapter, loads
 from ..payload.table import all_floats, number_rows
@@ -26,7 +27,6 @@ from .window import DriftHistory, PredictionWindows
 
 __all__ = ["CONFIDENCE_BUCKETS", "PredictionObserver"]
 
-COHORT_NAMES = ("chaos", "control")
 CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 # Control predictions learned from before a numeric output's histogram edges freeze.
 LEARN_FROM = 200
@@ -43,7 +43,7 @@ class _Output:
         self.kind = kind
         self.edges = edges
         self.values: dict[str, Distribution] = {}
-        self.pending: dict[str, list[float]] = {"chaos": [], "control": []}
+        self.pending: dict[str, list[float]] = {c: [] for c in COHORT_NAMES}
         self.confidence = {c: Distribution(CONFIDENCE_BUCKETS) for c in COHORT_NAMES}
         self.classes: dict[tuple[str, str], int] = {}
 
@@ -229,7 +229,7 @@ class PredictionObserver:
                     del out.pending[cohort][:-LEARN_FROM]  # chaos alone never sets the edges; bound it
                 return
             out.edges = learn_edges(control)
-            backlog, out.pending = out.pending, {"chaos": [], "control": []}
+            backlog, out.pending = out.pending, {c: [] for c in COHORT_NAMES}
             for c, vs in backlog.items():
                 self._histogram(out, c, vs)
             return

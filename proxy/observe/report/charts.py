@@ -13,6 +13,7 @@ import numpy as np
 from .svg import (
     ALARM_COLOR,
     COHORT_COLORS,
+    DRAW_ORDER,
     MB,
     MT,
     P_COLOR,
@@ -41,7 +42,7 @@ _TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10
 def latency_plot(cohorts: Mapping[str, Any]) -> str:
     title = "Latency CDF per cohort"
     series: dict[str, list[tuple[float, float]]] = {}
-    for name in ("control", "chaos"):
+    for name in DRAW_ORDER:
         b = cohort_buckets(cohorts.get(name) or {})
         if b and b[-1][1] > 0:
             series[name] = b
@@ -103,7 +104,7 @@ def histogram_plot(name: str, entry: Mapping[str, Any]) -> str:
     kind = entry.get("kind", "numeric")
     prob = kind == "probability"
     title = f"{name}: {'confidence' if prob else 'prediction'} histogram, chaos vs control"
-    data = {c: window_values(entry.get(c)) for c in ("control", "chaos")}
+    data = {c: window_values(entry.get(c)) for c in DRAW_ORDER}
     pooled = np.concatenate(list(data.values()))
     if pooled.size == 0:
         return no_data(title, "no predictions in the window yet")
@@ -128,7 +129,7 @@ def histogram_plot(name: str, entry: Mapping[str, Any]) -> str:
     yt = [(v, percent(v)) for v in linear_ticks(0.0, top, 5)]
     ax.frame(xt, yt, "confidence (largest class probability)" if prob else "predicted value",
              "share of the cohort's predictions")
-    for c in ("control", "chaos"):
+    for c in DRAW_ORDER:
         if c not in shares:
             continue
         s = shares[c]
@@ -141,7 +142,7 @@ def histogram_plot(name: str, entry: Mapping[str, Any]) -> str:
         ax.parts.append(f'<path d="{path} Z" fill="{color}" fill-opacity="0.22" stroke="none"/>')
         ax.parts.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2.5" '
                         f'shape-rendering="crispEdges" class="series-{c}"/>')
-    legend = [(f"{c} (n={data[c].size:,})", COHORT_COLORS[c]) for c in ("control", "chaos") if c in shares]
+    legend = [(f"{c} (n={data[c].size:,})", COHORT_COLORS[c]) for c in DRAW_ORDER if c in shares]
     note = "each cohort as a share of its own predictions" + ("" if prob else "; outer 0.5% clipped into the end bins")
     return plot_svg(title, ax.parts, legend, subtitle=note)
 
@@ -149,7 +150,7 @@ def histogram_plot(name: str, entry: Mapping[str, Any]) -> str:
 def classes_plot(name: str, entry: Mapping[str, Any]) -> str:
     title = f"{name}: predicted classes, chaos vs control"
     counts: dict[str, dict[str, float]] = {}
-    for c in ("control", "chaos"):
+    for c in DRAW_ORDER:
         side = entry.get(c)
         raw = side.get("classes") if isinstance(side, Mapping) else None
         counts[c] = {str(k): f for k, v in (raw or {}).items() if (f := finite(v)) is not None and f >= 0} \
@@ -170,7 +171,7 @@ def classes_plot(name: str, entry: Mapping[str, Any]) -> str:
     bar = max(min(slot * 0.38, 40.0), 1.0)
     for i, label in enumerate(labels):
         cx = ax.x0 + slot * (i + 0.5)
-        for j, c in enumerate(("control", "chaos")):
+        for j, c in enumerate(DRAW_ORDER):
             if not totals[c]:
                 continue
             v = share[c][label]
@@ -187,7 +188,7 @@ def classes_plot(name: str, entry: Mapping[str, Any]) -> str:
         else:
             ax.parts.append(f'<text x="{pt(cx)}" y="{pt(ax.y0 + 18)}" text-anchor="middle" class="tick">'
                             f'{esc(short)}</text>')
-    legend = [(f"{c} (n={as_int(totals[c]):,})", COHORT_COLORS[c]) for c in ("control", "chaos") if totals[c]]
+    legend = [(f"{c} (n={as_int(totals[c]):,})", COHORT_COLORS[c]) for c in DRAW_ORDER if totals[c]]
     return plot_svg(title, ax.parts, legend, subtitle="each cohort as a share of its own predictions")
 
 

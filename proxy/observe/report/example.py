@@ -8,21 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from ...metrics import LATENCY_BUCKETS
 from ..drift import DEFAULT_THRESHOLDS, compare_classes, compare_numeric
 from ..srm import srm_check
 
 __all__ = ["example_report"]
 
 
-# The latency buckets of proxy/metrics.py (kept here so the report imports nothing of the sidecar).
-_EXAMPLE_LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25,
-    0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0,
-)
-
-
 def _bucketize(samples: np.ndarray[Any, np.dtype[np.float64]]) -> list[list[Any]]:
-    edges = np.array(_EXAMPLE_LATENCY_BUCKETS)
+    edges = np.array(LATENCY_BUCKETS)
     cum = np.searchsorted(np.sort(samples), edges, side="right")
     return [[float(le), int(c)] for le, c in zip(edges, cum, strict=True)] + [["+Inf", int(samples.size)]]
 

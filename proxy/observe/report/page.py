@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...cohort import COHORT_NAMES
 from ..drift import DEFAULT_THRESHOLDS
 from .charts import classes_plot, drift_plot, histogram_plot, latency_plot
 from .svg import COHORT_COLORS
@@ -34,7 +35,7 @@ def _cohort_table(data: Mapping[str, Any]) -> str:
     observed = as_mapping(srm.get("observed_share"))
     policy = {"chaos": finite(data.get("chaos_percent")), "control": finite(data.get("control_percent"))}
     rows = []
-    for name in ("chaos", "control"):
+    for name in COHORT_NAMES:
         c = as_mapping(cohorts.get(name))
         req, err = as_int(c.get("requests")), as_int(c.get("errors"))
         b = cohort_buckets(c)

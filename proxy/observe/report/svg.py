@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from ...cohort import COHORT_NAMES
 from .values import esc
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "CHAOS_COLOR",
     "COHORT_COLORS",
     "CONTROL_COLOR",
+    "DRAW_ORDER",
     "MB",
     "MT",
     "PSI_COLOR",
@@ -33,7 +35,9 @@ __all__ = [
 
 CHAOS_COLOR = "#d6604d"
 CONTROL_COLOR = "#4393c3"
-COHORT_COLORS = {"control": CONTROL_COLOR, "chaos": CHAOS_COLOR}
+COHORT_COLORS = dict(zip(COHORT_NAMES, (CHAOS_COLOR, CONTROL_COLOR), strict=True))
+# Control is drawn first, so chaos lies on top where the two overlap.
+DRAW_ORDER = COHORT_NAMES[::-1]
 PSI_COLOR = "#762a83"
 P_COLOR = "#1b7837"
 WARN_COLOR = "#e08214"

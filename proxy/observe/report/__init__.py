@@ -53,13 +53,16 @@ alarm levels; the KS or chi-square p-value on a log axis with its level). Chaos 
 control in ``CONTROL_COLOR``. Every string from the data is HTML-escaped: output names and class labels
 come from model responses.
 
-The package: ``values`` reads the JSON tolerantly and formats numbers, ``svg`` is the drawing kit, ``charts``
-the plots, ``page`` the tables and the page, ``example`` a realistic report.
+The package: ``data`` builds the JSON from an experiment's state, ``values`` reads it tolerantly and
+formats numbers, ``svg`` is the drawing kit, ``charts`` the plots, ``page`` the tables and the page,
+``example`` a realistic report.
 """
 
+from .data import report_data
 from .example import example_report
 from .page import plot_count, render_report
 from .svg import CHAOS_COLOR, CONTROL_COLOR
 from .values import latency_quantile
 
-__all__ = ["CHAOS_COLOR", "CONTROL_COLOR", "example_report", "latency_quantile", "plot_count", "render_report"]
+__all__ = ["CHAOS_COLOR", "CONTROL_COLOR", "example_report", "latency_quantile", "plot_count", "render_report",
+           "report_data"]

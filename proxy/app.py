@@ -1,4 +1,7 @@
-"""The sidecar process: data plane, admin API, policy reloads, the once-a-second ticker and the drain."""
+"""The sidecar's lifecycle: start and stop (the data plane, the admin API, the background tasks and the drain),
+policy reloads, and the wiring of the rooms that own the rest: the kill switch's persistence and webhook
+(``killswitch.state``, ``killswitch.webhook``), the prediction bookkeeping and shadow requests
+(``observe.bookkeeping``, ``observe.shadow``) and the report JSON (``observe.report.data``)."""
 
 from __future__ import annotations
 
@@ -6,12 +9,9 @@ import asyncio
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -21,11 +21,12 @@ from .dataplane import build
 from .dataplane.state import DataPlane
 from .edges.http1 import client_protocol
 from .experiments import Experiments, ExperimentState
-from .killswitch.state import load_state, save_state
-from .killswitch.webhook import trip_payload
+from .killswitch.state import persist_trips, restore_trips
+from .killswitch.webhook import send_trip
 from .logs import event
 from .metrics import Metrics
-from .observe.observer import PredictionObserver
+from .observe.bookkeeping import observe_forever, observe_once
+from .observe.report import report_data
 from .policy import PolicyError, compile_policy, load_policy_text
 from .policy.model import Policy
 
@@ -33,10 +34,6 @@ __all__ = ["Sidecar", "StartupError"]
 
 # How often schedules, max_duration, idle connections and the policy file are looked at.
 TICK_SECONDS = 1.0
-# How often copied responses are parsed into prediction metrics (drift runs at its own, slower interval),
-# and how many are parsed before the loop serves requests again (each takes some tens of microseconds).
-OBSERVE_SECONDS = 0.5
-OBSERVE_SLICE = 32
 # Upstream response and idle timeouts fire within this much of their setting.
 DEADLINE_SWEEP_SECONDS = 0.1
 
@@ -113,7 +110,7 @@ class Sidecar:
         self.experiments.on_trip = self._on_trip
         self.experiments.on_rearm = self._on_rearm
         self._apply(policy)
-        self._restore_tripped()
+        restore_trips(self.experiments, policy.state_file)
         plane = self.plane
         try:
             self._server = await loop.create_server(
@@ -134,7 +131,8 @@ class Sidecar:
         self._file_sig = self._stat_policy_file()
         self._ticker = _tasks.spawn(self._tick_forever(), name="mlchaos-ticker")
         self._sweeper = _tasks.spawn(self._sweep_forever(), name="mlchaos-deadlines")
-        self._observer = _tasks.spawn(self._observe_forever(), name="mlchaos-predictions")
+        self._observer = _tasks.spawn(observe_forever(self.experiments, lambda: self.policy.upstream.url),
+                                      name="mlchaos-predictions")
         event("start", listen=f"{policy.listen.host}:{self.proxy_port}",
               admin=f"{admin_addr.host}:{self.admin_port}", upstream=policy.upstream.url,
               summary=_summary(policy), admin_token=bool(self.admin_token), dataplane=build())
@@ -226,26 +224,7 @@ class Sidecar:
         if hashlib.sha256(text.encode()).hexdigest() != self._text_hash:
             self.reload_text(text, origin="file change")
 
-    # -- kill switch
-    def _restore_tripped(self) -> None:
-        try:
-            tripped = load_state(self.policy.state_file)
-        except (OSError, ValueError) as exc:
-            # A kill switch that cannot know whether it tripped must not route chaos: fail closed.
-            self.experiments.halt(f"kill switch state unreadable: {exc}")
-            event("state_unreadable", logging.ERROR, path=self.policy.state_file, error=str(exc),
-                  action="every experiment halted until one is started by hand")
-            return
-        if tripped:
-            self.experiments.restore_tripped(tripped)
-            event("killswitch_restored", experiments=sorted(tripped), path=self.policy.state_file)
-
-    def _persist(self) -> None:
-        try:
-            save_state(self.policy.state_file, self.experiments.tripped_state())
-        except OSError as exc:
-            event("state_write_failed", logging.ERROR, path=self.policy.state_file, error=str(exc))
-
+    # -- kill switch: the trip has already stopped the chaos; what follows is bookkeeping
     def _on_trip(self, st: ExperimentState) -> None:
         # Runs inside the request that tripped it: the router already changed; the rest waits a turn.
         trip = dict(st.tripped or {})
@@ -254,26 +233,13 @@ class Sidecar:
     def _after_trip(self, name: str, trip: dict[str, Any]) -> None:
         event("killswitch_tripped", logging.WARNING, experiment=name, **trip)
         self._log_changes([(name, False, f"kill switch tripped ({trip.get('guard')})")])
-        self._persist()
-        webhook = self.policy.webhook
-        if webhook is not None:
-            payload = trip_payload(name, trip, f"{self.policy.listen.host}:{self.proxy_port}")
-            _ = _tasks.spawn(self._post_webhook(webhook.url, webhook.timeout, payload), name="mlchaos-webhook")
+        persist_trips(self.experiments, self.policy.state_file)
+        if self.policy.webhook is not None:
+            send_trip(self.policy.webhook, name, trip, f"{self.policy.listen.host}:{self.proxy_port}")
 
     def _on_rearm(self, st: ExperimentState) -> None:
         event("killswitch_rearmed", experiment=st.spec.name)
-        self._persist()
-
-    async def _post_webhook(self, url: str, timeout: float, payload: dict[str, Any]) -> None:
-        import aiohttp
-
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
-                    session.post(url, data=orjson.dumps(payload),
-                                 headers={"Content-Type": "application/json"}) as resp:
-                event("webhook_sent", url=url, status=resp.status)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            event("webhook_failed", logging.WARNING, url=url, error=repr(exc))
+        persist_trips(self.experiments, self.policy.state_file)
 
     # -- experiments
     def _log_changes(self, changes: list[tuple[str, bool, str]]) -> None:
@@ -322,71 +288,8 @@ class Sidecar:
             if self.plane is not None:
                 self.plane.check_deadlines(loop.time())
 
-    async def _observe_forever(self) -> None:
-        """Prediction bookkeeping: parse the responses the data plane copied, compute drift and SRM, and
-        send the shadow twins of changed chaos requests."""
-        import aiohttp
-
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            while True:
-                await asyncio.sleep(OBSERVE_SECONDS)
-                # Parse in slices and let requests through in between: a pass over half a second of
-                # copies at 10k req/s would otherwise hold the loop for tens of milliseconds.
-                for st in list(self.experiments.states.values()):
-                    if st.observer is not None:
-                        st.observer.refill(OBSERVE_SECONDS)
-                    while st.observer is not None and st.observer.queue:
-                        st.observer.process(limit=OBSERVE_SLICE)
-                        await asyncio.sleep(0)
-                self.observe_once()
-                for st in list(self.experiments.states.values()):
-                    obs = st.observer
-                    while obs is not None and obs.shadow_queue:
-                        job = obs.shadow_queue.popleft()
-                        obs.shadow_in_flight += 1
-                        _ = _tasks.spawn(self._shadow(session, obs, *job), name="mlchaos-shadow")
-
-    async def _shadow(self, session: Any, obs: PredictionObserver, target: str, original: bytes,
-                      chaos_answer: list[bytes], headers: list[tuple[str, str]]) -> None:
-        """Send the unchanged request to the same model, with the client's end-to-end headers and
-        ``x-mlchaos-shadow: 1``; whatever happens, the client never sees it."""
-        import aiohttp
-        from multidict import CIMultiDict
-
-        assert self.plane is not None
-        url = self.plane.primary.upstream.url.rstrip("/") + target
-        sent = CIMultiDict(headers)
-        sent.setdefault("Content-Type", "application/json")
-        sent["x-mlchaos-shadow"] = "1"
-        try:
-            async with session.post(url, data=original, headers=sent) as resp:
-                body = await resp.read()
-                if resp.status == 200:
-                    obs.compare_shadow(target, b"".join(chaos_answer), body)
-                else:
-                    obs.shadow_results["failed"] += 1
-        except (aiohttp.ClientError, TimeoutError, OSError):
-            obs.shadow_results["failed"] += 1
-        finally:
-            obs.shadow_in_flight -= 1
-
     def observe_once(self, now: float | None = None) -> None:
-        t = time.monotonic() if now is None else now
-        for st in list(self.experiments.states.values()):
-            obs = st.observer
-            if obs is None:
-                continue
-            try:
-                obs.process(t)
-                if t - obs.last_compute >= st.spec.observe.drift_interval:
-                    spec = st.spec
-                    if obs.compute(st.requests[0], st.requests[1], spec.chaos_buckets, spec.control_buckets, t):
-                        assert obs.srm is not None
-                        event("sample_ratio_mismatch", logging.WARNING, experiment=spec.name,
-                              p_value=obs.srm.p_value, observed=obs.srm.observed_share,
-                              expected=obs.srm.expected_share)
-            except Exception:  # one experiment's bad numbers must not stop the others' bookkeeping
-                logging.getLogger("mlchaos").exception("prediction bookkeeping failed for %s", st.spec.name)
+        observe_once(self.experiments, now)
 
     def report(self, name: str) -> dict[str, Any] | None:
         """GET /experiments/{name}/report: per cohort counts, latency, predictions, drift, SRM, kill switch."""
@@ -394,28 +297,4 @@ class Sidecar:
         if st is None:
             return None
         self.observe_once()
-        active = any(a is st for a in self.experiments.router.active)
-        cohorts: dict[str, Any] = {}
-        faults: dict[str, int] = {}
-        for fault, counter in zip(st.spec.faults, st.fault_counters, strict=True):
-            faults[fault.type] = faults.get(fault.type, 0) + int(counter.value)
-        for i, cohort in enumerate(("chaos", "control")):
-            dist = st.cohort_metrics[i].duration
-            running, buckets = 0, []
-            for bound, n in zip((*dist.bounds, "+Inf"), dist.counts, strict=True):
-                running += n
-                buckets.append([bound, running])
-            cohorts[cohort] = {"requests": st.requests[i], "errors": st.errors[i],
-                               "latency_seconds": {"buckets": buckets, "sum": dist.sum},
-                               **({"faults": faults} if cohort == "chaos" else {})}
-        data: dict[str, Any] = {
-            "experiment": name, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "state": "active" if active else "stopped", "reason": st.reason,
-            "chaos_percent": st.spec.chaos_percent, "control_percent": st.spec.control_percent,
-            "cohorts": cohorts, "outputs": {}, "drift_history": [], "srm": None,
-            "kill_switch": {"enabled": st.spec.kill_switch.enabled, "tripped": st.tripped,
-                            "guards": st.guards.snapshot() if st.guards is not None else {}},
-        }
-        if st.observer is not None:
-            data.update(st.observer.report())
-        return data
+        return report_data(st, active=any(a is st for a in self.experiments.router.active))

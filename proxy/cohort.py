@@ -12,15 +12,15 @@ from urllib.parse import unquote_to_bytes
 
 import numpy as np
 
+from .names import COHORT_NAMES, COHORTS
 from .policy.model import BUCKETS, StickyKey
 
-__all__ = ["CHAOS", "COHORTS", "CONTROL", "NONE", "bucket_of", "random_bucket", "sticky_value"]
+__all__ = ["CHAOS", "COHORTS", "COHORT_NAMES", "CONTROL", "NONE", "bucket_of", "random_bucket", "sticky_value"]
 
 # Final: compiled, the modules that import them use the values, not a module dictionary lookup per use.
 CHAOS: Final = 0
 CONTROL: Final = 1
 NONE: Final = 2
-COHORTS: Final = ("chaos", "control", "none")
 
 # Random buckets are drawn 4096 at a time by numpy as 16-bit integers in one bytes object, and read back
 # two bytes at a time: compiled, that is native arithmetic with no int object per draw. Drawing each on its

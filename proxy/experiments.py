@@ -13,13 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from .cohort import CHAOS, COHORTS, CONTROL
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
-from .metrics import CohortMetrics, Count, Metrics
-from .observe.observer import PredictionObserver, prediction_families
+from .metrics import CohortMetrics, Count, ExperimentFamilies, ExperimentReading, Metrics
+from .observe.observer import PredictionObserver
 from .payload.bodies import adapter_options
 from .policy.model import BUCKETS, Experiment, Policy, Schedule, StickyKey
 from .routing import Router
@@ -139,7 +136,7 @@ def _in_schedule(s: Schedule, now: datetime) -> bool:
     return False
 
 
-class Experiments(Collector):
+class Experiments:
     """All experiments of the running policy and their run-time state."""
 
     def __init__(self, metrics: Metrics) -> None:
@@ -147,7 +144,7 @@ class Experiments(Collector):
         # Called after a kill switch trips or is re-armed (persist, log, webhook); never on the request path.
         self.on_trip: Callable[[ExperimentState], None] = lambda st: None
         self.on_rearm: Callable[[ExperimentState], None] = lambda st: None
-        metrics.registry.register(self)
+        ExperimentFamilies(metrics.registry, self.readings)
         self.policy: Policy | None = None
         self.states: dict[str, ExperimentState] = {}
         self.router = Router()
@@ -275,21 +272,12 @@ class Experiments(Collector):
         live = {name: st.tripped for name, st in self.states.items() if st.tripped is not None}
         return {**self.dormant_trips, **live}
 
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> list[Metric]:
-        tripped = GaugeMetricFamily("mlchaos_killswitch_tripped", "1 once the experiment's kill switch has "
-                                    "tripped, until it is re-armed.", labels=["experiment"])
-        evalue = GaugeMetricFamily("mlchaos_killswitch_evalue", "Evidence against 'no harm' of each guard; "
-                                   "trips at 1/alpha.", labels=["experiment", "guard"])
-        for name, st in list(self.states.items()):
-            tripped.add_metric([name], 1.0 if st.tripped is not None else 0.0)
-            if st.guards is not None:
-                for guard, value in st.guards.e_values().items():
-                    evalue.add_metric([name, guard], value)
-        observers = [st.observer for st in self.states.values() if st.observer is not None]
-        return [tripped, evalue, *prediction_families(observers)]
+    def readings(self) -> list[ExperimentReading]:
+        """What /metrics reads of each experiment (the families are metrics.ExperimentFamilies')."""
+        return [ExperimentReading(name, st.tripped is not None,
+                                  st.guards.e_values() if st.guards is not None else {},
+                                  st.observer.families() if st.observer is not None else None)
+                for name, st in list(self.states.items())]
 
     def _why_off(self, st: ExperimentState, now: datetime) -> str:
         if self.policy is not None and self.policy.halted:

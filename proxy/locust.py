@@ -51,6 +51,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without Locust
     raise ImportError("proxy.locust needs Locust: pip install 'mlchaos[load]'") from exc
 
+from .names import COHORTS
+
 __all__ = [
     "COHORT_HEADER",
     "NO_RESPONSE",
@@ -64,7 +66,6 @@ __all__ = [
 log = logging.getLogger("mlchaos.locust")
 
 COHORT_HEADER = "x-mlchaos-cohort"
-COHORTS = ("chaos", "control", "none")
 # Requests that got no answer (refused, reset, timed out) carry no header to read.
 NO_RESPONSE = "no-response"
 ADMIN_TIMEOUT = 5.0

@@ -1,24 +1,28 @@
 """Every Prometheus metric of the sidecar, on an injected registry.
 
-Children are built when a policy loads; the hot path only calls ``inc``/``observe`` on them.
-Label values come from the policy (experiment and fault names) or fixed vocabularies, never from requests.
+Children are built when a policy loads; the hot path only calls ``inc``/``observe`` on them. The families
+read from experiment state at scrape time (kill switches, prediction bookkeeping) are defined here too, in
+``ExperimentFamilies``, which is given a function that reads that state.
+Label values come from the policy (experiment and fault names) or fixed vocabularies, never from requests;
+output names and class labels come from model responses, bounded by ``observe.max_outputs``/``max_classes``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Generic, TypeVar, cast
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
-from .cohort import COHORTS
+from .cohort import COHORT_NAMES, COHORTS, NONE
 from .errors import ERROR_KINDS
+from .killswitch.guards import GUARD_NAMES
 
-__all__ = ["CohortMetrics", "Metrics"]
+__all__ = ["CohortMetrics", "ExperimentFamilies", "ExperimentReading", "Metrics"]
 
 # Seconds; fine where models answer (1-100 ms) and wide enough for injected multi-second delays.
 LATENCY_BUCKETS = (
@@ -172,23 +176,24 @@ class Metrics:
         self.errors = {kind: self.proxy_errors.labels(kind) for kind in ERROR_KINDS}
         for result in ("ok", "invalid"):
             self.reloads.labels(result)
-        self.untouched = CohortMetrics(self, "", "none")
+        self.untouched = CohortMetrics(self, "", COHORTS[NONE])
 
     def cohorts(self, experiment: str) -> tuple[CohortMetrics, CohortMetrics]:
-        return CohortMetrics(self, experiment, COHORTS[0]), CohortMetrics(self, experiment, COHORTS[1])
+        chaos, control = COHORT_NAMES
+        return CohortMetrics(self, experiment, chaos), CohortMetrics(self, experiment, control)
 
     def forget_experiment(self, experiment: str, faults: set[str]) -> None:
         """Drop the series of an experiment a reload removed, so dashboards stop showing it."""
-        for cohort in COHORTS[:2]:
+        for cohort in COHORT_NAMES:
             for code in CODE_CLASSES:
                 _remove(self.requests, experiment, cohort, code)
             _remove(self.request_duration, experiment, cohort)
             _remove(self.upstream_duration, experiment, cohort)
         for fault in faults:
             _remove(self.faults, experiment, fault)
-        for guard in ("errors", "latency", "seatbelt", "evaluation"):
+        for guard in GUARD_NAMES:
             _remove(self.killswitch_trips, experiment, guard)
-        for cohort in COHORTS[:2]:
+        for cohort in COHORT_NAMES:
             for direction in ("request", "response"):
                 _remove(self.payload_unparsed, experiment, cohort, direction)
         _remove(self.experiment_active, experiment)
@@ -199,3 +204,87 @@ def _remove(metric: Family[Count] | Family[Distribution] | Counter | Gauge, *lab
         metric.remove(*labels)
     except KeyError:
         pass
+
+
+# Labelled samples per family key (see ``prediction_families``); a histogram's value is (buckets, sum).
+Samples = Mapping[str, list[tuple[list[str], Any]]]
+
+
+class ExperimentReading(NamedTuple):
+    """What /metrics reads of one experiment's run-time state."""
+
+    name: str
+    tripped: bool
+    e_values: Mapping[str, float]  # per guard: the evidence against "no harm"
+    predictions: Samples | None  # PredictionObserver.families(); None when predictions are not observed
+
+
+class ExperimentFamilies(Collector):
+    """The families read from experiment state when /metrics is scraped, through ``read``."""
+
+    def __init__(self, registry: CollectorRegistry, read: Callable[[], Iterable[ExperimentReading]]) -> None:
+        self.read = read
+        registry.register(self)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        readings = list(self.read())
+        return [*killswitch_families(readings),
+                *prediction_families(r.predictions for r in readings if r.predictions is not None)]
+
+
+def killswitch_families(readings: Iterable[ExperimentReading]) -> list[Metric]:
+    tripped = GaugeMetricFamily("mlchaos_killswitch_tripped", "1 once the experiment's kill switch has "
+                                "tripped, until it is re-armed.", labels=["experiment"])
+    evalue = GaugeMetricFamily("mlchaos_killswitch_evalue", "Evidence against 'no harm' of each guard; "
+                               "trips at 1/alpha.", labels=["experiment", "guard"])
+    for r in readings:
+        tripped.add_metric([r.name], 1.0 if r.tripped else 0.0)
+        for guard, value in r.e_values.items():
+            evalue.add_metric([r.name, guard], value)
+    return [tripped, evalue]
+
+
+def prediction_families(observed: Iterable[Samples]) -> list[Metric]:
+    """One set of prediction families over every observed experiment's samples."""
+    value = HistogramMetricFamily("mlchaos_prediction_value", "Numeric predictions per cohort and output "
+                                  "(edges from the policy, or learned from control then frozen).",
+                                  labels=["experiment", "cohort", "output"])
+    confidence = HistogramMetricFamily("mlchaos_prediction_confidence", "Largest probability of each "
+                                       "probability-vector prediction.", labels=["experiment", "cohort", "output"])
+    classes = CounterMetricFamily("mlchaos_prediction_class", "Predicted classes per cohort and output (at most "
+                                  "max_classes labels; the rest are __other__).",
+                                  labels=["experiment", "cohort", "output", "class"])
+    drift = GaugeMetricFamily("mlchaos_prediction_drift", "Chaos against control over the sliding window, by "
+                              "statistic (psi, ks, ks_p, js, wasserstein, chi2, chi2_p).",
+                              labels=["experiment", "output", "statistic"])
+    share = GaugeMetricFamily("mlchaos_cohort_share", "Observed share of chaos and control among the two.",
+                              labels=["experiment", "cohort"])
+    srm = GaugeMetricFamily("mlchaos_sample_ratio_mismatch", "1 when the cohort split is off (chi-square "
+                            "p < 0.001): every comparison of the experiment is then suspect.", labels=["experiment"])
+    delta = HistogramMetricFamily("mlchaos_shadow_prediction_delta", "Per row, how far a chaos prediction is from "
+                                  "the model's answer to the unchanged request.", labels=["experiment", "output"])
+    flips = CounterMetricFamily("mlchaos_shadow_flips", "Rows whose predicted label the chaos fault changed.",
+                                labels=["experiment", "output"])
+    responses = CounterMetricFamily("mlchaos_prediction_responses", "Chaos and control responses for prediction "
+                                    "bookkeeping: read, skipped (over observe.max_rate), dropped (queue full).",
+                                    labels=["experiment", "result"])
+    shadow = CounterMetricFamily("mlchaos_shadow_requests", "Shadow requests (the unchanged twin of a chaos "
+                                 "request), by result: compared, failed, skipped (over the concurrency cap).",
+                                 labels=["experiment", "result"])
+    # The keys of PredictionObserver.families(), each to its family; histograms take (buckets, sum).
+    targets: dict[str, HistogramMetricFamily | CounterMetricFamily | GaugeMetricFamily] = {
+        "value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share, "srm": srm,
+        "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": responses,
+    }
+    for samples in observed:
+        for key, labelled in samples.items():
+            family = targets[key]
+            for labels, v in labelled:
+                if isinstance(family, HistogramMetricFamily):
+                    family.add_metric(labels, *v)
+                else:
+                    family.add_metric(labels, v)
+    return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses]

@@ -186,7 +186,7 @@ async def test_end_adds_bytes_after_the_last_chunk_and_swallowed_chunks_vanish(s
 
 # --- response-side features -----------------------------------------------------------------------------
 
-V2_ANSWER = {
+V2_ANSWER: dict[str, Any] = {
     "model_name": "m", "id": "r1",
     "outputs": [{"name": "score", "shape": [3], "datatype": "FP64", "data": [0.1, 0.2, 0.3]},
                 {"name": "label", "shape": [3], "datatype": "INT64", "data": [0, 1, 0]}],

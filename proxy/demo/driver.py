@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from ..cohort import COHORTS
 from .model import FEATURES, MODEL_NAME, sample_rows
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
 
 COHORT_HEADER = "x-mlchaos-cohort"
 FAULT_HEADER = "x-mlchaos-fault"
-COHORTS = ("chaos", "control", "none")
 # Cohort of requests that got no answer at all (refused, reset, timed out): no header to read.
 NO_RESPONSE = "no-response"
 REQUEST_TIMEOUT = 10.0

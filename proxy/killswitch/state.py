@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["load_state", "save_state"]
+from ..logs import event
+
+if TYPE_CHECKING:
+    from ..experiments import Experiments
+
+__all__ = ["load_state", "persist_trips", "restore_trips", "save_state"]
+
+
+def restore_trips(experiments: Experiments, path: str | None) -> None:
+    """At start: experiments tripped in an earlier run stay tripped. A file that cannot be read halts every
+    experiment: a kill switch that cannot know whether it tripped must not route chaos (fail closed)."""
+    try:
+        tripped = load_state(path)
+    except (OSError, ValueError) as exc:
+        experiments.halt(f"kill switch state unreadable: {exc}")
+        event("state_unreadable", logging.ERROR, path=path, error=str(exc),
+              action="every experiment halted until one is started by hand")
+        return
+    if tripped:
+        experiments.restore_tripped(tripped)
+        event("killswitch_restored", experiments=sorted(tripped), path=path)
+
+
+def persist_trips(experiments: Experiments, path: str | None) -> None:
+    """After a trip or a re-arm. A failed write is logged; the running sidecar still knows the trip."""
+    try:
+        save_state(path, experiments.tripped_state())
+    except OSError as exc:
+        event("state_write_failed", logging.ERROR, path=path, error=str(exc))
 
 
 def load_state(path: str | None) -> dict[str, dict[str, Any]]:

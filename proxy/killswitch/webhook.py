@@ -1,15 +1,24 @@
-"""The JSON POSTed when a kill switch trips: one object both Slack and Alertmanager receivers accept.
+"""The kill switch's webhook: when it trips, one JSON object that Slack and Alertmanager receivers accept.
 
 It has Slack's ``text`` and the fields of Alertmanager's webhook payload (version 4), so a Slack incoming
-webhook, an Alertmanager-webhook receiver or a plain HTTP endpoint can take it as is.
+webhook, an Alertmanager-webhook receiver or a plain HTTP endpoint can take it as is. ``send_trip`` POSTs it
+in a task of its own: the trip has already stopped the chaos, and a slow receiver must not hold anything up.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
-__all__ = ["trip_payload"]
+import aiohttp
+import orjson
+
+from .. import _tasks
+from ..logs import event
+from ..policy.model import Webhook
+
+__all__ = ["post_webhook", "send_trip", "trip_payload"]
 
 
 def trip_payload(experiment: str, trip: dict[str, Any], instance: str) -> dict[str, Any]:
@@ -33,3 +42,20 @@ def trip_payload(experiment: str, trip: dict[str, Any], instance: str) -> dict[s
         "commonAnnotations": annotations, "externalURL": "", "alerts": [alert],
         "experiment": experiment, "trip": trip,
     }
+
+
+def send_trip(webhook: Webhook, experiment: str, trip: dict[str, Any], instance: str) -> None:
+    """POST the trip of ``experiment`` to ``webhook`` in the background; the outcome is logged."""
+    payload = trip_payload(experiment, trip, instance)
+    _ = _tasks.spawn(post_webhook(webhook.url, webhook.timeout, payload), name="mlchaos-webhook")
+
+
+async def post_webhook(url: str, timeout: float, payload: dict[str, Any]) -> None:
+    """One POST, no retry (the state file and the metrics keep the trip); failures are logged, not raised."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
+                session.post(url, data=orjson.dumps(payload),
+                             headers={"Content-Type": "application/json"}) as resp:
+            event("webhook_sent", url=url, status=resp.status)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        event("webhook_failed", logging.WARNING, url=url, error=repr(exc))

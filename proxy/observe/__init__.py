@@ -1,5 +1,6 @@
 """Observing the cohorts' predictions: drift statistics, sliding windows, bounded class labels, the sample
-ratio check and the HTML report. Pure computation: nothing here does I/O or touches the network."""
+ratio check and the HTML report. Pure computation, except the background task that drives it
+(``bookkeeping``) and the shadow requests it sends to the model (``shadow``)."""
 
 from .classes import MAX_LABEL_CHARS, OTHER, ClassCounter, label_string
 from .drift import (

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from ..metrics import Distribution
+from ..cohort import COHORT_NAMES
+from ..metrics import Distribution, Samples
 from ..payload import AdapterOptions, BaseAdapter, detect, get_adapter, loads
 from ..payload.table import all_floats, number_rows
 from ..policy.model import ObserveSpec, PayloadSpec
@@ -26,7 +25,6 @@ from .window import DriftHistory, PredictionWindows
 
 __all__ = ["CONFIDENCE_BUCKETS", "PredictionObserver"]
 
-COHORT_NAMES = ("chaos", "control")
 CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 # Control predictions learned from before a numeric output's histogram edges freeze.
 LEARN_FROM = 200
@@ -43,7 +41,7 @@ class _Output:
         self.kind = kind
         self.edges = edges
         self.values: dict[str, Distribution] = {}
-        self.pending: dict[str, list[float]] = {"chaos": [], "control": []}
+        self.pending: dict[str, list[float]] = {c: [] for c in COHORT_NAMES}
         self.confidence = {c: Distribution(CONFIDENCE_BUCKETS) for c in COHORT_NAMES}
         self.classes: dict[tuple[str, str], int] = {}
 
@@ -229,7 +227,7 @@ class PredictionObserver:
                     del out.pending[cohort][:-LEARN_FROM]  # chaos alone never sets the edges; bound it
                 return
             out.edges = learn_edges(control)
-            backlog, out.pending = out.pending, {"chaos": [], "control": []}
+            backlog, out.pending = out.pending, {c: [] for c in COHORT_NAMES}
             for c, vs in backlog.items():
                 self._histogram(out, c, vs)
             return
@@ -255,8 +253,8 @@ class PredictionObserver:
         return self.srm is not None and self.srm.mismatch and not before
 
     # -- what Prometheus and the report read
-    def families(self) -> dict[str, list[tuple[list[str], Any]]]:
-        """Samples per metric family, for the experiments' collector to merge across experiments."""
+    def families(self) -> Samples:
+        """Samples per metric family, for ``metrics.prediction_families`` to merge across experiments."""
         exp = self.experiment
         value: list[tuple[list[str], Any]] = []
         confidence: list[tuple[list[str], Any]] = []
@@ -313,45 +311,3 @@ def _buckets(dist: Distribution) -> tuple[list[tuple[str, float]], float]:
         out.append((floatToGoString(bound), float(running)))
     return out, dist.sum
 
-
-def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]:
-    """One set of metric families over every experiment's observer."""
-    value = HistogramMetricFamily("mlchaos_prediction_value", "Numeric predictions per cohort and output "
-                                  "(edges from the policy, or learned from control then frozen).",
-                                  labels=["experiment", "cohort", "output"])
-    confidence = HistogramMetricFamily("mlchaos_prediction_confidence", "Largest probability of each "
-                                       "probability-vector prediction.", labels=["experiment", "cohort", "output"])
-    classes = CounterMetricFamily("mlchaos_prediction_class", "Predicted classes per cohort and output (at most "
-                                  "max_classes labels; the rest are __other__).",
-                                  labels=["experiment", "cohort", "output", "class"])
-    drift = GaugeMetricFamily("mlchaos_prediction_drift", "Chaos against control over the sliding window, by "
-                              "statistic (psi, ks, ks_p, js, wasserstein, chi2, chi2_p).",
-                              labels=["experiment", "output", "statistic"])
-    share = GaugeMetricFamily("mlchaos_cohort_share", "Observed share of chaos and control among the two.",
-                              labels=["experiment", "cohort"])
-    srm = GaugeMetricFamily("mlchaos_sample_ratio_mismatch", "1 when the cohort split is off (chi-square "
-                            "p < 0.001): every comparison of the experiment is then suspect.", labels=["experiment"])
-    delta = HistogramMetricFamily("mlchaos_shadow_prediction_delta", "Per row, how far a chaos prediction is from "
-                                  "the model's answer to the unchanged request.", labels=["experiment", "output"])
-    flips = CounterMetricFamily("mlchaos_shadow_flips", "Rows whose predicted label the chaos fault changed.",
-                                labels=["experiment", "output"])
-    responses = CounterMetricFamily("mlchaos_prediction_responses", "Chaos and control responses for prediction "
-                                    "bookkeeping: read, skipped (over observe.max_rate), dropped (queue full).",
-                                    labels=["experiment", "result"])
-    shadow = CounterMetricFamily("mlchaos_shadow_requests", "Shadow requests (the unchanged twin of a chaos "
-                                 "request), by result: compared, failed, skipped (over the concurrency cap).",
-                                 labels=["experiment", "result"])
-    # The keys of PredictionObserver.families(), each to its family; histograms take (buckets, sum).
-    targets: dict[str, HistogramMetricFamily | CounterMetricFamily | GaugeMetricFamily] = {
-        "value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share, "srm": srm,
-        "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": responses,
-    }
-    for obs in observers:
-        for key, samples in obs.families().items():
-            family = targets[key]
-            for labels, v in samples:
-                if isinstance(family, HistogramMetricFamily):
-                    family.add_metric(labels, *v)
-                else:
-                    family.add_metric(labels, v)
-    return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses]

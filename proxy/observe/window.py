@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..cohort import COHORT_NAMES
 from .classes import ClassCounter
 from .drift import DEFAULT_THRESHOLDS, DriftReport, Thresholds, compare_classes, compare_numeric
 
 __all__ = ["COHORT_NAMES", "KINDS", "DriftHistory", "OutputWindows", "PredictionWindows", "Window"]
 
-COHORT_NAMES = ("chaos", "control")
 KINDS = ("numeric", "class", "probability")
 
 
@@ -242,7 +242,7 @@ class PredictionWindows:
         Numeric outputs compare values, probability outputs confidences, class outputs label counts."""
         ow = self.outputs[output]
         if ow.kind == "class":
-            control, chaos = (self.class_counts(output, c, now) for c in ("control", "chaos"))
+            control, chaos = self.class_counts(output, "control", now), self.class_counts(output, "chaos", now)
             if not control or not chaos:
                 return None
             return compare_classes(control, chaos, thresholds=self.thresholds)

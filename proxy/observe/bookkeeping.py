@@ -1,0 +1,66 @@
+"""The prediction bookkeeping task, off the request path: parse the responses the data plane copied, compute
+drift and the sample ratio check, and send the shadow twins of changed chaos requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from ..cohort import CHAOS, CONTROL
+from ..logs import event
+from .shadow import send_queued
+
+if TYPE_CHECKING:
+    from ..experiments import Experiments
+
+__all__ = ["OBSERVE_SECONDS", "OBSERVE_SLICE", "observe_forever", "observe_once"]
+
+# How often copied responses are parsed into prediction metrics (drift runs at its own, slower interval),
+# and how many are parsed before the loop serves requests again (each takes some tens of microseconds).
+OBSERVE_SECONDS = 0.5
+OBSERVE_SLICE = 32
+# A shadow request that takes longer is counted as failed.
+SHADOW_TIMEOUT = 30.0
+
+
+async def observe_forever(experiments: Experiments, upstream_url: Callable[[], str]) -> None:
+    """Every ``OBSERVE_SECONDS``: refill each observer's parse budget, parse, compute, send shadows."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SHADOW_TIMEOUT)) as session:
+        while True:
+            await asyncio.sleep(OBSERVE_SECONDS)
+            # Parse in slices and let requests through in between: a pass over half a second of
+            # copies at 10k req/s would otherwise hold the loop for tens of milliseconds.
+            for st in list(experiments.states.values()):
+                if st.observer is not None:
+                    st.observer.refill(OBSERVE_SECONDS)
+                while st.observer is not None and st.observer.queue:
+                    st.observer.process(limit=OBSERVE_SLICE)
+                    await asyncio.sleep(0)
+            observe_once(experiments)
+            observers = [st.observer for st in list(experiments.states.values()) if st.observer is not None]
+            send_queued(session, observers, upstream_url())
+
+
+def observe_once(experiments: Experiments, now: float | None = None) -> None:
+    """Parse what is queued and, where an experiment's ``drift_interval`` has passed, compute drift and SRM."""
+    t = time.monotonic() if now is None else now
+    for st in list(experiments.states.values()):
+        obs = st.observer
+        if obs is None:
+            continue
+        try:
+            obs.process(t)
+            if t - obs.last_compute >= st.spec.observe.drift_interval:
+                spec = st.spec
+                if obs.compute(st.requests[CHAOS], st.requests[CONTROL], spec.chaos_buckets, spec.control_buckets, t):
+                    assert obs.srm is not None
+                    event("sample_ratio_mismatch", logging.WARNING, experiment=spec.name,
+                          p_value=obs.srm.p_value, observed=obs.srm.observed_share,
+                          expected=obs.srm.expected_share)
+        except Exception:  # one experiment's bad numbers must not stop the others' bookkeeping
+            logging.getLogger("mlchaos").exception("prediction bookkeeping failed for %s", st.spec.name)

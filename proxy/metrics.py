@@ -17,6 +17,7 @@ from prometheus_client.utils import floatToGoString
 from . import __version__
 from .cohort import COHORTS
 from .errors import ERROR_KINDS
+from .killswitch.registry import GUARD_NAMES
 
 __all__ = ["CohortMetrics", "Metrics"]
 
@@ -186,7 +187,7 @@ class Metrics:
             _remove(self.upstream_duration, experiment, cohort)
         for fault in faults:
             _remove(self.faults, experiment, fault)
-        for guard in ("errors", "latency", "seatbelt", "evaluation"):
+        for guard in GUARD_NAMES:
             _remove(self.killswitch_trips, experiment, guard)
         for cohort in COHORTS[:2]:
             for direction in ("request", "response"):

@@ -519,7 +519,7 @@ class Exchange:
             obs = self.st.observer
             obs.submit(self.cohort, self.req.path, self.tee)
             original = self._payload.original if self._payload is not None else None
-            if original is not None and obs.spec.shadow:
+            if original is not None and obs.spec.shadow.enabled:
                 req = self.req
                 named = connection_tokens(req.conn_tokens) if req.conn_tokens is not None else frozenset()
                 obs.submit_shadow(req.target, original, self.tee,

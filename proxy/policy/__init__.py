@@ -18,6 +18,7 @@ from .model import (
     Policy,
     Reveal,
     Schedule,
+    ShadowSpec,
     StickyKey,
     Timeouts,
     Upstream,
@@ -28,6 +29,7 @@ from .units import Address
 
 __all__ = [
     "BUCKETS", "Address", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "KillSwitch", "Limits",
-    "Match", "ObserveSpec", "PayloadSpec", "Policy", "PolicyError", "Reveal", "Schedule", "StickyKey", "Timeouts",
-    "Upstream", "Webhook", "compile_glob", "compile_policy", "load_policy_file", "load_policy_text", "policy_schema",
+    "Match", "ObserveSpec", "PayloadSpec", "Policy", "PolicyError", "Reveal", "Schedule", "ShadowSpec", "StickyKey",
+    "Timeouts", "Upstream", "Webhook", "compile_glob", "compile_policy", "load_policy_file", "load_policy_text",
+    "policy_schema",
 ]

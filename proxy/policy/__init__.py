@@ -33,3 +33,7 @@ __all__ = [
     "Timeouts", "Upstream", "Webhook", "compile_glob", "compile_policy", "load_policy_file", "load_policy_text",
     "policy_schema",
 ]
+
+# The kill switch's guard registry, now that this package is whole: the guard modules declare their policy
+# fields with .fields, and KillSwitch reads the registry; imported here, a policy's first load does not pay it.
+from ..killswitch import registry as _registry  # noqa: F401

@@ -14,9 +14,12 @@ from proxy.experiments import Experiments, ExperimentState
 from proxy.killswitch.errors_guard import ErrorsConfig, ErrorsGuard
 from proxy.killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from proxy.killswitch.latency_guard import LatencyConfig, LatencyGuard
+from proxy.killswitch.registry import GUARDS
 from proxy.killswitch.seatbelt_guard import SeatbeltConfig, SeatbeltGuard
 from proxy.killswitch.sequential import CountGuard
 from proxy.metrics import Metrics
+from proxy.policy import PolicyError, load_policy_text, policy_schema
+from proxy.policy.fields import fields_of
 from proxy.policy.model import KillSwitch
 from tests.conftest import policy_from
 
@@ -329,3 +332,33 @@ def test_a_reload_keeps_a_trip_and_the_evidence() -> None:
     new = exps.states["exp"]
     assert new is not st and new.tripped == st.tripped and new.guards is st.guards
     assert list(exps.router.active) == []
+
+
+# -- what the registry derives -----------------------------------------------------------------------------
+
+def test_names_policy_sections_and_schema_follow_the_registry() -> None:
+    names = [guard.name for guard in GUARDS]
+    assert GUARD_NAMES == (*names, "evaluation")
+    sections = {f.name: f for f in fields_of(KillSwitch) if f.section is not None}
+    assert list(sections) == names
+    defs = policy_schema()["$defs"]
+    for guard in GUARDS:
+        assert sections[guard.name].section is guard.Config
+        assert set(defs[f"{guard.name}_guard"]["properties"]) == {f.name for f in fields_of(guard.Config)}
+    assert KillSwitch().guards == tuple(guard.Config() for guard in GUARDS)
+
+
+@pytest.mark.parametrize(("section", "path", "message"), [
+    ("{seatbelt: {max_rate: 0.2}}", "seatbelt.max_rate", "unknown field (expected one of: enabled, max_error_rate, "
+                                                         "min_requests)"),
+    ("{latency: {slo: 0ms}}", "latency.slo", "must be > 0, got '0ms'"),
+    ("{errors: {include_4xx: maybe}}", "errors.include_4xx", "expected true or false"),
+    ("{errors: [include_4xx]}", "errors", "expected a mapping"),
+    ("{colour: red}", "colour", "unknown field (expected one of: alpha, enabled, errors, latency, min_requests, "
+                                "seatbelt)"),
+])
+def test_a_guard_section_reports_problems_at_its_path(section: str, path: str, message: str) -> None:
+    text = f"upstream: http://127.0.0.1:9\nexperiments: [{{name: e, chaos: 1, kill_switch: {section}}}]\n"
+    with pytest.raises(PolicyError) as info:
+        load_policy_text(text)
+    assert (f"experiments[0].kill_switch.{path}", message) in [(p, m[:len(message)]) for p, m in info.value.problems]

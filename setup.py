@@ -34,6 +34,10 @@ HOT = [
     "proxy/cohort.py",
     "proxy/metrics.py",
     "proxy/killswitch/guards.py",
+    "proxy/killswitch/guard.py",
+    "proxy/killswitch/errors_guard.py",
+    "proxy/killswitch/latency_guard.py",
+    "proxy/killswitch/seatbelt_guard.py",
     "proxy/killswitch/sequential.py",
     "proxy/killswitch/seatbelt.py",
     # the payload path of feature faults: parse, read as a table, mutate, write back

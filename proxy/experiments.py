@@ -28,6 +28,7 @@ class ExperimentState:
     __slots__ = (
         "guards",
         "header_rules",
+        "include_4xx",
         "methods",
         "path_re",
         "sticky_key",
@@ -75,6 +76,8 @@ class ExperimentState:
         self.errors = [0, 0]
         self.faults_injected = 0
         self.guards = ExperimentGuards(spec.kill_switch) if spec.kill_switch.enabled else None
+        # What counts as an error, in the counts too (the errors guard's setting), copied out of the spec.
+        self.include_4xx: bool = spec.kill_switch.config("errors").include_4xx
         # Why and when the kill switch tripped; it stays until re-armed, across reloads and restarts.
         self.tripped: dict[str, Any] | None = None
         self.trip_counters: dict[str, Count] = {g: metrics.killswitch_trips.labels(spec.name, g) for g in GUARD_NAMES}
@@ -112,7 +115,7 @@ class ExperimentState:
     def observe(self, cohort: int, status: int, seconds: float) -> str | None:
         """Count one finished request of a cohort; returns a guard's name when it trips."""
         self.requests[cohort] += 1
-        if is_error(status, self.spec.kill_switch.include_4xx):
+        if is_error(status, self.include_4xx):
             self.errors[cohort] += 1
         guards = self.guards
         return guards.observe(cohort == CHAOS, status, seconds) if guards is not None else None

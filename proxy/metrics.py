@@ -20,7 +20,7 @@ from prometheus_client.utils import floatToGoString
 from . import __version__
 from .cohort import COHORT_NAMES, COHORTS, NONE
 from .errors import ERROR_KINDS
-from .killswitch.guards import GUARD_NAMES
+from .killswitch.registry import GUARD_NAMES
 
 __all__ = ["CohortMetrics", "ExperimentFamilies", "ExperimentReading", "Metrics"]
 

@@ -97,7 +97,7 @@ class PredictionObserver:
                       headers: list[tuple[str, str]]) -> None:
         """A chaos request whose features changed: compare later with the model's answer to the original,
         asked with the client's own end-to-end ``headers`` (authorization, content type, tenant ids)."""
-        if len(self.shadow_queue) + self.shadow_in_flight >= self.spec.shadow_concurrency:
+        if len(self.shadow_queue) + self.shadow_in_flight >= self.spec.shadow.max_concurrency:
             self.shadow_results["skipped"] += 1  # the cap bounds extra upstream load
             return
         self.shadow_queue.append((target, original, chaos_answer, headers))

@@ -2,7 +2,7 @@
 model so the observer can compare the model's two answers row by row (``PredictionObserver.compare_shadow``).
 
 Whatever happens to a shadow request, the client never sees it; the results are counted
-(``mlchaos_shadow_requests``), and ``observe.shadow_concurrency`` bounds the extra load on the model.
+(``mlchaos_shadow_requests``), and ``observe.shadow.max_concurrency`` bounds the extra load on the model.
 """
 
 from __future__ import annotations

@@ -1,15 +1,23 @@
-"""Declarative policy fields: one table per object drives validation, defaults and the JSON Schema.
+"""Declarative policy fields: one declaration per field drives validation, defaults and the JSON Schema.
 
-A fault module or the loader lists its fields once; ``read_fields`` checks a raw YAML mapping against
-them and ``fields_schema`` describes them to editors, so the two can never disagree.
+A fault module lists its ``FIELDS`` table; a policy object declares each field on its frozen dataclass with
+``spec(...)`` (or ``section(...)`` for a nested object), and ``fields_of`` derives the same table from it.
+``read_fields`` checks a raw YAML mapping against a table, ``read_object`` builds a declared object from
+one, and ``fields_schema`` describes a table to editors, so the three can never disagree.
+
+Why not pydantic or msgspec (measured, Python 3.13, this machine): pydantic 2.14 takes ~100 ms to import
+and declare two models (the whole policy load takes ~12 ms) and installs 9.5 MB, and its messages differ
+from the ones users and tests know; msgspec stops at the first problem, where a policy error lists all.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .errors import Errors
 from .units import parse_duration, parse_percent, parse_size
@@ -20,7 +28,11 @@ _reprer.maxstring = _reprer.maxother = 60
 _reprer.maxlist = _reprer.maxdict = 5
 _repr = _reprer.repr
 
-__all__ = ["REQUIRED", "Field", "fields_schema", "read_fields"]
+__all__ = [
+    "REQUIRED", "Field", "build", "fields_of", "fields_schema", "read_fields", "read_object", "section", "spec",
+]
+
+T = TypeVar("T")
 
 Kind = Literal[
     "number", "integer", "bool", "string", "duration", "percent", "size", "probability", "choice",
@@ -47,6 +59,17 @@ class Field:
     choices: tuple[str, ...] = ()
     # For "mapping"/"any": the JSON Schema of the value, since the reader cannot derive it.
     schema: Mapping[str, Any] | None = None
+    # Turns the checked value into the model's (a glob into a regex, a share into buckets); a ValueError
+    # is a problem at the field's path. Defaults are given already turned.
+    parse: Callable[[Any], Any] | None = None
+    exclusive_minimum: float | None = None
+    # Where a declared object keeps the value: its dataclass attribute ("" for a fault's table).
+    attr: str = ""
+    # A nested object: the mapping is read as this declared class, whose schema is "$defs/<ref>".
+    section: type | None = None
+    ref: str = ""
+    # Several sections filling one tuple attribute, in order (the kill switch's guards).
+    many: bool = False
 
 
 def _number(value: object) -> float:
@@ -119,9 +142,11 @@ def _convert(field: Field, value: object) -> Any:
     if isinstance(out, int | float) and not isinstance(out, bool):
         if field.minimum is not None and out < field.minimum:
             raise ValueError(f"must be >= {field.minimum:g}, got {_repr(value)}")
+        if field.exclusive_minimum is not None and out <= field.exclusive_minimum:
+            raise ValueError(f"must be > {field.exclusive_minimum:g}, got {_repr(value)}")
         if field.maximum is not None and out > field.maximum:
             raise ValueError(f"must be <= {field.maximum:g}, got {_repr(value)}")
-    return out
+    return out if field.parse is None else field.parse(out)
 
 
 def read_fields(
@@ -198,7 +223,7 @@ def fields_schema(fields: Sequence[Field], **extra: Any) -> dict[str, Any]:
             prop["maximum"] = f.maximum
         if f.help:
             prop["description"] = f.help
-        if f.default is not REQUIRED and isinstance(f.default, str | int | float | bool):
+        if f.default is not REQUIRED and f.parse is None and isinstance(f.default, str | int | float | bool):
             prop["default"] = f.default
         props[f.name] = prop
     schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
@@ -207,3 +232,100 @@ def fields_schema(fields: Sequence[Field], **extra: Any) -> dict[str, Any]:
         schema["required"] = required
     schema.update(extra)
     return schema
+
+
+# --- Fields declared on the frozen dataclass they fill --------------------------------------------------
+
+_FIELD = "mlchaos.field"
+_UNITS = ("duration", "percent", "size")
+
+
+def spec(
+    kind: Kind, default: Any = REQUIRED, *, help: str = "", key: str = "", minimum: float | None = None,
+    maximum: float | None = None, exclusive_minimum: float | None = None, choices: tuple[str, ...] = (),
+    schema: Mapping[str, Any] | None = None, parse: Callable[[Any], Any] | None = None,
+    model_default: Any = REQUIRED,
+) -> Any:
+    """One policy field, declared on the frozen dataclass that holds it: ``timeout: float = spec("duration",
+    2.0, help=...)``. ``key`` is the YAML name when it differs from the attribute; ``parse`` turns the
+    checked value (and the default) into the model's; ``model_default`` is the attribute's default when the
+    YAML one means "derive it" (None for a control share that follows the chaos one)."""
+    shown = default
+    if parse is not None and default is not REQUIRED and default is not None:
+        default = parse(default)
+    if kind in _UNITS and (minimum is not None or maximum is not None or exclusive_minimum is not None):
+        # The generic unit schema bounds nothing; these bounds belong on its number branch.
+        schema = copy.deepcopy(_SCHEMA_TYPES[kind]) if schema is None else schema
+        number = schema["oneOf"][0]
+        if exclusive_minimum is not None:
+            del number["minimum"]
+            number["exclusiveMinimum"] = exclusive_minimum
+        if minimum is not None:
+            number["minimum"] = minimum
+        if maximum is not None:
+            number["maximum"] = maximum
+    if parse is not None and isinstance(shown, str | int | float):
+        # The schema shows the default as written in YAML, not as parsed.
+        schema = {**(schema or _SCHEMA_TYPES[kind]), "default": shown}
+    field = Field(key, kind, default, help, minimum, maximum, choices, schema, parse, exclusive_minimum)
+    model = default if model_default is REQUIRED else model_default
+    if model is REQUIRED:
+        return dataclasses.field(metadata={_FIELD: field})
+    if isinstance(model, list | dict | set):
+        return dataclasses.field(default_factory=lambda: copy.copy(model), metadata={_FIELD: field})
+    return dataclasses.field(default=model, metadata={_FIELD: field})
+
+
+def section(cls: type, *, help: str = "", key: str = "", ref: str = "", default: Any = REQUIRED) -> Any:
+    """A nested object (a mapping in YAML) of a declared class; absent, it is the class's defaults (or
+    ``default``). Its schema is ``$defs/<ref>``, the YAML key unless ``ref`` says otherwise."""
+    field = Field(key, "mapping", None, help, section=cls, ref=ref)
+    if default is not REQUIRED:
+        return dataclasses.field(default=default, metadata={_FIELD: field})
+    return dataclasses.field(default_factory=cls, metadata={_FIELD: field})
+
+
+_CACHE: dict[type, tuple[Field, ...]] = {}
+
+
+def fields_of(cls: type) -> tuple[Field, ...]:
+    """The field table of a declared class, in declaration order; attributes without ``spec`` are not
+    policy fields. A class may add fields it cannot declare statically with ``_extra_fields()``."""
+    cached = _CACHE.get(cls)
+    if cached is not None:
+        return cached
+    out: list[Field] = []
+    for attr in dataclasses.fields(cls):
+        field = attr.metadata.get(_FIELD)
+        if field is not None:
+            name = field.name or attr.name
+            ref = field.ref or name
+            schema = {"$ref": f"#/$defs/{ref}"} if field.section is not None else field.schema
+            out.append(dataclasses.replace(field, name=name, attr=attr.name, ref=ref, schema=schema))
+    extra: Callable[[], list[Field]] | None = getattr(cls, "_extra_fields", None)
+    for field in extra() if extra is not None else ():
+        out.append(dataclasses.replace(field, schema={"$ref": f"#/$defs/{field.ref}"}))
+    _CACHE[cls] = table = tuple(out)
+    return table
+
+
+def read_object(cls: type, raw: object, path: str, errors: Errors) -> dict[str, Any]:
+    """Attribute values of a declared class from its YAML mapping, nested sections built; an absent
+    mapping is all defaults, a wrong value is reported and left out (so the attribute keeps its default)."""
+    fields = fields_of(cls)
+    values = read_fields(fields, {} if raw is None else raw, path, errors)
+    if values is None:
+        return {}
+    out: dict[str, Any] = {}
+    for field in fields:
+        if field.section is not None:
+            value: Any = build(field.section, values.get(field.name), _join(path, field.name), errors)
+            out[field.attr] = (*out.get(field.attr, ()), value) if field.many else value
+        elif field.name in values:
+            out[field.attr] = values[field.name]
+    return out
+
+
+def build(cls: type[T], raw: object, path: str, errors: Errors) -> T:
+    """A declared object whose fields all have defaults, from its YAML mapping (problems go to ``errors``)."""
+    return cls(**read_object(cls, raw, path, errors))

@@ -1,27 +1,81 @@
-"""The compiled policy: immutable objects built once at load; the hot path only reads them."""
+"""The compiled policy: immutable objects built once at load; the hot path only reads them.
+
+Each policy field is declared once, here, on the frozen dataclass that holds it: ``spec(kind, default,
+help=..., bounds)`` or ``section(Class)`` for a nested mapping. The field tables, the loader's checks and
+defaults and the JSON Schema are derived from these declarations (``fields.fields_of``); rules that span
+fields (shares, blast radius, upstream references, end after start) stay in the loader.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time
-from typing import TYPE_CHECKING, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
-from .units import Address
+from .fields import Field, section, spec
+from .units import Address, parse_address
+from .values import (
+    BUCKETS,
+    ENV_NAME_RE,
+    EXPERIMENT_NAME_RE,
+    STICKY_KEY_RE,
+    TOKEN_RE,
+    UPSTREAM_NAME_RE,
+    buckets,
+    clock,
+    compile_glob,
+    env_name,
+    experiment_name,
+    show,
+    upstream_parts,
+    utc_datetime,
+)
 
 if TYPE_CHECKING:
     from ..faults.base import Fault
 
 __all__ = [
-    "BUCKETS", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "KillSwitch", "Limits", "Match",
-    "ObserveSpec", "PayloadSpec", "Policy", "Reveal", "Schedule", "StickyKey", "Timeouts", "Upstream", "Webhook",
+    "BUCKETS", "PAYLOAD_FORMATS", "PRIMARY_UPSTREAM", "AdminSettings", "CohortOverride", "DailyWindow",
+    "Experiment", "KillSwitch", "Limits", "Match", "ObserveSpec", "PayloadSpec", "Policy", "Reveal", "Schedule",
+    "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
 ]
 
-# Cohorts are assigned by hashing into this many buckets: one bucket is 0.01% of traffic.
-BUCKETS = 10_000
-
 StickyKind = Literal["header", "query", "cookie", "client_ip"]
+
+PRIMARY_UPSTREAM = "primary"
+# max_blast_radius itself is capped: above half the traffic it no longer bounds anything useful.
+MAX_BLAST_RADIUS_PERCENT = 50.0
+# The formats an experiment's payload may name; "auto" detects one from the path and the body.
+PAYLOAD_FORMATS = ("auto", "v2", "v1", "mlflow", "generic")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/$defs/{name}"}
+
+
+def _pattern(regex: re.Pattern[str]) -> dict[str, str]:
+    return {"type": "string", "pattern": f"^(?:{regex.pattern})$"}
+
+
+_ADDRESS_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"type": "string", "pattern": r"^(\[[^\]]+\]|[^\[\]]*):[0-9]{1,5}$"},
+        {"type": "integer", "minimum": 0, "maximum": 65535},
+    ],
+}
+_URL_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^http://[^/?#]+/?$"}
+_CLOCK_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"}
+# Not "format": "date-time": the loader also takes a bare date and a time without seconds or zone.
+_DATETIME_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"}
+_POINTER_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^(/.*)?$"}
+
+
+def _duration(default: float | None, help: str) -> Any:
+    # Every duration the policy itself declares is > 0: a zero timeout or duration means nothing.
+    return spec("duration", default, exclusive_minimum=0, help=help)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,34 +88,42 @@ class Upstream:
     authority: str
 
 
+def parse_upstream_url(name: str, url: object) -> Upstream:
+    """An upstream from ``http://host[:port][/]``; ``ValueError`` says what is wrong with the URL."""
+    host, port, authority = upstream_parts(url)
+    return Upstream(name=name, url=str(url), host=host, port=port, authority=authority)
+
+
+def _primary(url: object) -> Upstream:
+    return parse_upstream_url(PRIMARY_UPSTREAM, url)
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    connect: float = 2.0
-    # Until the upstream's response headers arrive; past it the client gets a 504.
-    response: float = 60.0
-    # Silence allowed between body chunks in either direction, and on an idle client keep-alive.
-    idle: float = 75.0
-    # SIGTERM: how long in-flight requests may take to finish before the process exits anyway.
-    drain: float = 10.0
+    connect: float = _duration(2.0, "Connecting to an upstream.")
+    response: float = _duration(60.0, "Until the upstream's response headers; then 504.")
+    idle: float = _duration(75.0, "Silence allowed mid-body, and on an idle keep-alive.")
+    drain: float = _duration(10.0, "On SIGTERM, how long in-flight requests may finish.")
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_header_bytes: int = 64 * 1024
-    max_body_bytes: int = 64 * 1024 * 1024
-    # Bodies up to this size may be held in memory for inspection; larger ones stream through untouched.
-    inspect_body_bytes: int = 1024 * 1024
-    # Idle keep-alive connections kept per upstream.
-    upstream_pool: int = 256
-    # Parsed but unanswered pipelined requests per client connection before reading pauses.
-    pipeline_depth: int = 32
+    max_header_bytes: int = spec("size", 64 * 1024, minimum=1, help="Largest request or response head.")
+    max_body_bytes: int = spec("size", 64 * 1024 * 1024, minimum=1, help="Largest request body.")
+    inspect_body_bytes: int = spec("size", 1024 * 1024, minimum=0,
+                                   help="Bodies up to this size may be held for inspection; at most max_body_bytes.")
+    upstream_pool: int = spec("integer", 256, minimum=1, help="Idle keep-alive connections kept per upstream.")
+    pipeline_depth: int = spec("integer", 32, minimum=1,
+                               help="Unanswered pipelined requests per client connection before reading pauses.")
 
 
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
-    listen: Address = field(default_factory=lambda: Address("127.0.0.1", 9000))
+    listen: Address = spec("any", "127.0.0.1:9000", schema=_ADDRESS_SCHEMA, parse=parse_address,
+                           help="Address of the admin API (kill switch, status).")
     # The bearer token itself never sits in the policy file: only the variable that holds it.
-    token_env: str = "MLCHAOS_ADMIN_TOKEN"
+    token_env: str = spec("string", "MLCHAOS_ADMIN_TOKEN", schema=_pattern(ENV_NAME_RE), parse=env_name,
+                          help="Environment variable that holds the admin bearer token.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,116 +136,191 @@ class StickyKey:
         return self.kind if self.kind == "client_ip" else f"{self.kind}:{self.name}"
 
 
+_STICKY_KINDS: dict[str, StickyKind] = {"header": "header", "query": "query", "cookie": "cookie"}
+
+
+def parse_sticky_key(value: str) -> StickyKey:
+    m = STICKY_KEY_RE.fullmatch(value.strip())
+    if m is None:
+        raise ValueError(f"expected header:NAME, query:NAME, cookie:NAME or client_ip, got {show(value)}")
+    if m.group(1) is None:
+        return StickyKey("client_ip")
+    kind, name = _STICKY_KINDS[m.group(1)], m.group(2).strip()
+    if not TOKEN_RE.fullmatch(name):
+        raise ValueError(f"{show(name)} is not a valid {kind} name")
+    # Header names are case-insensitive; query parameters and cookies are not.
+    return StickyKey(kind, name.lower() if kind == "header" else name)
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
-    methods: frozenset[str] | None = None
-    path: re.Pattern[str] | None = None
+    methods: frozenset[str] | None = spec("string_list", None, key="method", help="A method or a list of them.")
+    path: re.Pattern[str] | None = spec(
+        "string", None, schema={"type": "string", "pattern": "^/"}, parse=compile_glob,
+        help="Glob over the path without the query: * within a segment, ** across, ? one character.")
     # (lower-cased header name, compiled glob of its value)
-    headers: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    headers: tuple[tuple[str, re.Pattern[str]], ...] = spec(
+        "mapping", None, model_default=(), schema={"type": "object", "additionalProperties": {"type": "string"}},
+        help="Header name to a glob of its value (case-sensitive); all must match.")
     # The policy's text, for GET /experiments and error messages.
     source: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class DailyWindow:
-    start: time
-    end: time  # may be earlier than start: the window then spans midnight
-    days: frozenset[int] = frozenset(range(7))  # Monday = 0, UTC
+    start: time = spec("any", schema=_CLOCK_SCHEMA, parse=clock, help="HH:MM, UTC.")
+    # may be earlier than start: the window then spans midnight
+    end: time = spec("any", schema=_CLOCK_SCHEMA, parse=clock, help="HH:MM, UTC; earlier than start spans midnight.")
+    days: frozenset[int] = spec(  # Monday = 0, UTC
+        "any", None, model_default=frozenset(range(7)),
+        schema={"type": "array", "minItems": 1, "items": {
+            "oneOf": [{"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
+                      {"type": "integer", "minimum": 0, "maximum": 6}]}},
+        help="mon..sun or 0-6 (Monday = 0); default every day.")
 
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    start: datetime | None = None
-    end: datetime | None = None
-    max_duration: float | None = None
-    windows: tuple[DailyWindow, ...] = ()
+    start: datetime | None = spec("any", None, schema=_DATETIME_SCHEMA, parse=utc_datetime,
+                                  help="ISO-8601; naive means UTC.")
+    end: datetime | None = spec("any", None, schema=_DATETIME_SCHEMA, parse=utc_datetime,
+                                help="ISO-8601; after start.")
+    max_duration: float | None = _duration(None, "Stop this long after the experiment is first enabled.")
+    windows: tuple[DailyWindow, ...] = spec("any", None, model_default=(),
+                                            schema={"type": "array", "items": _ref("window")},
+                                            help="Daily windows (UTC) outside which the experiment stays off.")
 
 
 @dataclass(frozen=True, slots=True)
 class Reveal:
-    fault: bool = False
-    cohort: bool = False
+    fault: bool = spec("bool", False, help="Add x-mlchaos-fault to responses a fault acted on.")
+    cohort: bool = spec("bool", False, help="Add x-mlchaos-cohort to every response of the experiment.")
 
 
 @dataclass(frozen=True, slots=True)
 class PayloadSpec:
     """How to read an experiment's inference payloads (for feature and prediction faults and metrics)."""
 
-    # auto detects from the path and body; or one of the adapters: v2, v1, mlflow, generic.
-    format: str = "auto"
-    # Feature names for layouts that carry none (V2 matrix, V1 list rows, MLflow instances).
-    features: tuple[str, ...] = ()
-    # generic: RFC 6901 pointers to the features and the predictions.
-    features_pointer: str | None = None
-    predictions_pointer: str | None = None
-    # Which output holds the predictions when there are several.
-    output: str | None = None
-    # Write NaN as the bare NaN token instead of null (MLServer and KServe V1 reject the token).
-    nan_token: bool = False
+    format: str = spec("choice", "auto", choices=PAYLOAD_FORMATS,
+                       help="auto detects from path and body; v2 (Open Inference Protocol), v1 (KServe V1 / TF "
+                            "Serving), mlflow (/invocations) or generic (JSON pointers below).")
+    features: tuple[str, ...] = spec("string_list", (), help="Feature names for layouts that carry none (V2 matrix, "
+                                                             "V1 list rows, MLflow instances).")
+    features_pointer: str | None = spec("string", None, schema=_POINTER_SCHEMA,
+                                        help="generic: RFC 6901 pointer to the rows or columns of features.")
+    predictions_pointer: str | None = spec("string", None, schema=_POINTER_SCHEMA,
+                                           help="generic: RFC 6901 pointer to the predictions.")
+    output: str | None = spec("string", None, help="The output that holds the predictions when there are several.")
+    nan_token: bool = spec("bool", False, help="Write missing values as the bare NaN token instead of null "
+                                               "(MLServer and KServe V1 reject it).")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSpec:
+    """Paired shadow comparison: for a chaos request whose features were changed, also send the unchanged
+    request to the same model (off the client's path) and record the damage per request."""
+
+    enabled: bool = spec("bool", False, help="Also send the unchanged request of a chaos request whose features "
+                                             "changed, off the client's path.")
+    max_concurrency: int = spec("integer", 4, minimum=1, maximum=256,
+                                help="Shadow requests in flight at most; more are skipped (and counted).")
 
 
 @dataclass(frozen=True, slots=True)
 class ObserveSpec:
     """Prediction bookkeeping for the chaos and control cohorts (off the request path)."""
 
-    predictions: bool = True
-    # Bucket edges of mlchaos_prediction_value; empty: learned from the first control predictions, then frozen.
-    buckets: tuple[float, ...] = ()
-    # Drift compares the last `window` predictions of each cohort, no older than `window_seconds`.
-    window: int = 2000
-    window_seconds: float = 600.0
-    # How often drift statistics are computed.
-    drift_interval: float = 5.0
-    # Responses read per second at most; past it they are not copied (a uniform sample of the rest is
-    # read), which bounds the cost at any load. The counts say how many were read and how many skipped.
-    max_rate: float = 500.0
-    # Label cardinality bounds: the rest count as __other__.
-    max_classes: int = 20
-    max_outputs: int = 8
-    # Paired shadow comparison: for a chaos request whose features were changed, also send the unchanged
-    # request to the same model (off the client's path) and record the damage per request.
-    shadow: bool = False
-    shadow_concurrency: int = 4
+    predictions: bool = spec("bool", True,
+                             help="Read predictions from chaos and control responses (off the request path).")
+    # Empty: learned from the first control predictions, then frozen.
+    buckets: tuple[float, ...] = spec("number_list", (), help="Bucket edges of mlchaos_prediction_value; "
+                                                              "default: learned from the first control predictions.")
+    window: int = spec("integer", 2000, minimum=50, maximum=1_000_000,
+                       help="Drift compares the last this many predictions of each cohort ...")
+    window_seconds: float = _duration(600.0, "... no older than this.")
+    drift_interval: float = _duration(5.0, "How often drift statistics are computed.")
+    # Past it responses are not copied (a uniform sample of the rest is read); the counts say how many were
+    # read and how many skipped.
+    max_rate: float = spec("number", 500.0, minimum=1, help="Responses read per second at most; the rest are "
+                                                            "skipped (counted), bounding the cost at any load.")
+    max_classes: int = spec("integer", 20, minimum=1, maximum=1000,
+                            help="Distinct class labels per output; the rest count as __other__.")
+    max_outputs: int = spec("integer", 8, minimum=1, maximum=100,
+                            help="Distinct output names; the rest count as __other__.")
+    shadow: ShadowSpec = section(ShadowSpec)
+
+
+def _guards() -> Any:
+    # Looked up when first needed: the guard modules import proxy.policy.fields, so a module-level import
+    # here would find the registry half-initialised when proxy.killswitch is imported first.
+    from ..killswitch import registry
+
+    return registry
 
 
 @dataclass(frozen=True, slots=True)
 class KillSwitch:
-    """Guards comparing chaos against control; on by default, off only when the policy says so."""
+    """Guards comparing chaos against control; on by default, off only when the policy says so. Each guard of
+    the registry (proxy/killswitch/registry.py) adds its own section, ``kill_switch.<guard name>``."""
 
-    enabled: bool = True
+    enabled: bool = spec("bool", True,
+                         help="false turns every guard off; an experiment that says nothing keeps the defaults on.")
     # Each guard's chance of tripping on an unharmed experiment, over its whole run (anytime-valid).
-    alpha: float = 0.01
-    errors: bool = True
-    include_4xx: bool = False
-    # Latency guard: a request slower than this is a bad event; None leaves the guard off.
-    latency_slo: float | None = None
-    seatbelt: bool = True
-    seatbelt_max_error_rate: float = 0.5
-    seatbelt_min_requests: int = 20
-    # The gate answers "inconclusive" until the chaos cohort has this many requests.
-    min_requests: int = 100
+    alpha: float = spec("probability", 0.01, minimum=1e-9, maximum=0.5,
+                        help="Chance that a guard trips on an unharmed experiment, over its whole run.")
+    min_requests: int = spec("integer", 100, minimum=1,
+                             help="The gate says inconclusive until the chaos cohort has this many requests.")
+    # One config per registered guard, in registry order.
+    guards: tuple[Any, ...] = field(default_factory=lambda: tuple(g.Config() for g in _guards().GUARDS))
+
+    @staticmethod
+    def _extra_fields() -> list[Field]:
+        return [Field(g.name, "mapping", None, g.HELP, section=g.Config, ref=f"{g.name}_guard", attr="guards",
+                      many=True) for g in _guards().GUARDS]
+
+    def config(self, guard: str) -> Any:
+        """The config of the guard named ``guard``."""
+        return self.guards[_guards().GUARD_NAMES.index(guard)]
+
+    @classmethod
+    def of(cls, **values: Any) -> KillSwitch:
+        """Defaults but for ``values``: settings by name, and a guard's config by the guard's name."""
+        defaults = cls()
+        guards = tuple(values.pop(g.name, config) for g, config in zip(_guards().GUARDS, defaults.guards, strict=True))
+        return replace(defaults, guards=guards, **values)
 
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    url: str
-    timeout: float = 2.0
+    url: str = spec("string", schema={"type": "string", "pattern": "^https?://[^/]+"},
+                    help="POSTed when a kill switch trips: http(s)://host[:port]/path.")
+    timeout: float = _duration(2.0, "Give up on the webhook after this long.")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Experiment:
-    name: str
-    chaos_buckets: int
-    control_buckets: int
-    sticky_key: StickyKey | None  # None: a fresh random draw per request
-    match: Match
-    faults: tuple[Fault, ...]
-    schedule: Schedule
-    enabled: bool = True
-    reveal: Reveal = Reveal()
-    kill_switch: KillSwitch = KillSwitch()
-    payload: PayloadSpec = PayloadSpec()
-    observe: ObserveSpec = ObserveSpec()
+    name: str = spec("string", schema=_pattern(EXPERIMENT_NAME_RE), parse=experiment_name, help="Unique name.")
+    chaos_buckets: int = spec(
+        "percent", key="chaos", minimum=0.01, parse=buckets,
+        help="Share of matching traffic in the chaos cohort: 2, 2.5 or \"2%\" (0.01% steps).")
+    # None only while loading: the default is a control cohort as large as the chaos one.
+    control_buckets: int = spec(
+        "percent", None, key="control", parse=buckets,
+        help="Share in the control cohort (untouched, measured alike); default the chaos share.")
+    enabled: bool = spec("bool", True)
+    sticky_key: StickyKey | None = spec(  # None: a fresh random draw per request
+        "string", None, schema=_pattern(STICKY_KEY_RE),
+        help="header:NAME, query:NAME, cookie:NAME or client_ip; absent draws a cohort per request.")
+    match: Match = section(Match, help="Which requests; default all.")
+    faults: tuple[Fault, ...] = spec("any", None, model_default=(), schema={"type": "array", "items": _ref("fault")},
+                                     help="Applied in order to requests of the chaos cohort.")
+    schedule: Schedule = section(Schedule)
+    reveal: Reveal = section(Reveal, help="Tell clients about faults and cohorts in response headers.")
+    kill_switch: KillSwitch = section(
+        KillSwitch, help="Stop the experiment when chaos is measurably worse than control (on by default).")
+    payload: PayloadSpec = section(PayloadSpec, help="How to read inference payloads: format and feature names.")
+    observe: ObserveSpec = section(ObserveSpec, help="Prediction metrics, drift and shadow comparison for this "
+                                                     "experiment.")
 
     @property
     def chaos_percent(self) -> float:
@@ -196,30 +333,41 @@ class Experiment:
 
 @dataclass(frozen=True, slots=True)
 class CohortOverride:
-    enabled: bool = False
+    enabled: bool = spec("bool", False,
+                         help="Let clients that send the shared token in x-mlchaos-token force their cohort.")
     # Variable holding the shared token a client must send in x-mlchaos-token to force its cohort.
-    token_env: str = "MLCHAOS_OVERRIDE_TOKEN"
+    token_env: str = spec("string", "MLCHAOS_OVERRIDE_TOKEN", schema=_pattern(ENV_NAME_RE), parse=env_name,
+                          help="Environment variable that holds the override token.")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
-    listen: Address
-    upstream: Upstream
-    upstreams: Mapping[str, Upstream]
-    admin: AdminSettings
-    max_blast_radius_buckets: int
-    timeouts: Timeouts
-    limits: Limits
-    experiments: tuple[Experiment, ...]
-    cohort_override: CohortOverride = CohortOverride()
+    listen: Address = spec("any", "127.0.0.1:8000", schema=_ADDRESS_SCHEMA, parse=parse_address,
+                           help="Address the proxy serves on: host:port, [v6]:port or a port.")
+    upstream: Upstream = spec("string", schema=_URL_SCHEMA, parse=_primary,
+                              help="The model server: http://host[:port].")
+    upstreams: Mapping[str, Upstream] = spec(
+        "mapping", None, model_default=MappingProxyType({}),
+        schema={"type": "object", "additionalProperties": _URL_SCHEMA,
+                "propertyNames": {**_pattern(UPSTREAM_NAME_RE), "not": {"const": PRIMARY_UPSTREAM}}},
+        help="Named alternate upstreams that faults such as fallback send to.")
+    admin: AdminSettings = section(AdminSettings)
+    max_blast_radius_buckets: int = spec(
+        "percent", 5, key="max_blast_radius", maximum=MAX_BLAST_RADIUS_PERCENT, parse=buckets,
+        help="Most traffic all enabled experiments together may put in chaos, in percent.")
+    timeouts: Timeouts = section(Timeouts)
+    limits: Limits = section(Limits)
     # Keep the client's Host header (a sidecar is transparent); false sends the upstream's authority.
-    preserve_host: bool = True
+    preserve_host: bool = spec("bool", True, help="Forward the client's Host; false sends the upstream's host:port.")
     # Fleet-wide stop: every experiment stays off while the policy says so.
-    halted: bool = False
+    halted: bool = spec("bool", False, help="Keep every experiment off (the fleet-wide stop).")
+    cohort_override: CohortOverride = section(CohortOverride)
+    experiments: tuple[Experiment, ...] = spec("any", None, model_default=(),
+                                               schema={"type": "array", "items": _ref("experiment")})
     # Where tripped kill switches are remembered across restarts; None keeps them in memory only.
-    state_file: str | None = None
+    state_file: str | None = spec("string", None, help="File that remembers tripped kill switches across restarts.")
     # POSTed (Slack- and Alertmanager-compatible JSON) when a kill switch trips.
-    webhook: Webhook | None = None
+    webhook: Webhook | None = section(Webhook, default=None)
     # The YAML text this was compiled from, served by GET /policy.
     source: str = ""
 

@@ -1,4 +1,4 @@
-"""The JSON Schema of a policy file, for editors and CI linting, derived from the loader's field tables.
+"""The JSON Schema of a policy file, for editors and CI linting, derived from the model's declarations.
 
 Cross-field rules (shares, blast radius, upstream references, end after start) are the loader's alone;
 the schema checks shapes, names, bounds of plain numbers and the syntax of unit strings.
@@ -10,58 +10,33 @@ import copy
 from typing import Any
 
 from .. import faults as _faults  # a module import: proxy.faults imports proxy.policy
-from .fields import Field, fields_schema
-from .loader import (
-    ADMIN_FIELDS,
-    COHORT_OVERRIDE_FIELDS,
-    ERROR_GUARD_FIELDS,
-    EXPERIMENT_FIELDS,
-    KILL_SWITCH_FIELDS,
-    LATENCY_GUARD_FIELDS,
-    LIMITS_FIELDS,
-    MATCH_FIELDS,
-    OBSERVE_FIELDS,
-    PAYLOAD_FIELDS,
-    POLICY_FIELDS,
-    REVEAL_FIELDS,
-    SCHEDULE_FIELDS,
-    SEATBELT_FIELDS,
-    SHADOW_FIELDS,
-    TIMEOUTS_FIELDS,
-    WEBHOOK_FIELDS,
-    WINDOW_FIELDS,
-)
+from .fields import fields_of, fields_schema
+from .model import DailyWindow, Experiment, Policy
 
 __all__ = ["policy_schema"]
 
-# Each "$ref": "#/$defs/NAME" in the field tables resolves to one of these.
-_DEFS: dict[str, tuple[Field, ...]] = {
-    "admin": ADMIN_FIELDS,
-    "timeouts": TIMEOUTS_FIELDS,
-    "limits": LIMITS_FIELDS,
-    "cohort_override": COHORT_OVERRIDE_FIELDS,
-    "experiment": EXPERIMENT_FIELDS,
-    "match": MATCH_FIELDS,
-    "schedule": SCHEDULE_FIELDS,
-    "window": WINDOW_FIELDS,
-    "reveal": REVEAL_FIELDS,
-    "kill_switch": KILL_SWITCH_FIELDS,
-    "error_guard": ERROR_GUARD_FIELDS,
-    "latency_guard": LATENCY_GUARD_FIELDS,
-    "seatbelt": SEATBELT_FIELDS,
-    "webhook": WEBHOOK_FIELDS,
-    "payload": PAYLOAD_FIELDS,
-    "observe": OBSERVE_FIELDS,
-    "shadow": SHADOW_FIELDS,
-}
+# Declared classes that sit in arrays, so no field names their $defs entry; every nested section does.
+_ITEMS: dict[str, type] = {"experiment": Experiment, "window": DailyWindow}
+
+
+def _defs() -> dict[str, type]:
+    """Each "$ref": "#/$defs/NAME" of the declarations, to its class: the sections found from Policy down."""
+    found: dict[str, type] = {}
+    todo = [Policy, *_ITEMS.values()]
+    while todo:
+        for field in fields_of(todo.pop()):
+            if field.section is not None and field.ref not in found:
+                found[field.ref] = field.section
+                todo.append(field.section)
+    return {**_ITEMS, **found}
 
 
 def policy_schema() -> dict[str, Any]:
     """A fresh JSON Schema (draft 2020-12) of the whole policy file."""
-    defs: dict[str, Any] = {name: fields_schema(fields) for name, fields in _DEFS.items()}
+    defs: dict[str, Any] = {name: fields_schema(fields_of(cls)) for name, cls in sorted(_defs().items())}
     defs["fault"] = {"oneOf": _faults.fault_schemas()}
     schema = fields_schema(
-        POLICY_FIELDS,
+        fields_of(Policy),
         **{
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "mlchaos policy",
@@ -69,7 +44,7 @@ def policy_schema() -> dict[str, Any]:
             "$defs": defs,
         },
     )
-    # fields_schema shares the field tables' nested schema objects; callers get their own.
+    # fields_schema shares the declarations' nested schema objects; callers get their own.
     schema = copy.deepcopy(schema)
     _allow_null_for_optional(schema)
     return schema

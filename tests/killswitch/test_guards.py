@@ -11,13 +11,23 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from proxy.cohort import CHAOS, CONTROL
 from proxy.experiments import Experiments, ExperimentState
+from proxy.killswitch.errors_guard import ErrorsConfig, ErrorsGuard
 from proxy.killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
+from proxy.killswitch.latency_guard import LatencyConfig, LatencyGuard
+from proxy.killswitch.registry import GUARDS
+from proxy.killswitch.seatbelt_guard import SeatbeltConfig, SeatbeltGuard
 from proxy.killswitch.sequential import CountGuard
 from proxy.metrics import Metrics
+from proxy.policy import PolicyError, load_policy_text, policy_schema
+from proxy.policy.fields import fields_of
 from proxy.policy.model import KillSwitch
 from tests.conftest import policy_from
 
 ALPHA = 0.01
+ERRORS_OFF = ErrorsConfig(enabled=False)
+BELT_OFF = SeatbeltConfig(enabled=False)
+SLO_100MS = LatencyConfig(slo=0.1)
+BELT = SeatbeltConfig(enabled=True, max_error_rate=0.5, min_requests=20)
 
 
 def feed(g: ExperimentGuards, pairs: int, chaos: tuple[int, float], control: tuple[int, float] = (200, 0.01)
@@ -48,8 +58,9 @@ def test_is_error(status: int, include_4xx: bool, expected: bool) -> None:
 # -- the errors guard --------------------------------------------------------------------------------------
 
 def test_errors_guard_trips_on_a_hard_fault() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, seatbelt=False))
-    assert g.latency is None and g.belt is None and g.errors is not None
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, seatbelt=BELT_OFF))
+    assert g.guard("latency") is None and g.guard("seatbelt") is None
+    assert isinstance(g.guard("errors"), ErrorsGuard)
     tripped, n = feed(g, 200, chaos=(503, 0.001))
     assert tripped == "errors"
     assert n <= 30, f"a hard fault took {n} chaos requests"
@@ -58,26 +69,26 @@ def test_errors_guard_trips_on_a_hard_fault() -> None:
 
 
 def test_dropped_connections_count_as_errors() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, seatbelt=False))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, seatbelt=BELT_OFF))
     assert feed(g, 200, chaos=(0, 0.001))[0] == "errors"
 
 
 def test_a_guard_reports_its_trip_once() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, seatbelt=False))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, seatbelt=BELT_OFF))
     assert feed(g, 200, chaos=(503, 0.001))[0] == "errors"
     assert [g.observe(True, 503, 0.001) for _ in range(50)] == [None] * 50
     assert g.tripped_guard == "errors"
 
 
 def test_healthy_traffic_does_not_trip() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, latency_slo=0.5))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, latency=LatencyConfig(slo=0.5)))
     assert feed(g, 5000, chaos=(200, 0.01)) == (None, 5000)
     assert g.tripped_guard is None
     assert all(v < 1 / ALPHA for v in g.e_values().values())
 
 
 def test_the_same_errors_in_both_cohorts_do_not_trip() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, seatbelt=False))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, seatbelt=BELT_OFF))
     # Every 10th request fails in each cohort: no difference, no trip.
     for i in range(3000):
         status = 503 if i % 10 == 0 else 200
@@ -86,21 +97,21 @@ def test_the_same_errors_in_both_cohorts_do_not_trip() -> None:
 
 
 def test_control_errors_never_trip_the_errors_guard() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, seatbelt=False))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, seatbelt=BELT_OFF))
     assert feed(g, 500, chaos=(200, 0.01), control=(503, 0.01)) == (None, 500)
 
 
 def test_4xx_count_only_with_include_4xx() -> None:
-    plain = ExperimentGuards(KillSwitch(alpha=ALPHA, seatbelt=False))
+    plain = ExperimentGuards(KillSwitch.of(alpha=ALPHA, seatbelt=BELT_OFF))
     assert feed(plain, 500, chaos=(404, 0.01)) == (None, 500)
-    strict = ExperimentGuards(KillSwitch(alpha=ALPHA, seatbelt=False, include_4xx=True))
+    strict = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ErrorsConfig(include_4xx=True), seatbelt=BELT_OFF))
     tripped, n = feed(strict, 500, chaos=(404, 0.01))
     assert tripped == "errors" and n <= 30
 
 
 def test_errors_guard_can_be_turned_off() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, errors=False, seatbelt=False))
-    assert g.errors is None
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ERRORS_OFF, seatbelt=BELT_OFF))
+    assert g.guard("errors") is None
     assert feed(g, 500, chaos=(503, 0.01)) == (None, 500)
     assert g.e_values() == {}
 
@@ -108,8 +119,8 @@ def test_errors_guard_can_be_turned_off() -> None:
 # -- the latency guard -------------------------------------------------------------------------------------
 
 def test_latency_guard_counts_requests_over_the_slo() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, errors=False, seatbelt=False, latency_slo=0.1))
-    assert g.latency is not None
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ERRORS_OFF, latency=SLO_100MS, seatbelt=BELT_OFF))
+    assert isinstance(g.guard("latency"), LatencyGuard)
     tripped, n = feed(g, 200, chaos=(200, 0.25), control=(200, 0.02))
     assert tripped == "latency" and n <= 30
     assert "0.1s" in g.trip_reason
@@ -117,28 +128,27 @@ def test_latency_guard_counts_requests_over_the_slo() -> None:
 
 
 def test_latency_at_the_slo_is_not_over_it() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, errors=False, seatbelt=False, latency_slo=0.1))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ERRORS_OFF, latency=SLO_100MS, seatbelt=BELT_OFF))
     assert feed(g, 500, chaos=(200, 0.1), control=(200, 0.02)) == (None, 500)
 
 
 def test_latency_guard_ignores_status() -> None:
     # Fast errors are not slow requests (the errors guard is off here).
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, errors=False, seatbelt=False, latency_slo=0.1))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ERRORS_OFF, latency=SLO_100MS, seatbelt=BELT_OFF))
     assert feed(g, 500, chaos=(503, 0.001)) == (None, 500)
 
 
 def test_latency_guard_is_off_without_an_slo() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, errors=False, seatbelt=False))
-    assert g.latency is None
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ERRORS_OFF, seatbelt=BELT_OFF))
+    assert g.guard("latency") is None
     assert feed(g, 500, chaos=(200, 30.0)) == (None, 500)
 
 
 # -- the seatbelt ------------------------------------------------------------------------------------------
 
 def test_seatbelt_trips_after_min_requests() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, errors=False, seatbelt=True, seatbelt_max_error_rate=0.5,
-                                    seatbelt_min_requests=20))
-    assert g.belt is not None
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ERRORS_OFF, seatbelt=BELT))
+    assert isinstance(g.guard("seatbelt"), SeatbeltGuard)
     results = [g.observe(True, 503, 0.01) for _ in range(19)]
     assert results == [None] * 19, "the seatbelt waits for min_requests chaos requests"
     assert g.observe(True, 503, 0.01) == "seatbelt"
@@ -146,8 +156,7 @@ def test_seatbelt_trips_after_min_requests() -> None:
 
 
 def test_seatbelt_counts_chaos_requests_only() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, errors=False, seatbelt=True, seatbelt_max_error_rate=0.5,
-                                    seatbelt_min_requests=20))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ERRORS_OFF, seatbelt=BELT))
     # Control failing does not move it, nor do control requests count towards min_requests.
     assert [g.observe(False, 503, 0.01) for _ in range(100)] == [None] * 100
     assert [g.observe(True, 503, 0.01) for _ in range(19)] == [None] * 19
@@ -155,8 +164,7 @@ def test_seatbelt_counts_chaos_requests_only() -> None:
 
 
 def test_seatbelt_holds_below_its_rate() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, errors=False, seatbelt=True, seatbelt_max_error_rate=0.5,
-                                    seatbelt_min_requests=20))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, errors=ERRORS_OFF, seatbelt=BELT))
     # 30% of chaos requests fail, steadily: below the 50% limit.
     for i in range(1000):
         assert g.observe(True, 503 if i % 10 < 3 else 200, 0.01) is None, i
@@ -164,12 +172,18 @@ def test_seatbelt_holds_below_its_rate() -> None:
 
 def test_seatbelt_trips_without_any_control_traffic() -> None:
     # The absolute limit needs no comparison: a control cohort that gets nothing does not blind it.
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, seatbelt=True, seatbelt_min_requests=10))
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, seatbelt=SeatbeltConfig(enabled=True, min_requests=10)))
     tripped = [g.observe(True, 503, 0.01) for _ in range(10)]
     assert "seatbelt" in tripped or "errors" in tripped
 
 
 # -- evaluation errors fail closed -------------------------------------------------------------------------
+
+def counting(g: ExperimentGuards, name: str) -> ErrorsGuard | LatencyGuard:
+    guard = g.guard(name)
+    assert isinstance(guard, ErrorsGuard | LatencyGuard)
+    return guard
+
 
 class Boom(CountGuard):
     """A guard whose evaluation raises."""
@@ -179,8 +193,8 @@ class Boom(CountGuard):
 
 
 def test_a_guard_that_raises_trips_evaluation() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA))
-    g.errors = Boom()
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA))
+    counting(g, "errors").count = Boom()
     assert g.observe(False, 200, 0.01) == "evaluation"
     assert g.tripped_guard == "evaluation"
     assert "guard evaluation failed" in g.trip_reason and "ZeroDivisionError" in g.trip_reason
@@ -188,8 +202,8 @@ def test_a_guard_that_raises_trips_evaluation() -> None:
 
 
 def test_a_latency_guard_that_raises_trips_evaluation() -> None:
-    g = ExperimentGuards(KillSwitch(alpha=ALPHA, latency_slo=0.1))
-    g.latency = Boom()
+    g = ExperimentGuards(KillSwitch.of(alpha=ALPHA, latency=SLO_100MS))
+    counting(g, "latency").count = Boom()
     assert g.observe(True, 200, 0.01) == "evaluation"
 
 
@@ -199,7 +213,7 @@ async def test_an_evaluation_error_stops_the_experiment_in_the_proxy(upstream, s
     sc = await start_sidecar(policy)
     st = sc.experiments.states["fragile"]
     assert st.guards is not None
-    st.guards.errors = Boom()
+    counting(st.guards, "errors").count = Boom()
     async with aiohttp.ClientSession() as s:
         # Half the requests are in a cohort: the first of them trips it, and is answered normally.
         for _ in range(60):
@@ -242,17 +256,18 @@ def test_policy_fields_reach_the_guards() -> None:
         "seatbelt": {"max_error_rate": 0.2, "min_requests": 7}, "min_requests": 42}}]})
     g = st.guards
     assert g is not None
-    assert g.spec == KillSwitch(enabled=True, alpha=0.001, errors=True, include_4xx=True, latency_slo=0.25,
-                                seatbelt=True, seatbelt_max_error_rate=0.2, seatbelt_min_requests=7,
-                                min_requests=42)
-    assert g.errors is not None and g.latency is not None and g.belt is not None
-    assert g.include_4xx is True and g.slo == 0.25
+    assert g.spec == KillSwitch.of(enabled=True, alpha=0.001, min_requests=42,
+                                   errors=ErrorsConfig(enabled=True, include_4xx=True), latency=LatencyConfig(slo=0.25),
+                                   seatbelt=SeatbeltConfig(enabled=True, max_error_rate=0.2, min_requests=7))
+    assert [guard.name for guard in g.chain] == ["errors", "latency", "seatbelt"]
+    latency = g.guard("latency")
+    assert g.include_4xx is True and isinstance(latency, LatencyGuard) and latency.slo == 0.25
 
 
 def test_defaults_turn_the_errors_guard_and_seatbelt_on() -> None:
     _, st, _ = state_of({"experiments": [{"name": "exp", "chaos": 1}]})
     assert st.guards is not None
-    assert st.guards.errors is not None and st.guards.belt is not None and st.guards.latency is None
+    assert [guard.name for guard in st.guards.chain] == ["errors", "seatbelt"]
     assert st.spec.kill_switch == KillSwitch()
 
 
@@ -317,3 +332,33 @@ def test_a_reload_keeps_a_trip_and_the_evidence() -> None:
     new = exps.states["exp"]
     assert new is not st and new.tripped == st.tripped and new.guards is st.guards
     assert list(exps.router.active) == []
+
+
+# -- what the registry derives -----------------------------------------------------------------------------
+
+def test_names_policy_sections_and_schema_follow_the_registry() -> None:
+    names = [guard.name for guard in GUARDS]
+    assert GUARD_NAMES == (*names, "evaluation")
+    sections = {f.name: f for f in fields_of(KillSwitch) if f.section is not None}
+    assert list(sections) == names
+    defs = policy_schema()["$defs"]
+    for guard in GUARDS:
+        assert sections[guard.name].section is guard.Config
+        assert set(defs[f"{guard.name}_guard"]["properties"]) == {f.name for f in fields_of(guard.Config)}
+    assert KillSwitch().guards == tuple(guard.Config() for guard in GUARDS)
+
+
+@pytest.mark.parametrize(("section", "path", "message"), [
+    ("{seatbelt: {max_rate: 0.2}}", "seatbelt.max_rate", "unknown field (expected one of: enabled, max_error_rate, "
+                                                         "min_requests)"),
+    ("{latency: {slo: 0ms}}", "latency.slo", "must be > 0, got '0ms'"),
+    ("{errors: {include_4xx: maybe}}", "errors.include_4xx", "expected true or false"),
+    ("{errors: [include_4xx]}", "errors", "expected a mapping"),
+    ("{colour: red}", "colour", "unknown field (expected one of: alpha, enabled, errors, latency, min_requests, "
+                                "seatbelt)"),
+])
+def test_a_guard_section_reports_problems_at_its_path(section: str, path: str, message: str) -> None:
+    text = f"upstream: http://127.0.0.1:9\nexperiments: [{{name: e, chaos: 1, kill_switch: {section}}}]\n"
+    with pytest.raises(PolicyError) as info:
+        load_policy_text(text)
+    assert (f"experiments[0].kill_switch.{path}", message) in [(p, m[:len(message)]) for p, m in info.value.problems]

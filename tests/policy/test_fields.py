@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.policy.errors import Errors, PolicyError
-from proxy.policy.fields import REQUIRED, Field, fields_schema, read_fields
+from proxy.policy.fields import REQUIRED, Field, build, fields_of, fields_schema, read_fields, section, spec
 
 TABLE: tuple[Field, ...] = (
     Field("name", "string", help="A name."),
@@ -180,3 +181,51 @@ def test_percent_text_beyond_the_schema_grammar_is_refused_by_both(jsonschema: A
     assert [p for p, _ in found] == ["thing.share"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"share": text}, fields_schema(table))
+
+
+# --- Fields declared on a dataclass -----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Inner:
+    depth: int = spec("integer", 2, minimum=1, help="How deep.")
+
+
+@dataclass(frozen=True, slots=True)
+class Outer:
+    wait: float = spec("duration", 1.0, exclusive_minimum=0, help="How long.")
+    share_buckets: int = spec("percent", 5, key="share", maximum=50, parse=lambda p: round(p * 100))
+    inner: Inner = section(Inner, help="Nested.")
+    note: str = "not a policy field"
+
+
+def test_a_declaration_gives_the_table_the_object_and_the_defaults() -> None:
+    table = fields_of(Outer)
+    assert [(f.name, f.attr, f.kind) for f in table] == [
+        ("wait", "wait", "duration"), ("share", "share_buckets", "percent"), ("inner", "inner", "mapping")]
+    assert table[2].section is Inner and table[2].schema == {"$ref": "#/$defs/inner"}
+    errors = Errors()
+    assert build(Outer, None, "o", errors) == Outer() == Outer(1.0, 500, Inner(2))
+    assert build(Outer, {"wait": "2s", "share": "2.5%", "inner": {"depth": 7}}, "o", errors) == Outer(
+        2.0, 250, Inner(7))
+    assert errors.problems == []
+
+
+def test_a_declared_object_reports_every_problem_with_its_path_and_keeps_defaults() -> None:
+    errors = Errors()
+    out = build(Outer, {"wait": "0ms", "share": 60, "inner": {"depth": 0, "x": 1}, "y": 2}, "o", errors)
+    assert out == Outer()
+    assert errors.problems == [
+        ("o.y", "unknown field (expected one of: inner, share, wait)"),
+        ("o.wait", "must be > 0, got '0ms'"),
+        ("o.share", "must be <= 50, got 60"),
+        ("o.inner.x", "unknown field (expected one of: depth)"),
+        ("o.inner.depth", "must be >= 1, got 0"),
+    ]
+
+
+def test_a_declared_unit_field_carries_its_bounds_and_written_default_into_the_schema() -> None:
+    props = fields_schema(fields_of(Outer))["properties"]
+    assert props["wait"]["oneOf"][0] == {"type": "number", "exclusiveMinimum": 0}
+    assert props["wait"]["default"] == 1.0 and props["wait"]["description"] == "How long."
+    # The default as written in YAML (percent), not as parsed (buckets).
+    assert props["share"]["oneOf"][0]["maximum"] == 50 and props["share"]["default"] == 5

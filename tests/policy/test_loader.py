@@ -31,20 +31,30 @@ from proxy.policy import (
     load_policy_file,
     load_policy_text,
 )
-from proxy.policy.fields import REQUIRED, Field
-from proxy.policy.loader import (
-    ADMIN_FIELDS,
-    COHORT_OVERRIDE_FIELDS,
-    EXPERIMENT_FIELDS,
-    LIMITS_FIELDS,
-    MATCH_FIELDS,
-    POLICY_FIELDS,
-    REVEAL_FIELDS,
-    SCHEDULE_FIELDS,
-    TIMEOUTS_FIELDS,
-    WINDOW_FIELDS,
+from proxy.policy.fields import REQUIRED, Field, fields_of
+from proxy.policy.model import (
+    AdminSettings,
+    CohortOverride,
+    DailyWindow,
+    Experiment,
+    Limits,
+    Match,
+    Reveal,
+    Schedule,
+    Timeouts,
 )
-from proxy.policy.model import AdminSettings, CohortOverride, Limits, Timeouts
+
+# The field tables, as the model's declarations give them.
+POLICY_FIELDS = fields_of(Policy)
+ADMIN_FIELDS = fields_of(AdminSettings)
+COHORT_OVERRIDE_FIELDS = fields_of(CohortOverride)
+EXPERIMENT_FIELDS = fields_of(Experiment)
+LIMITS_FIELDS = fields_of(Limits)
+MATCH_FIELDS = fields_of(Match)
+REVEAL_FIELDS = fields_of(Reveal)
+SCHEDULE_FIELDS = fields_of(Schedule)
+TIMEOUTS_FIELDS = fields_of(Timeouts)
+WINDOW_FIELDS = fields_of(DailyWindow)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "policies" / "example.yaml"

@@ -423,7 +423,7 @@ class Http1Exchange(Exchange):
             obs = self.st.observer
             obs.submit(self.cohort, self.req.path, self.tee)
             original = self._payload.original if self._payload is not None else None
-            if original is not None and obs.spec.shadow:
+            if original is not None and obs.spec.shadow.enabled:
                 obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers())
             self.tee = None
         if self.stream_hooks is not None and self._stream_end(keep_alive):

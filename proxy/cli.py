@@ -42,7 +42,7 @@ admin API (127.0.0.1:9000 by default; mutating calls need
 
 
 def _duration(text: str) -> float:
-    from .policy.units import parse_duration
+    from .declare.units import parse_duration
 
     try:
         seconds = parse_duration(text)

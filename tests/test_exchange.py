@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from proxy import faults
+from proxy.declare.fields import Field
 from proxy.faults.base import Cut, Fault, FaultContext, Hold, Outcome, ResponseView, StreamStep
-from proxy.policy.fields import Field
 from tests.conftest import policy_from
 from tests.dataplane.conftest import FORCE_CHAOS, FORCE_CONTROL, OVERRIDE_ENV, RawClient, chaos_experiment, get
 

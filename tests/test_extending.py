@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..policy.fields import Field
+from ..declare.fields import Field
 from .base import Fault, FaultContext, Outcome, Reply
 
 

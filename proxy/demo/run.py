@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TextIO
 
 from ..app import Sidecar
+from ..declare.units import Address
 from ..policy import load_policy_file
 from ..policy.model import Policy, Upstream
-from ..policy.units import Address
 from .driver import Progress, Results, drive, format_progress, format_table
 from .model import start_model
 

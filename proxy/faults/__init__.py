@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..policy.errors import Errors
-from ..policy.fields import fields_schema, read_fields
+from ..declare.errors import Errors
+from ..declare.fields import fields_schema, read_fields
 from .abort import Abort
 from .base import COMMON_FIELDS, Drop, Fault, FaultContext, Outcome, Reply, Wait
 from .corrupt_response import CorruptResponse

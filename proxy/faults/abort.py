@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Self
 
 import orjson
 
-from ..policy.errors import Errors
-from ..policy.fields import Field
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from .base import Fault, FaultContext, Outcome, Reply
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
-from ..policy.errors import Errors
-from ..policy.fields import Field
+from ..declare.errors import Errors
+from ..declare.fields import Field
 
 if TYPE_CHECKING:
     from ..payload.bodies import ExchangePayload

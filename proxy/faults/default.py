@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..declare.fields import Field
 from ..payload import FeatureTable, Mutation, mutate
-from ..policy.fields import Field
 from .base import FaultContext
 from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 

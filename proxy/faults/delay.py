@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from ..policy.errors import Errors
-from ..policy.fields import Field
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from .base import Fault, FaultContext, Outcome, Wait
 
 # Which fields each distribution needs; the rest must be absent so a typo cannot go unnoticed.

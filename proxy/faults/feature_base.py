@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..declare.fields import Field
 from ..payload import FeatureTable, Mutation
-from ..policy.fields import Field
 from .base import Fault, FaultContext, Outcome, ResponseView
 
 __all__ = ["FEATURE_FIELDS", "RNG", "FeatureFault"]

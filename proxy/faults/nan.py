@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..declare.fields import Field
 from ..payload import FeatureTable, Mutation, mutate
-from ..policy.fields import Field
 from .base import FaultContext
 from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 

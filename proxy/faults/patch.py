@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from ..payload import apply_patch, dumps, loads
-from ..policy.errors import Errors
-from ..policy.fields import Field
 from .base import Fault, FaultContext, Outcome, ResponseView
 
 _OPS = {"add": ("path", "value"), "remove": ("path",), "replace": ("path", "value"), "move": ("from", "path"),

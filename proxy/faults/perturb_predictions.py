@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from ..payload import perturb
-from ..policy.errors import Errors
-from ..policy.fields import Field
 from .base import Fault, FaultContext, Outcome, ResponseView
 from .feature_base import RNG
 

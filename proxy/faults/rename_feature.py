@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from ..payload import FeatureTable, Mutation, mutate
-from ..policy.errors import Errors
-from ..policy.fields import Field
 from .base import FaultContext
 from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from ..policy.errors import Errors
-from ..policy.fields import Field
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from .base import Fault, FaultContext, Outcome
 
 

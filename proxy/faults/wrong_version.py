@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from ..policy.errors import Errors
-from ..policy.fields import Field
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from .base import Fault, FaultContext, Outcome
 
 # /v2/models/<m>[/versions/<v>]/infer and /v1/models/<m>[/versions/<v>]:<verb> (TF Serving's form).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..policy.fields import spec
+from ..declare.fields import spec
 from .guard import Guard
 from .sequential import CountGuard
 

@@ -2,7 +2,7 @@
 
 A guard module holds one ``Guard`` subclass with its ``name`` (its section under ``kill_switch:`` in the
 policy, its label in the metrics), its ``Config`` (a frozen dataclass whose fields are declared with
-``proxy.policy.fields.spec``: the policy fields, their checks, defaults and schema all come from it) and
+``proxy.declare.fields.spec``: the policy fields, their checks, defaults and schema all come from it) and
 ``create``, ``observe`` and ``reason``. ``registry.GUARDS`` lists the guards; ``ExperimentGuards`` feeds
 them in that order.
 """

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import PolicyError
+from ..declare.errors import PolicyError
+from ..declare.units import Address
 from .loader import compile_glob, compile_policy, load_policy_file, load_policy_text
 from .model import (
     BUCKETS,
@@ -25,7 +26,6 @@ from .model import (
     Webhook,
 )
 from .schema import policy_schema
-from .units import Address
 
 __all__ = [
     "BUCKETS", "Address", "AdminSettings", "CohortOverride", "DailyWindow", "Experiment", "KillSwitch", "Limits",
@@ -33,7 +33,3 @@ __all__ = [
     "Timeouts", "Upstream", "Webhook", "compile_glob", "compile_policy", "load_policy_file", "load_policy_text",
     "policy_schema",
 ]
-
-# The kill switch's guard registry, now that this package is whole: the guard modules declare their policy
-# fields with .fields, and KillSwitch reads the registry; imported here, a policy's first load does not pay it.
-from ..killswitch import registry as _registry  # noqa: F401

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-# A module import, not ``from ..faults import parse_fault``: proxy.faults imports proxy.policy, so
-# whichever of the two is imported first finds the other half-initialised.
 from .. import faults as _faults
-from .errors import Errors, PolicyError
-from .fields import build, fields_of, read_fields, read_object
+from ..declare.errors import Errors, PolicyError
+from ..declare.fields import build, fields_of, read_fields, read_object
+from ..declare.units import Address
+from ..declare.values import DAYS, TOKEN_RE, UPSTREAM_NAME_RE, compile_glob, percent, show
 from .model import (
     BUCKETS,
     PRIMARY_UPSTREAM,
@@ -48,8 +48,6 @@ from .model import (
     parse_sticky_key,
     parse_upstream_url,
 )
-from .units import Address
-from .values import DAYS, TOKEN_RE, UPSTREAM_NAME_RE, compile_glob, percent, show
 
 if TYPE_CHECKING:
     from ..faults.base import Fault

@@ -15,9 +15,9 @@ from datetime import datetime, time
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .fields import Field, section, spec
-from .units import Address, parse_address
-from .values import (
+from ..declare.fields import Field, section, spec
+from ..declare.units import Address, parse_address
+from ..declare.values import (
     BUCKETS,
     ENV_NAME_RE,
     EXPERIMENT_NAME_RE,
@@ -33,6 +33,7 @@ from .values import (
     upstream_parts,
     utc_datetime,
 )
+from ..killswitch import registry as _registry
 
 if TYPE_CHECKING:
     from ..faults.base import Fault
@@ -251,11 +252,8 @@ class ObserveSpec:
 
 
 def _guards() -> Any:
-    # Looked up when first needed: the guard modules import proxy.policy.fields, so a module-level import
-    # here would find the registry half-initialised when proxy.killswitch is imported first.
-    from ..killswitch import registry
-
-    return registry
+    # The guard registry declares the kill switch's sections; it imports only proxy.declare (no cycle).
+    return _registry
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .. import faults as _faults  # a module import: proxy.faults imports proxy.policy
-from .fields import fields_of, fields_schema
+from .. import faults as _faults
+from ..declare.fields import fields_of, fields_schema
 from .model import DailyWindow, Experiment, Policy
 
 __all__ = ["policy_schema"]

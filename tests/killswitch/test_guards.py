@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from proxy.cohort import CHAOS, CONTROL
+from proxy.declare.fields import fields_of
 from proxy.experiments import Experiments, ExperimentState
 from proxy.killswitch.errors_guard import ErrorsConfig, ErrorsGuard
 from proxy.killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
@@ -19,7 +20,6 @@ from proxy.killswitch.seatbelt_guard import SeatbeltConfig, SeatbeltGuard
 from proxy.killswitch.sequential import CountGuard
 from proxy.metrics import Metrics
 from proxy.policy import PolicyError, load_policy_text, policy_schema
-from proxy.policy.fields import fields_of
 from proxy.policy.model import KillSwitch
 from tests.conftest import policy_from
 

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.declare.fields import REQUIRED, Field, fields_of
 from proxy.faults import FAULTS
 from proxy.faults.base import COMMON_FIELDS
 from proxy.faults.delay import Delay
@@ -31,7 +32,6 @@ from proxy.policy import (
     load_policy_file,
     load_policy_text,
 )
-from proxy.policy.fields import REQUIRED, Field, fields_of
 from proxy.policy.model import (
     AdminSettings,
     CohortOverride,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.policy.units import Address, parse_address, parse_duration, parse_percent, parse_size
+from proxy.declare.units import Address, parse_address, parse_duration, parse_percent, parse_size
 
 DURATION_UNITS = {"": 1.0, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 SIZE_UNITS = {

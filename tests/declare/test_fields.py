@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.policy.errors import Errors, PolicyError
-from proxy.policy.fields import REQUIRED, Field, build, fields_of, fields_schema, read_fields, section, spec
+from proxy.declare.errors import Errors, PolicyError
+from proxy.declare.fields import REQUIRED, Field, build, fields_of, fields_schema, read_fields, section, spec
 
 TABLE: tuple[Field, ...] = (
     Field("name", "string", help="A name."),

@@ -85,6 +85,50 @@ class ToyAdapter(BaseAdapter):
         return None
 '''
 
+TOY_GUARD = '''\
+"""``budget``: a toy guard for tests/test_extending.py: trips once the chaos cohort has seen ``max_errors``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..declare.fields import spec
+from .guard import Guard
+
+if TYPE_CHECKING:
+    from ..policy.model import KillSwitch
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    enabled: bool = spec("bool", False, help="Trip on a fixed error budget.")
+    max_errors: int = spec("integer", 3, minimum=1, help="Chaos errors allowed before the experiment stops.")
+
+
+class BudgetGuard(Guard):
+    name = "budget"
+    HELP = "A fixed error budget for the chaos cohort."
+    Config = BudgetConfig
+
+    def __init__(self, max_errors: int) -> None:
+        self.max_errors, self.errors = max_errors, 0
+
+    @classmethod
+    def create(cls, config: Any, kill_switch: KillSwitch) -> Guard | None:
+        return BudgetGuard(config.max_errors) if config.enabled else None
+
+    def observe(self, chaos: bool, bad: bool, seconds: float) -> bool:
+        self.errors += chaos and bad
+        return self.errors >= self.max_errors
+
+    def reason(self) -> str:
+        return f"the chaos cohort used its budget of {self.max_errors} errors"
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"errors": self.errors, "threshold": self.max_errors}
+'''
+
 # Run inside the copy: a real upstream that records what it receives, a real sidecar in front of it.
 DRIVER = '''\
 import asyncio, json, sys
@@ -102,6 +146,7 @@ async def echo(request):
 async def main():
     app = web.Application()
     app.router.add_post("/toy/predict", echo)
+    app.router.add_post("/budget", lambda request: web.json_response({}))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -114,6 +159,9 @@ async def main():
         "experiments": [
             {"name": "tea", "chaos": 1, "faults": [{"type": "teapot"}], "match": {"path": "/tea"},
              "kill_switch": {"enabled": False}},
+            {"name": "budgeted", "chaos": 1, "match": {"path": "/budget"}, "faults": [{"type": "abort"}],
+             "kill_switch": {"errors": {"enabled": False}, "seatbelt": {"enabled": False},
+                             "budget": {"enabled": True, "max_errors": 3}}},
             {"name": "toy", "chaos": 1, "match": {"path": "/toy/**"}, "kill_switch": {"enabled": False},
              "faults": [{"type": "nan", "features": ["b"]},
                         {"type": "shift", "features": ["p"], "offset": 1, "target": "response"}]},
@@ -127,9 +175,20 @@ async def main():
         body = {"cols": ["a", "b"], "rows": [[1, 2], [3, 4]]}
         async with s.post(f"http://127.0.0.1:{sc.proxy_port}/toy/predict", json=body, headers=force) as r:
             out["toy_answer"] = await r.json()
+        statuses = []
+        for _ in range(5):
+            async with s.post(f"http://127.0.0.1:{sc.proxy_port}/budget", json={}, headers=force) as r:
+                statuses.append(r.status)
+        out["budget_statuses"] = statuses
+    out["budget_tripped"] = sc.experiments.states["budgeted"].tripped
     out["toy_sent"] = received[0]
     schema = policy_schema()
     out["schema_faults"] = [s["title"] for s in schema["$defs"]["fault"]["oneOf"]]
+    out["schema_formats"] = schema["$defs"]["payload"]["properties"]["format"]["anyOf"][0]["enum"]
+    named = compile_policy({"upstream": "http://127.0.0.1:9", "experiments": [
+        {"name": "n", "chaos": 1, "payload": {"format": "toy"}, "faults": [{"type": "nan"}]}]})
+    out["named_format"] = named.experiments[0].payload.format
+    out["schema_guards"] = sorted(k for k in schema["$defs"] if k.endswith("_guard"))
     await sc.stop()
     await runner.cleanup()
     print(json.dumps(out))
@@ -170,7 +229,7 @@ def _add(tree: Path, module: str, text: str, registry: str, edits: list[tuple[st
     path.write_text(source)
 
 
-def test_a_toy_fault_and_payload_format_take_two_files_each_and_work(tmp_path: Path) -> None:
+def test_a_toy_fault_payload_format_and_guard_take_two_files_each_and_work(tmp_path: Path) -> None:
     pristine = _copy(tmp_path / "a")
     tree = _copy(tmp_path / "b")
     # The fault: its module, and one import plus one entry in the registry (proxy/faults/__init__.py).
@@ -182,8 +241,14 @@ def test_a_toy_fault_and_payload_format_take_two_files_each_and_work(tmp_path: P
     _add(tree, "proxy/payload/adapters/toy.py", TOY_FORMAT, "proxy/payload/adapters/__init__.py",
          [("from .mlflow import MLflowAdapter\n", "from .toy import ToyAdapter\n"),
           ("    GenericAdapter(),\n", "    ToyAdapter(),\n")])
-    assert sorted(set(_changed(pristine, tree)) - set(fault_files)) == [
-        "proxy/payload/adapters/__init__.py", "proxy/payload/adapters/toy.py"]
+    format_files = sorted(set(_changed(pristine, tree)) - set(fault_files))
+    assert format_files == ["proxy/payload/adapters/__init__.py", "proxy/payload/adapters/toy.py"]
+    # The guard: its module, and one import plus one entry in the guard registry.
+    _add(tree, "proxy/killswitch/budget_guard.py", TOY_GUARD, "proxy/killswitch/registry.py",
+         [("from .guard import Guard\n", "from .budget_guard import BudgetGuard\n"),
+          ("    SeatbeltGuard,\n", "    BudgetGuard,\n")])
+    assert sorted(set(_changed(pristine, tree)) - set(fault_files) - set(format_files)) == [
+        "proxy/killswitch/budget_guard.py", "proxy/killswitch/registry.py"]
 
     env = {**os.environ, "PYTHONPATH": str(tree), "MLCHAOS_PURE_PYTHON": "1"}
     done = subprocess.run([sys.executable, "-c", DRIVER], cwd=tree, env=env, capture_output=True, text=True,
@@ -192,10 +257,17 @@ def test_a_toy_fault_and_payload_format_take_two_files_each_and_work(tmp_path: P
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["teapot"] == [418, {"error": "teapot"}]
     assert "teapot" in out["schema_faults"]
+    # The policy's payload.format choices come from the adapter registry.
+    assert "toy" in out["schema_formats"] and out["named_format"] == "toy"
     # The toy format was detected from its path: the request's feature b went out null, and the answer's
     # feature p came back shifted by the response-side fault.
     assert out["toy_sent"] == {"cols": ["a", "b"], "rows": [[1, None], [3, None]]}
     assert out["toy_answer"] == {"cols": ["p"], "rows": [[1.5], [1.25]]}
+    # The guard: its policy section and schema come from its declaration, and it stopped the experiment at
+    # its third chaos error: the fourth request was no longer in chaos (the abort fault stopped with it).
+    assert "budget_guard" in out["schema_guards"]
+    assert out["budget_statuses"][:3] == [503, 503, 503] and out["budget_statuses"][3:] == [200, 200]
+    assert out["budget_tripped"]["guard"] == "budget"
 
 
 def test_extending_md_names_the_files_this_test_touches() -> None:

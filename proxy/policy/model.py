@@ -34,6 +34,7 @@ from ..declare.values import (
     utc_datetime,
 )
 from ..killswitch import registry as _registry
+from ..payload.adapters import ADAPTERS, formats
 
 if TYPE_CHECKING:
     from ..faults.base import Fault
@@ -50,7 +51,10 @@ PRIMARY_UPSTREAM = "primary"
 # max_blast_radius itself is capped: above half the traffic it no longer bounds anything useful.
 MAX_BLAST_RADIUS_PERCENT = 50.0
 # The formats an experiment's payload may name; "auto" detects one from the path and the body.
-PAYLOAD_FORMATS = ("auto", "v2", "v1", "mlflow", "generic")
+# The payload formats are the adapters' own declarations (proxy/payload/adapters/__init__.py is the registry).
+PAYLOAD_FORMATS = formats()
+_FORMATS_HELP = "auto detects from the path, the headers and the body; or one of: " + "; ".join(
+    f"{name} ({adapter.HELP.rstrip('.')})" for name, adapter in ADAPTERS.items())
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -202,9 +206,7 @@ class Reveal:
 class PayloadSpec:
     """How to read an experiment's inference payloads (for feature and prediction faults and metrics)."""
 
-    format: str = spec("choice", "auto", choices=PAYLOAD_FORMATS,
-                       help="auto detects from path and body; v2 (Open Inference Protocol), v1 (KServe V1 / TF "
-                            "Serving), mlflow (/invocations) or generic (JSON pointers below).")
+    format: str = spec("choice", "auto", choices=PAYLOAD_FORMATS, help=_FORMATS_HELP)
     features: tuple[str, ...] = spec("string_list", (), help="Feature names for layouts that carry none (V2 matrix, "
                                                              "V1 list rows, MLflow instances).")
     features_pointer: str | None = spec("string", None, schema=_POINTER_SCHEMA,

@@ -45,9 +45,11 @@ system-deps:
 demo: $(BUILT)
 	$(BIN)/mlchaos demo
 
+# ruff, mypy, and the import contract: no runtime import cycles inside proxy/ (scripts/check_imports.py).
 lint: $(BUILT)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python scripts/check_imports.py proxy
 
 # Real model servers for tests/servers: MLServer, KServe and MLflow, a virtualenv each under .cache/servers
 # (their pins clash with each other and with ours): about 3.5 minutes once, under a second after.

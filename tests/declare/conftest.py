@@ -1,5 +1,5 @@
-"""Fixtures for the tests of the declarations (as in tests/policy). The Hypothesis profiles ("fast", "deep" via HYPOTHESIS_PROFILE) are
-registered once for the whole suite in tests/conftest.py."""
+"""Fixtures for the tests of the declarations (as in tests/policy). The Hypothesis profiles ("fast", "deep"
+via HYPOTHESIS_PROFILE) are registered once for the whole suite in tests/conftest.py."""
 
 from __future__ import annotations
 

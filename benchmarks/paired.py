@@ -17,6 +17,8 @@ script measures one ratio with a sample large enough to state how sure it is:
   at or above the bar, not merely estimated there;
 - ``--aa`` measures A against a second process of A: the interval then shows the instrument's own spread
   and must hold 1.0;
+- ``--mlchaos-a``/``--mlchaos-b`` run each side with its own mlchaos command (default: ``--mlchaos``, the
+  current build), to compare two builds on one policy: the new build against the previous release's;
 - each side's CPU seconds per request (utime + stime over the measurement) are reported too, B's over A's
   per round with the same kind of interval: at saturation throughput is their inverse, and they tell a
   dearer request apart from a process that got less of the CPU.
@@ -25,19 +27,23 @@ Loopback only; every process is stopped on exit (the harness of run.py).
 
     python benchmarks/paired.py --a passthrough --b shift --rounds 30 --check 0.85
     python benchmarks/paired.py --a passthrough --aa --rounds 30
+    python benchmarks/paired.py --a shift --b shift --mlchaos-a /opt/mlchaos-0.1.0/bin/mlchaos --rounds 30
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import secrets
+import shlex
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,11 +85,38 @@ def measure(ctx: bench.Context, server: bench.Server, warmup: int, seconds: int)
     return res, used
 
 
-def start(ctx: bench.Context, path: str, upstream_port: int, label: str) -> bench.Server:
-    server = bench.start_mlchaos(ctx, path, upstream_port, log_name=f"{label}-{path}")
+@dataclass(frozen=True)
+class Side:
+    """One side of the comparison: a policy run by one mlchaos command (a build)."""
+
+    label: str  # "A" or "B"
+    policy: str  # a name of bench.POLICIES
+    mlchaos: tuple[str, ...]  # the command, split like a shell would
+    build: str = "unknown"  # what `mlchaos --version` says, filled in when the run starts
+
+    def describe(self) -> str:
+        return f"{self.policy} on mlchaos {self.build} (`{shlex.join(self.mlchaos)}`)"
+
+
+def sides(args: argparse.Namespace) -> dict[str, Side]:
+    """A and B from the options: B runs A's policy under --aa; each side's command defaults to --mlchaos."""
+    command_a = shlex.split(args.mlchaos_a or args.mlchaos)
+    command_b = shlex.split(args.mlchaos_b or args.mlchaos)
+    return {"A": Side("A", args.a, tuple(command_a)),
+            "B": Side("B", args.a if args.aa else args.b, tuple(command_b))}
+
+
+def launch(ctx: bench.Context, side: Side, upstream_port: int) -> bench.Server:
+    """Spawn ``side``'s mlchaos (its own command) in front of the upstream; not yet waited for."""
+    own = dataclasses.replace(ctx, mlchaos=list(side.mlchaos))
+    return bench.start_mlchaos(own, side.policy, upstream_port, log_name=f"{side.label}-{side.policy}")
+
+
+def start(ctx: bench.Context, side: Side, upstream_port: int) -> bench.Server:
+    server = launch(ctx, side, upstream_port)
     bench.wait_ready(server)
     bench.require_experiments(server, ctx.admin_token)
-    bench.log(f"{label} ({path}): ready on 127.0.0.1:{server.port}")
+    bench.log(f"{side.label} ({side.policy}, mlchaos {side.build}): ready on 127.0.0.1:{server.port}")
     return server
 
 
@@ -98,18 +131,18 @@ class Figures:
     cpu_ratios: list[float] = field(default_factory=list)
 
 
-def run_rounds(args: argparse.Namespace, policy: dict[str, str], ctx: bench.Context, figs: Figures) -> None:
+def run_rounds(args: argparse.Namespace, side: dict[str, Side], ctx: bench.Context, figs: Figures) -> None:
     upstream = bench.start_nginx(ctx, "direct", HERE / "nginx-upstream.conf.tmpl", {})
     bench.wait_ready(upstream)
     for rnd in range(args.rounds):
         # Which process starts first and which is loaded first alternate: neither order favours a side.
         order = ("A", "B") if rnd % 2 == 0 else ("B", "A")
-        servers = {side: start(ctx, policy[side], upstream.port, side) for side in order}
+        servers = {label: start(ctx, side[label], upstream.port) for label in order}
         res: dict[str, bench.WrkResult] = {}
-        for side in order:
-            res[side], used = measure(ctx, servers[side], args.warmup, args.duration)
-            figs.rps[side].append(res[side].rps)
-            figs.cpu[side].append(used / max(res[side].requests, 1) * 1e6)
+        for label in order:
+            res[label], used = measure(ctx, servers[label], args.warmup, args.duration)
+            figs.rps[label].append(res[label].rps)
+            figs.cpu[label].append(used / max(res[label].requests, 1) * 1e6)
         for server in servers.values():
             if server.path in bench.BOOKKEEPING_PATHS:
                 bench.require_bookkeeping(server, ctx.admin_token)
@@ -120,17 +153,17 @@ def run_rounds(args: argparse.Namespace, policy: dict[str, str], ctx: bench.Cont
                   f"B/A {figs.ratios[-1]:.3f}; CPU µs/request A {figs.cpu['A'][-1]:.1f}, B {figs.cpu['B'][-1]:.1f}")
 
 
-def summary(args: argparse.Namespace, started: str, figs: Figures) -> tuple[str, bool]:
+def summary(args: argparse.Namespace, side: dict[str, Side], started: str, figs: Figures) -> tuple[str, bool]:
     """The Markdown summary and whether the checks asked for hold."""
     est = statistics.median(figs.ratios)
     lo, hi = median_interval(figs.ratios)
     cpu_lo, cpu_hi = median_interval(figs.cpu_ratios)
     med_a, med_b = statistics.median(figs.rps["A"]), statistics.median(figs.rps["B"])
-    name_b = f"a second process of {args.a}" if args.aa else args.b
+    name_b = f"a second process of {side['A'].describe()}" if args.aa else side["B"].describe()
     lines = [
         f"Paired throughput, {started}, {os.cpu_count()} cores, {args.rounds} rounds of `wrk -t1 -c32 "
         f"-d{args.duration}s` after {args.warmup} s of warm-up, a fresh process per policy and round, start and "
-        f"load order alternating: A = {args.a}, B = {name_b}.",
+        f"load order alternating: A = {side['A'].describe()}, B = {name_b}.",
         "",
         f"- B / A, median of the per-round ratios: **{est:.3f}**, {CONFIDENCE:.0%} interval "
         f"[{lo:.3f}, {hi:.3f}] (order statistics)",
@@ -151,7 +184,7 @@ def summary(args: argparse.Namespace, started: str, figs: Figures) -> tuple[str,
     return "\n".join(lines) + "\n", ok
 
 
-def main() -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", default="passthrough", choices=sorted(bench.POLICIES), help="the reference policy")
     ap.add_argument("--b", default="shift", choices=sorted(bench.POLICIES), help="the policy compared with it")
@@ -160,13 +193,31 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=3, help="seconds per wrk measurement")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of wrk before each measurement")
     ap.add_argument("--check", type=float, metavar="MIN", help="exit 1 unless the interval's low end >= MIN")
-    ap.add_argument("--mlchaos", default=str(HERE.parent / ".venv" / "bin" / "mlchaos"))
+    ap.add_argument("--mlchaos", default=str(HERE.parent / ".venv" / "bin" / "mlchaos"),
+                    help="the mlchaos command of both sides (the current build), split like a shell would")
+    ap.add_argument("--mlchaos-a", metavar="COMMAND", help="A's mlchaos command (default: --mlchaos)")
+    ap.add_argument("--mlchaos-b", metavar="COMMAND", help="B's mlchaos command (default: --mlchaos)")
     ap.add_argument("--out", help="also write the Markdown summary here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if not 6 <= args.rounds <= 200 or not 1 <= args.duration <= 60 or not 0 <= args.warmup <= 60:
         ap.error("keep it bounded: 6 <= --rounds <= 200 (fewer cannot give a 95% interval), "
                  "1 <= --duration <= 60, 0 <= --warmup <= 60")
-    policy = {"A": args.a, "B": args.a if args.aa else args.b}
+    for option in ("mlchaos", "mlchaos_a", "mlchaos_b"):
+        if getattr(args, option) is not None and not shlex.split(getattr(args, option)):
+            ap.error(f"--{option.replace('_', '-')} is empty")
+    if args.aa and shlex.split(args.mlchaos_a or args.mlchaos) != shlex.split(args.mlchaos_b or args.mlchaos):
+        ap.error("--aa compares one build with itself: give --a and --b (one policy twice) to compare two builds")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    side = sides(args)
+    for label, one in side.items():
+        if shutil.which(one.mlchaos[0]) is None:
+            bench.log(f"error: {label}'s mlchaos command not found: {shlex.join(one.mlchaos)}")
+            return 2
+        side[label] = dataclasses.replace(one, build=bench.mlchaos_version(list(one.mlchaos)))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     figs = Figures()
     with bench.interrupts_raise():  # SIGTERM and SIGHUP unwind like Ctrl-C: the finally below runs
@@ -175,8 +226,8 @@ def main() -> int:
         tmp.chmod(0o755)  # nginx workers run as nobody when started by root
         try:
             bins = bench.ensure_tools(["nginx", "wrk"], install=True)
-            ctx = bench.Context(tmp, procs, bench.Ports(), bins, [args.mlchaos], secrets.token_hex(16))
-            run_rounds(args, policy, ctx, figs)
+            ctx = bench.Context(tmp, procs, bench.Ports(), bins, list(side["A"].mlchaos), secrets.token_hex(16))
+            run_rounds(args, side, ctx, figs)
         except bench.BenchError as exc:
             bench.log(f"error: {exc}")
             return 2
@@ -186,7 +237,7 @@ def main() -> int:
         finally:
             procs.stop_all()
             shutil.rmtree(tmp, ignore_errors=True)
-    text, ok = summary(args, started, figs)
+    text, ok = summary(args, side, started, figs)
     print(text, end="")
     if args.out:
         Path(args.out).write_text(text)

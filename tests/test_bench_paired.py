@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import statistics
+import sys
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.benchmark_scripts import load
 
 paired = load("paired")
+bench = sys.modules["run"]  # the harness paired.py imports
 
 
 def below(n: int, k: int) -> float:
@@ -40,3 +46,60 @@ def test_the_interval_holds_the_median_and_is_made_of_the_values(values: list[fl
     lo, hi = paired.median_interval(values)
     assert lo in values and hi in values
     assert lo <= statistics.median(values) <= hi
+
+
+# ------------------------------------------------------------------------------------ two builds, one policy
+
+
+def fake_mlchaos(folder: Path, name: str) -> Path:
+    """An executable that writes the arguments it was started with to ``<name>.argv`` and exits."""
+    script = folder / name
+    script.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                      f"open({str(folder / (name + '.argv'))!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_each_side_defaults_to_the_current_build_and_takes_its_own() -> None:
+    args = paired.parse_args(["--a", "shift", "--b", "shift", "--mlchaos", "/new/mlchaos",
+                              "--mlchaos-a", "/old/bin/mlchaos --no-uvloop"])
+    side = paired.sides(args)
+    assert side["A"].mlchaos == ("/old/bin/mlchaos", "--no-uvloop") and side["A"].policy == "shift"
+    assert side["B"].mlchaos == ("/new/mlchaos",) and side["B"].policy == "shift"
+    plain = paired.sides(paired.parse_args(["--a", "passthrough", "--aa"]))
+    assert plain["A"].mlchaos == plain["B"].mlchaos and plain["B"].policy == "passthrough"
+
+
+def test_aa_refuses_two_builds() -> None:
+    with pytest.raises(SystemExit):
+        paired.parse_args(["--aa", "--mlchaos-b", "/old/mlchaos"])
+
+
+def test_each_side_starts_its_own_command_with_its_policy(tmp_path: Path) -> None:
+    args = paired.parse_args(["--a", "passthrough", "--b", "shift",
+                              "--mlchaos-a", str(fake_mlchaos(tmp_path, "new")),
+                              "--mlchaos-b", str(fake_mlchaos(tmp_path, "old"))])
+    ctx = bench.Context(tmp_path, bench.Processes(), bench.Ports(), {}, ["unused"], "token")
+    try:
+        for label, name in (("A", "new"), ("B", "old")):
+            side = paired.sides(args)[label]
+            server = paired.launch(ctx, side, upstream_port=1)
+            assert server.proc.wait(timeout=30) == 0
+            argv = json.loads((tmp_path / f"{name}.argv").read_text())
+            assert argv[:3] == ["run", "--config", str(bench.POLICIES[side.policy])]
+            assert argv[argv.index("--upstream") + 1] == "http://127.0.0.1:1"
+            assert f"{label}-{side.policy}.log" in server.log_file.name
+    finally:
+        ctx.procs.stop_all()
+
+
+def test_the_summary_says_which_build_each_side_was() -> None:
+    args = paired.parse_args(["--a", "shift", "--b", "shift", "--mlchaos-a", "/old/mlchaos", "--rounds", "6"])
+    side = {label: dataclasses.replace(s, build=f"0.{n} (data plane: compiled)")
+            for n, (label, s) in enumerate(paired.sides(args).items())}
+    figs = paired.Figures(ratios=[1.0] * 6, rps={"A": [100.0] * 6, "B": [100.0] * 6},
+                          cpu={"A": [50.0] * 6, "B": [50.0] * 6}, cpu_ratios=[1.0] * 6)
+    text, ok = paired.summary(args, side, "2026-01-01 00:00 UTC", figs)
+    assert ok
+    assert "A = shift on mlchaos 0.0 (data plane: compiled) (`/old/mlchaos`)" in text
+    assert f"B = shift on mlchaos 0.1 (data plane: compiled) (`{args.mlchaos}`)" in text

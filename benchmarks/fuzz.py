@@ -35,7 +35,9 @@ its write-back; ``predictions`` and, on predictions, ``perturb`` and ``write_pre
 ``write_predictions``), or raised by ``write``, a mutation, ``perturb`` or ``detect``, or a written document
 that ``dumps`` cannot serialize or ``loads`` cannot read back. Exceptions of the strict readers that the shell
 turns into ``None`` are counted apart (the request passes through untouched; the test suite treats them as
-bugs). Document ``i`` of chunk ``c`` is reproducible with ``--chunk c``.
+bugs). A document that takes over a second through every adapter is reported as slow and fails the run too
+(work out of proportion to the input; worker processes are capped at 2 GiB so a blow-up is a MemoryError).
+Document ``i`` of chunk ``c`` is reproducible with ``--chunk c``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import json
 import os
 import random
 import re
+import resource
 import secrets
 import shlex
 import shutil
@@ -85,6 +88,8 @@ PIPELINED_SHARE = 0.1
 PER_CONNECTION = (1, 1, 2, 4, 8, 16, 32)  # inputs a connection draws, before its first final one
 PAYLOAD_CHUNK = 500  # documents per reproducible chunk (one random.Random and numpy Generator each)
 MAX_EXAMPLES = 20  # crashes and strict-reader exceptions kept with their details
+SLOW_DOC = 1.0  # s: a document that takes longer through every adapter is reported (work out of proportion)
+WORKER_MEMORY = 2 << 30  # bytes of address space a payload worker may take: a blow-up becomes a MemoryError
 
 POLICY = """\
 # Written by benchmarks/fuzz.py: every feature fault on 40% of the traffic, bookkeeping and shadow on.
@@ -425,16 +430,22 @@ async def fuzz_http(sidecar: Sidecar, run: Run, stats: HttpStats) -> None:
             stats.health_failed.append(f"final: {problem}")
 
 
+def start_upstream(ctx: bench.Context) -> bench.Server:
+    """benchmarks/upstream.py on a free port, answering."""
+    port = ctx.ports.take()
+    log_file = ctx.tmp / "upstream.log"
+    proc = ctx.procs.spawn([sys.executable, str(HERE / "upstream.py"), "--port", str(port)], log_file=log_file)
+    upstream = bench.Server("upstream", port, proc, log_file)
+    bench.wait_ready(upstream)
+    return upstream
+
+
 def start_sidecar(ctx: bench.Context, mlchaos: list[str]) -> tuple[Sidecar, bench.Server]:
     """The loopback model and mlchaos in front of it with the fuzz policy; both ready."""
-    up_port = ctx.ports.take()
-    up_log = ctx.tmp / "upstream.log"
-    up = ctx.procs.spawn([sys.executable, str(HERE / "upstream.py"), "--port", str(up_port)], log_file=up_log)
-    upstream = bench.Server("upstream", up_port, up, up_log)
-    bench.wait_ready(upstream)
+    upstream = start_upstream(ctx)
     port, admin = ctx.ports.take(), ctx.ports.take()
     policy = ctx.tmp / "fuzz.yaml"
-    policy.write_text(POLICY.format(listen=f"{HOST}:{port}", upstream=f"http://{HOST}:{up_port}",
+    policy.write_text(POLICY.format(listen=f"{HOST}:{port}", upstream=f"http://{HOST}:{upstream.port}",
                                     admin=f"{HOST}:{admin}"))
     env = {**os.environ, "MLCHAOS_ADMIN_TOKEN": ctx.admin_token}
     log_file = ctx.tmp / "mlchaos.log"
@@ -502,12 +513,14 @@ class PayloadStats:
     hidden: Counter[str] = field(default_factory=Counter)  # "<adapter> <step> <exception>" caught by the shell
     crashes: Counter[str] = field(default_factory=Counter)  # "<adapter> <step> <exception>"
     examples: list[str] = field(default_factory=list)
+    slow: list[str] = field(default_factory=list)  # documents over SLOW_DOC seconds
     seconds: float = 0.0
 
     def merge(self, other: PayloadStats) -> None:
         for name in ("docs", "steps", "mutations", "hidden", "crashes"):
             getattr(self, name).update(getattr(other, name))
         self.examples += other.examples[: max(0, MAX_EXAMPLES - len(self.examples))]
+        self.slow += other.slow[: max(0, MAX_EXAMPLES - len(self.slow))]
 
     @property
     def total(self) -> int:
@@ -561,6 +574,7 @@ def payload_chunk(seed: int, chunk: int, size: int, verbose: bool = False) -> Pa
     mutation_names = sorted(P.MUTATIONS)
 
     for index in range(size):
+        doc_started = time.monotonic()
         kind, doc = docs.doc()
         stats.docs[kind] += 1
         where = f"chunk {chunk} doc {index}"
@@ -636,9 +650,16 @@ def payload_chunk(seed: int, chunk: int, size: int, verbose: bool = False) -> Pa
                      if rng.random() < 0.2 else None)
         except Exception as exc:
             crash("-", "detect", exc)
+        took = time.monotonic() - doc_started
+        if took > SLOW_DOC and len(stats.slow) < MAX_EXAMPLES:
+            stats.slow.append(f"{where}: {took:.1f} s: {doc!r:.300}")
         if verbose:
             print(f"{where} ({kind}): {doc!r:.500}")
     return stats
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
 
 
 def payload_main(args: argparse.Namespace) -> PayloadStats:
@@ -659,7 +680,7 @@ def payload_main(args: argparse.Namespace) -> PayloadStats:
             total.merge(payload_chunk(args.seed, c, size(c), verbose=args.chunk is not None))
     else:
         # fork: the workers inherit this module as loaded (it is a script, not an importable package).
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("fork")) as pool:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("fork"), initializer=_limit_memory) as pool:
             it = iter(chunks)
             pending: list[Future[PayloadStats]] = []
             while True:
@@ -751,6 +772,7 @@ def markdown_payload(stats: PayloadStats, args: argparse.Namespace) -> str:
     for key, n in (stats.crashes + stats.hidden).most_common():
         kind = "crash" if key in stats.crashes else "caught by the shell"
         lines.append(f"- {kind}: {key}: {n:,}")
+    lines += [f"- slow (over {SLOW_DOC:g} s through every adapter): {line}" for line in stats.slow]
     for example in stats.examples[:MAX_EXAMPLES]:
         lines += ["", "```", example, "```"]
     return "\n".join(lines) + "\n"
@@ -796,7 +818,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.part in ("payload", "all") and not args.replay:
                 pstats = payload_main(args)
                 parts.append(markdown_payload(pstats, args))
-                failed |= sum(pstats.crashes.values()) > 0
+                failed |= sum(pstats.crashes.values()) > 0 or bool(pstats.slow)
             if args.part in ("http", "all") and args.chunk is None:
                 build = bench.mlchaos_version(mlchaos)
                 hstats, text = http_main(args, mlchaos)

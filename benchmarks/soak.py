@@ -288,6 +288,10 @@ def evaluate(samples: list[Sample], warmup: float, experiment: dict[str, Any]) -
     return Result(samples, baseline, last.rss_kib / first.rss_kib - 1, last.fds - first.fds, experiment)
 
 
+def _n(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "–"
+
+
 def markdown(result: Result, args: argparse.Namespace, build: str, mlchaos: list[str], started: str) -> str:
     s = result.samples
     total = sum(x.requests for x in s)
@@ -317,9 +321,10 @@ def markdown(result: Result, args: argparse.Namespace, build: str, mlchaos: list
     base, last = s[result.baseline], s[-1]
     lines += [
         "",
-        f"- requests: {total:,}, errors {errors}; the experiment read {exp.get('read', '–')} responses; shadow "
-        f"compared {shadow.get('compared', '–')}, failed {shadow.get('failed', '–')}, skipped "
-        f"{shadow.get('skipped', '–')}; drift evaluations kept {len(exp.get('drift_history') or [])}; "
+        f"- requests: {total:,}, errors {errors}; the experiment read {_n(exp.get('read'))} responses; shadow "
+        f"compared {_n(shadow.get('compared'))}, failed {_n(shadow.get('failed'))}, skipped "
+        f"{_n(shadow.get('skipped'))} (over its max_concurrency); drift evaluations kept "
+        f"{len(exp.get('drift_history') or [])}; "
         f"state {exp.get('state', '–')}",
         f"- growth, last sample against the baseline (first after {args.warmup:g} s of warm-up): RSS "
         f"{base.rss_kib / 1024:.1f} → {last.rss_kib / 1024:.1f} MiB (**{result.rss_growth:+.1%}**), open fds "

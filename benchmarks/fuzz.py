@@ -405,7 +405,12 @@ async def fuzz_http(sidecar: Sidecar, run: Run, stats: HttpStats) -> None:
     async def monitor() -> None:
         lo = 0
         while not over():
-            await asyncio.sleep(run.check_every)
+            waited = 0.0
+            while waited < run.check_every and not over():
+                await asyncio.sleep(min(0.5, run.check_every))
+                waited += min(0.5, run.check_every)
+            if over():
+                return
             hi = run.next_cid
             if not await sidecar.check(stats):
                 stats.windows.append((lo, hi))
@@ -416,10 +421,24 @@ async def fuzz_http(sidecar: Sidecar, run: Run, stats: HttpStats) -> None:
             rate = stats.total / max(time.monotonic() - started, 1e-9)
             bench.log(f"http: {stats.total:,} inputs, {rate:,.0f}/s, outcomes {dict(stats.outcomes)}")
 
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(run.concurrency):
-            tg.create_task(worker())
-        tg.create_task(monitor())
+    def interrupted() -> None:
+        if run.stop:
+            raise KeyboardInterrupt  # a second signal: no summary, just the cleanup
+        bench.log("interrupted: finishing the connections under way, then the summary")
+        run.stop = True
+
+    # The loop's own handlers: a signal handler raising inside a task is swallowed by the task group.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, interrupted)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(run.concurrency):
+                tg.create_task(worker())
+            tg.create_task(monitor())
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     stats.seconds = time.monotonic() - started
     if stats.exited is None:
         if not await sidecar.check(stats):

@@ -37,6 +37,7 @@ import random
 import secrets
 import shlex
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -244,11 +245,21 @@ async def soak(server: bench.Server, args: argparse.Namespace) -> list[Sample]:
             if now - started >= seconds - 1e-6:
                 return
 
+    # The loop's own handlers: a signal handler raising inside a task is swallowed by the task group.
+    loop = asyncio.get_running_loop()
+    this = asyncio.current_task()
+    assert this is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, this.cancel)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(load.run(seconds, tg))
             tg.create_task(sampler())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         load.close()
     return samples
 

@@ -376,3 +376,19 @@ def test_table_built_by_hand_is_matched_by_name():
     assert out["inputs"][0] == {"name": "Age", "datatype": "INT32", "shape": [2], "data": [1, 2]}
     assert out["inputs"][1]["parameters"] == {"content_type": "str"}
     assert wire(out) == out
+
+
+@pytest.mark.parametrize("shape", [[0, 10**9], [10**9, 0], [0, 2**62, 2**62], [3, 0, 10**9]])
+def test_empty_tensors_with_huge_dims_are_not_read(shape):
+    # Found by benchmarks/fuzz.py: nothing bounded these dims, and reading made a row or a name per dim
+    # (gigabytes for one small request). Such a tensor holds no values to change: it passes through.
+    doc = {"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": []}]}
+    assert V2.read_strict(doc, AdapterOptions()) is None
+    response = {"outputs": [{"name": "y", "shape": shape, "datatype": "FP32", "data": []}]}
+    assert V2.predictions_strict(response, AdapterOptions()) is None
+
+
+def test_empty_tensors_of_ordinary_width_are_still_read():
+    doc = {"inputs": [{"name": "x", "shape": [0, 4], "datatype": "FP32", "data": []}]}
+    parsed = V2.read_strict(doc, AdapterOptions())
+    assert parsed is not None and parsed.table.n_rows == 0 and parsed.table.n_cols == 4

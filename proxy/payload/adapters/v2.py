@@ -149,6 +149,9 @@ def _flatten_cell(cell: Any, dims: Sequence[int]) -> list[Any]:
     return _leaves(cell)
 
 
+_EMPTY_DIMS = 4096  # the most rows or columns an empty tensor is read with (see _tensor)
+
+
 def _tensor(obj: Any) -> tuple[str, list[int], str, list[Any], str] | None:
     """(name, shape, datatype, flat data, mode) of a V2 tensor object with JSON data."""
     if not isinstance(obj, dict):
@@ -158,6 +161,10 @@ def _tensor(obj: Any) -> tuple[str, list[int], str, list[Any], str] | None:
         return None
     fl = _flatten(obj.get("data"), shape)
     if fl is None:
+        return None
+    if _prod([d for d in shape if d]) > max(len(fl[0]), _EMPTY_DIMS):
+        # An empty tensor's other dims are not bounded by its data, and rows and names are made per dim:
+        # {"shape": [0, 10**9], "data": []} would take gigabytes. Such a tensor holds nothing to change.
         return None
     return name, shape, dt.upper(), fl[0], fl[1]
 

@@ -38,12 +38,29 @@ __all__ = ["RegistryVersion", "Rewrite"]
 
 @dataclass(slots=True)
 class Rewrite:
-    """One client's view of one model: the version a lookup truly resolved to, the one it was told, and the
-    aliases that moved (empty for a latest-version lookup)."""
+    """A lookup that truly resolved to one version was told ``served``; ``aliases`` moved with it (empty for a
+    latest-version lookup)."""
 
-    asked: str
     served: str
     aliases: set[str]
+
+
+# One client's view of one model: true version -> what it was told. A model's lookups of one client rewrite
+# a few versions at most (its aliases and its latest): a bound, not a cache.
+MAX_REWRITES_PER_MODEL = 64
+
+
+class View(dict[str, Rewrite]):
+    def served_versions(self) -> set[str]:
+        return {rw.served for rw in self.values()}
+
+    def redirect(self, version: str | None) -> str | None:
+        """Where a request of this client for ``version``'s download URI or files goes instead; None: nowhere
+        (not rewritten, or a version this client was told about, which it may ask for by number)."""
+        rw = self.get(version) if version is not None else None
+        if rw is None or version in self.served_versions():
+            return None
+        return rw.served
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,7 +81,7 @@ class RegistryVersion(RegistryFault):
     aliases: tuple[str, ...] | None = None
     latest: bool = True
     # (sticky key value, model) -> what that client was told.
-    rewrites: Bounded[tuple[bytes | None, str], Rewrite] = field(default_factory=Bounded, compare=False, repr=False)
+    rewrites: Bounded[tuple[bytes | None, str], View] = field(default_factory=Bounded, compare=False, repr=False)
 
     @classmethod
     def from_values(cls, values: dict[str, Any], path: str, errors: Errors) -> Self | None:
@@ -103,10 +120,11 @@ class RegistryVersion(RegistryFault):
         elif kind in ("version", "search_versions"):
             ctx.on_response(lambda view: self._records(view, call, client))
         elif kind == "download_uri" and call.name is not None:
-            rw = self.rewrites.find((client, call.name))
-            if rw is not None and call.version == rw.asked:
-                ctx.set_target(with_query(ctx.target, version=rw.served))
-                self.audit(call, asked=rw.asked, served=rw.served)
+            told = self.rewrites.find((client, call.name))
+            served = told.redirect(call.version) if told is not None else None
+            if served is not None:
+                ctx.set_target(with_query(ctx.target, version=served))
+                self.audit(call, asked=call.version, served=served)
         elif kind in (ARTIFACT, ARTIFACT_LIST) and call.name is not None and self.wants(call.name):
             self._artifact(ctx, call, client)
         return None
@@ -190,11 +208,15 @@ class RegistryVersion(RegistryFault):
 
     def _remember(self, client: bytes | None, name: str, asked: str, served: str, aliases: set[str]) -> None:
         key = (client, name)
-        rw = self.rewrites.find(key)
-        if rw is not None and rw.asked == asked and rw.served == served:
+        told = self.rewrites.find(key)
+        if told is None:
+            told = View()
+            self.rewrites.put(key, told)
+        rw = told.get(asked)
+        if rw is not None and rw.served == served:
             rw.aliases |= aliases
-        else:
-            self.rewrites.put(key, Rewrite(asked, served, set(aliases)))
+        elif rw is not None or len(told) < MAX_REWRITES_PER_MODEL:
+            told[asked] = Rewrite(served, set(aliases))
 
     # -- records asked for by number: only the aliases move
     def _records(self, view: ResponseView, call: RegistryCall, client: bytes | None) -> None:
@@ -205,16 +227,14 @@ class RegistryVersion(RegistryFault):
         changed = False
         for record in records:
             self.facts.learn_record(record)
-            rw = self.rewrites.find((client, record["name"])) if isinstance(record.get("name"), str) else None
-            if rw is None or not rw.aliases:
+            told = self.rewrites.find((client, record["name"])) if isinstance(record.get("name"), str) else None
+            if told is None:
                 continue
             aliases = set(record.get("aliases") or [])
-            if record["version"] == rw.asked:
-                new = aliases - rw.aliases
-            elif record["version"] == rw.served:
-                new = aliases | rw.aliases
-            else:
-                continue
+            version = record["version"]
+            moved_off = told[version].aliases if version in told else set()
+            moved_on = {a for rw in told.values() if rw.served == version for a in rw.aliases}
+            new = (aliases - moved_off) | moved_on
             if new != aliases:
                 changed = True
                 if new:
@@ -227,13 +247,14 @@ class RegistryVersion(RegistryFault):
     # -- the files: the true version's artifact paths lead to the served version's
     def _artifact(self, ctx: FaultContext, call: RegistryCall, client: bytes | None) -> None:
         assert call.name is not None and call.path is not None
-        rw = self.rewrites.find((client, call.name))
-        if rw is None or call.version != rw.asked:
+        told = self.rewrites.find((client, call.name))
+        served = told.redirect(call.version) if told is not None else None
+        if served is None:
             return
-        prefix = self.facts.prefix.find((call.name, rw.served))
+        prefix = self.facts.prefix.find((call.name, served))
         owner = self.facts.version_of(call.path)
         if prefix is None or owner is None:
             return
         rest = owner[2]
         ctx.set_target(artifact_target(ctx.target, call, f"{prefix}/{rest}" if rest else prefix))
-        self.audit(call, asked=rw.asked, served=rw.served, path=call.path)
+        self.audit(call, asked=call.version, served=served, path=call.path)

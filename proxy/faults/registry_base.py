@@ -72,6 +72,8 @@ class RegistryFacts:
         # MLflow 3's logged-model id (a record's source "models:/m-...") -> (model, version): the id is a
         # segment of the version's artifact paths ("0/models/m-.../artifacts/MLmodel").
         self.model_ids: Bounded[str, tuple[str, str]] = Bounded()
+        # (model, alias) -> the version it points at, as last stated by the registry.
+        self.aliases: Bounded[tuple[str, str], str] = Bounded()
 
     def learn_prefix(self, name: str, version: str, prefix: str) -> None:
         self.prefix.put((name, version), prefix)
@@ -82,6 +84,9 @@ class RegistryFacts:
         if isinstance(name, str) and isinstance(version, str):
             self.records.put((name, version), orjson.loads(orjson.dumps(record)))
             source = record.get("source")
+            for alias in record.get("aliases") or ():
+                if isinstance(alias, str):
+                    self.aliases.put((name, alias), version)
             if isinstance(source, str) and source.startswith("models:/") and "/" not in source[8:]:
                 self.model_ids.put(source[8:], (name, version))
             prefix = artifact_prefix(source) if isinstance(source, str) else None
@@ -97,6 +102,17 @@ class RegistryFacts:
                 self.learn_prefix(call.name, call.version, prefix)
         for record in version_records(call.kind, doc):
             self.learn_record(record)
+        if not isinstance(doc, dict) or call.kind not in ("model", "search_models"):
+            return
+        models = doc.get("registered_models") or [] if call.kind == "search_models" else [doc.get("registered_model")]
+        for rm in models:
+            if not isinstance(rm, dict) or not isinstance(rm.get("name"), str):
+                continue
+            name: str = rm["name"]
+            for entry in rm.get("aliases") or ():
+                alias = entry.get("alias") if isinstance(entry, dict) else None
+                if isinstance(alias, str) and isinstance(entry.get("version"), str):
+                    self.aliases.put((name, alias), entry["version"])
 
     def version_of(self, path: str) -> tuple[str, str, str] | None:
         """The (model, version) whose files ``path`` (under the artifact root) belongs to, if known, and the

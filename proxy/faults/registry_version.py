@@ -26,6 +26,7 @@ from ..payload.adapters.mlflow_registry import (
     RegistryCall,
     artifact_target,
     version_records,
+    version_target,
     with_query,
 )
 from ..policy.errors import Errors
@@ -111,9 +112,11 @@ class RegistryVersion(RegistryFault):
             return None
         kind = call.kind
         client = ctx.sticky_value()
-        if kind in ("alias", "model", "search_models", "latest"):
-            if kind == "alias" and self.aliases is not None and call.alias not in self.aliases:
+        if kind == "alias":
+            if call.alias is None or (self.aliases is not None and call.alias not in self.aliases):
                 return None
+            self._alias(ctx, call, client)
+        elif kind in ("model", "search_models", "latest"):
             if kind == "latest" and not self.latest:
                 return None
             ctx.on_response(lambda view: self._lookup(view, call, client))
@@ -130,12 +133,40 @@ class RegistryVersion(RegistryFault):
         return None
 
     # -- lookups: the version they resolve to changes
+    def _alias(self, ctx: FaultContext, call: RegistryCall, client: bytes | None) -> None:
+        """An alias lookup. When the version to serve is known before the answer (a fixed ``version``, or the
+        alias's true version learned from an earlier answer), the registry is asked for that version's record
+        instead, so the client gets its real record (source, run id, tags) from the first call; otherwise the
+        true record comes back renumbered."""
+        assert call.name is not None and call.alias is not None
+        asked = self.facts.aliases.find((call.name, call.alias))
+        served = self.version if self.version is not None else self.served(asked) if asked is not None else None
+        if served is None or served == asked:
+            ctx.on_response(lambda view: self._lookup(view, call, client))
+            return
+        ctx.set_target(version_target(ctx.target, call.name, served))
+        alias, name = call.alias, call.name
+
+        def resolved(view: ResponseView) -> None:
+            doc = read_json(view)
+            record = doc.get("model_version") if isinstance(doc, dict) else None
+            if not isinstance(record, dict):  # e.g. 404: the version served does not exist, and the client says so
+                self.audit(call, asked=asked, served=served, status=view.status)
+                return
+            self.facts.learn_record(record)
+            record["aliases"] = sorted({*(record.get("aliases") or ()), alias})
+            if asked is not None:
+                self._remember(client, name, asked, served, {alias})
+            write_json(view, doc)
+            self.audit(call, asked=asked, served=served, alias=alias)
+
+        ctx.on_response(resolved)
+
     def _lookup(self, view: ResponseView, call: RegistryCall, client: bytes | None) -> None:
         doc = read_json(view)
         if doc is None:
             return
-        for record in version_records(call.kind, doc):
-            self.facts.learn_record(record)
+        self.facts.learn(call, doc)
         changed: list[tuple[Any, str, str | None]] = []
         if call.kind == "alias":
             record = doc.get("model_version")

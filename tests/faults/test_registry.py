@@ -159,6 +159,9 @@ def test_every_call_of_a_load_agrees_on_the_served_version(case, latest, via_sou
         assert aliases["champion"] == str(expected(raw, champion))
         if not latest:
             assert "champion" in seen["resolved"]["aliases"] and "champion" in seen["get"]["aliases"]
+            if "version" in raw or i > 0:
+                # A fixed version is asked of the registry at once; an offset once the alias is known.
+                assert seen["resolved"]["run_id"] == f"run{want:04d}"
     if not latest:
         # Once learned, the record served is the served version's own, not the true one renumbered.
         again = load([f], reg, via_source=via_source)["resolved"]
@@ -202,8 +205,18 @@ def test_each_rewrite_logs_the_model_and_both_versions(caplog):
     with caplog.at_level(logging.INFO, logger="mlchaos"):
         load([fault(type="registry_version", version="1")], reg)
     lines = [r.fields for r in caplog.records if r.getMessage() == "registry_fault"]
-    assert {"fault": "registry_version", "call": "alias", "model": "fraud", "asked": "2", "served": "1",
+    # The first alias lookup with a fixed version asks the registry for that version straight away (the
+    # alias's true version is not known yet); the registered model's answer, next, names it.
+    assert {"fault": "registry_version", "call": "alias", "model": "fraud", "asked": None, "served": "1",
             "alias": "champion"} in lines
+    assert {"fault": "registry_version", "call": "model", "model": "fraud", "asked": "2", "served": "1",
+            "alias": "champion"} in lines
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlchaos"):
+        through([fault(type="registry_version", offset=-1)], reg, "GET",
+                f"{ROOT}/registered-models/alias?name=fraud&alias=champion")
+    assert [r.fields for r in caplog.records] == [{"fault": "registry_version", "call": "alias", "model": "fraud",
+                                                   "asked": "2", "served": "1", "alias": "champion"}]
 
 
 def test_aliases_and_latest_limit_what_changes():

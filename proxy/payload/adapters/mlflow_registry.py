@@ -27,7 +27,7 @@ from .base import DEFAULT_OPTIONS, RESPONSE, AdapterOptions, BaseAdapter, Parsed
 
 __all__ = [
     "ARTIFACT", "ARTIFACT_LIST", "MLMODEL", "MlflowRegistryAdapter", "RegistryCall", "artifact_prefix",
-    "artifact_target", "classify", "drop_blocks", "top_blocks", "version_records", "with_query",
+    "artifact_target", "classify", "drop_blocks", "top_blocks", "version_records", "version_target", "with_query",
 ]
 
 _PATH = re.compile(r"/(?:ajax-)?api/2\.0/(?:mlflow/(?:registered-models|model-versions)/|mlflow-artifacts/artifacts)")
@@ -126,6 +126,14 @@ def with_query(target: str, **params: str) -> str:
     path, _, query = target.partition("?")
     pairs = [(k, v[0]) for k, v in parse_qs(query, keep_blank_values=True).items() if k not in params]
     return f"{path}?{urlencode([*pairs, *params.items()])}"
+
+
+def version_target(target: str, name: str, version: str) -> str:
+    """The ``model-versions/get`` call for ``name`` and ``version``, on the API root of ``target``'s call."""
+    path = target.partition("?")[0]
+    m = _REGISTRY.search(path)
+    assert m is not None
+    return f"{path[: m.start(1)]}model-versions/get?{urlencode({'name': name, 'version': version})}"
 
 
 def artifact_target(target: str, call: RegistryCall, path: str) -> str:

@@ -4,8 +4,10 @@ The registry's data is never touched; its answers to the cohort are. A lookup th
 alias call, ``registered-models/get``'s aliases and latest versions, ``get-latest-versions``) answers with the
 other version, and what follows agrees with it:
 
-- the record served is the other version's own (source, run id, tags) when the fault has seen it; until then
-  the record asked for, renumbered;
+- the record served is the other version's own (source, run id, tags): an alias lookup asks the registry for
+  it straight away when the version to serve is known before the answer (a fixed ``version``; with
+  ``offset``, once an answer has said where the alias points), and a latest lookup uses it once an answer has
+  carried it; before that, the true record comes back renumbered (MLflow's loader uses only the number);
 - the alias moves in every record: off the true version's ``aliases``, onto the served one's;
 - per client (the experiment's sticky key), the rewrite is remembered: that client's requests for the true
   version's download URI, and for the files under the true version's artifact path (which a client derives

@@ -51,6 +51,7 @@ HOT = [
     "proxy/payload/adapters/v1.py",
     "proxy/payload/adapters/v2.py",
     "proxy/payload/adapters/mlflow.py",
+    "proxy/payload/adapters/mlflow_registry.py",
     "proxy/payload/adapters/generic.py",
 ]
 

@@ -11,6 +11,7 @@ from ..declare.errors import Errors
 from ..declare.fields import fields_schema, read_fields
 from .abort import Abort
 from .base import COMMON_FIELDS, Drop, Fault, FaultContext, Outcome, Reply, Wait
+from .corrupt_artifact import CorruptArtifact
 from .corrupt_response import CorruptResponse
 from .default import Default
 from .delay import Delay
@@ -21,12 +22,15 @@ from .nan import Nan
 from .out_of_range import OutOfRange
 from .patch import Patch
 from .perturb_predictions import PerturbPredictions
+from .registry_version import RegistryVersion
 from .rename_feature import RenameFeature
 from .reorder_features import ReorderFeatures
+from .scramble_metadata import ScrambleMetadata
 from .shift import Shift
 from .stale import Stale
 from .stall import Stall
 from .status import Status
+from .strip_signature import StripSignature
 from .throttle import Throttle
 from .truncate_batch import TruncateBatch
 from .type_swap import TypeSwap
@@ -42,6 +46,8 @@ FAULTS: dict[str, type[Fault]] = {
         Nan, OutOfRange, Shift, DropFeature, RenameFeature, ReorderFeatures, TypeSwap, Default, Stale, TruncateBatch,
         # the response
         Status, CorruptResponse, PerturbPredictions, Patch,
+        # the model registry (MLflow): its answers and the model's files
+        RegistryVersion, StripSignature, ScrambleMetadata, CorruptArtifact,
     )
 }
 

@@ -28,6 +28,10 @@ class Abort(Fault):
         Field("headers", "mapping", default=None, help="Extra reply headers.",
               schema={"type": "object", "additionalProperties": {"type": "string"}}),
         Field("retry_after", "duration", default=None, help="Adds Retry-After (whole seconds), e.g. for 429."),
+        Field("error_code", "string", default=None,
+              help="Body in the MLflow REST API's error shape {\"error_code\", \"message\"}, e.g. "
+                   "RESOURCE_DOES_NOT_EXIST or TEMPORARILY_UNAVAILABLE (instead of body)."),
+        Field("message", "string", default=None, help="With error_code: its message (default: the reason phrase)."),
     )
 
     reply: Reply = field(default_factory=lambda: Reply(503))
@@ -36,11 +40,19 @@ class Abort(Fault):
     def from_values(cls, values: dict[str, Any], path: str, errors: Errors) -> Self | None:
         status: int = values["status"]
         body = values["body"]
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "error"
+        if values["error_code"] is not None:
+            if body is not None:
+                errors.add(f"{path}.error_code", "give body or error_code, not both")
+                return None
+            body = {"error_code": values["error_code"], "message": values["message"] or phrase}
+        elif values["message"] is not None:
+            errors.add(f"{path}.message", "message goes with error_code")
+            return None
         if body is None:
-            try:
-                phrase = HTTPStatus(status).phrase
-            except ValueError:
-                phrase = "error"
             payload, ctype = orjson.dumps({"error": phrase}), "application/json"
         elif isinstance(body, str):
             payload, ctype = body.encode(), "text/plain; charset=utf-8"

@@ -171,6 +171,29 @@ def start(name: str, workdir: Path, timeout: float = START_TIMEOUT) -> RunningSe
     workdir.mkdir(parents=True, exist_ok=True)
     ports = dict(zip(PORT_NAMES[name], free_ports(len(PORT_NAMES[name])), strict=True))
     argv, extra_env, ready_path = _command(inst, ports)
+    return _launch(inst, name, argv, extra_env, ready_path, ports, workdir, timeout)
+
+
+def start_registry(workdir: Path, timeout: float = max(START_TIMEOUT, 180.0)) -> RunningServer:
+    """The MLflow tracking server with its model registry, from the MLflow venv: a SQLite backend and a local
+    artifact store in ``workdir``, artifacts served through the server (``/api/2.0/mlflow-artifacts``), one
+    worker. Its first start creates and migrates the database: about 45 s on a 2-core machine."""
+    inst = install("mlflow")
+    problem = inst.problem()
+    if problem:
+        raise ServerError(f"mlflow: {problem}: run scripts/model-servers.sh mlflow")
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = {"http": free_ports(1)[0]}
+    argv = [
+        str(inst.bin / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{workdir / 'registry.db'}",
+        "--artifacts-destination", str(workdir / "artifacts"), "--host", "127.0.0.1", "--port", str(ports["http"]),
+        "--workers", "1",
+    ]
+    return _launch(inst, "mlflow-registry", argv, {}, "/health", ports, workdir, timeout)
+
+
+def _launch(inst: Install, name: str, argv: list[str], extra_env: dict[str, str], ready_path: str,
+            ports: dict[str, int], workdir: Path, timeout: float) -> RunningServer:
     env = {
         k: v for k, v in os.environ.items()
         if not k.startswith(("PYTEST_", "VIRTUAL_ENV", "PYTHON", "MLCHAOS_", "MLSERVER_", "MLFLOW_", "KSERVE_"))
@@ -209,6 +232,51 @@ def start(name: str, workdir: Path, timeout: float = START_TIMEOUT) -> RunningSe
         raise
     server.startup_seconds = time.monotonic() - t0
     return server
+
+
+def serve_registered(model_uri: str, tracking_uri: str, workdir: Path, env: dict[str, str] | None = None,
+                     timeout: float = max(START_TIMEOUT, 180.0)) -> RunningServer:
+    """``mlflow models serve -m models:/NAME@ALIAS`` with the registry at ``tracking_uri``: the scoring server
+    resolves the model through the registry when it starts (``env``: MLFLOW_TRACKING_TOKEN and such)."""
+    inst = install("mlflow")
+    problem = inst.problem()
+    if problem:
+        raise ServerError(f"mlflow: {problem}: run scripts/model-servers.sh mlflow")
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = {"http": free_ports(1)[0]}
+    argv = [str(inst.bin / "mlflow"), "models", "serve", "-m", model_uri, "-h", "127.0.0.1", "-p", str(ports["http"]),
+            "--env-manager", "local"]
+    extra = {"MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
+    return _launch(inst, "mlflow-serve-registered", argv, extra, "/ping", ports, workdir, timeout)
+
+
+REGISTRY_CLIENT = REPO / "scripts" / "servers" / "registry_client.py"
+
+
+def registry_client(tracking_uri: str, workdir: Path, *args: str, env: dict[str, str] | None = None,
+                    timeout: float = 240.0) -> tuple[int, Any, str]:
+    """Run scripts/servers/registry_client.py with the MLflow venv against ``tracking_uri``: its exit status,
+    the JSON object it printed last, and its output (for failure messages)."""
+    inst = install("mlflow")
+    workdir.mkdir(parents=True, exist_ok=True)
+    clean = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "VIRTUAL_ENV", "PYTHON", "MLCHAOS_", "MLFLOW_"))
+        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
+    clean.update({
+        "PYTHONNOUSERSITE": "1", "XDG_CONFIG_HOME": str(workdir / ".config"), "XDG_CACHE_HOME": str(workdir / ".cache"),
+        "MPLCONFIGDIR": str(workdir / ".matplotlib"), "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+        "MLFLOW_TRACKING_URI": tracking_uri, **(env or {}),
+    })
+    done = subprocess.run([str(inst.bin / "python"), str(REGISTRY_CLIENT), *args], cwd=workdir, env=clean,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    lines = done.stdout.strip().splitlines()
+    try:
+        out = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        out = None
+    return done.returncode, out, f"$ registry_client.py {' '.join(args)}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
 
 
 def _wait_ready(server: RunningServer, url: str, timeout: float) -> None:

@@ -225,3 +225,24 @@ async def test_a_response_that_is_not_a_table_passes_untouched_and_is_counted(st
         assert r.status == 200 and await r.json() == {"predictions": [1, 2]}
     assert sc.metrics.registry.get_sample_value(
         "mlchaos_payload_unparsed_total", {"experiment": "e1", "cohort": "chaos", "direction": "response"}) == 1.0
+
+
+@pytest.mark.parametrize("body", [b"true", b"17", b'"text"', b"null", b"[1, 2]"])
+async def test_a_request_body_that_is_json_but_no_table_passes_untouched(start_upstream, start_sidecar, body):
+    """A bare JSON value where an inference payload was expected (found by benchmarks/fuzz.py on the compiled
+    build, where it once raised inside the payload path): untouched, counted, no internal error."""
+    seen: list[bytes] = []
+
+    async def infer(request: web.Request) -> web.Response:
+        seen.append(await request.read())
+        return web.json_response({"ok": True})
+
+    up = await start_upstream({"/v1/models/m:predict": infer})
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([{"type": "out_of_range"}])), env=OVERRIDE_ENV)
+    async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{sc.proxy_port}/v1/models/m:predict",
+                                                    data=body, headers=FORCE_CHAOS) as r:
+        assert r.status == 200
+    assert seen == [body]
+    assert sc.metrics.registry.get_sample_value("mlchaos_proxy_errors_total", {"kind": "internal"}) == 0.0
+    assert sc.metrics.registry.get_sample_value(
+        "mlchaos_payload_unparsed_total", {"experiment": "e1", "cohort": "chaos", "direction": "request"}) == 1.0

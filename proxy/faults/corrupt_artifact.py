@@ -13,9 +13,9 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from ..payload.adapters.mlflow_registry import ARTIFACT, RegistryCall
-from ..policy.errors import Errors
-from ..policy.fields import Field
 from .base import FaultContext, Outcome, ResponseView, StreamStep
 from .registry_base import RegistryFault
 

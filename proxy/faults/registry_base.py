@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 
+from ..declare.fields import Field
 from ..logs import event
 from ..payload.adapters.mlflow_registry import (
     ARTIFACT,
@@ -27,7 +28,6 @@ from ..payload.adapters.mlflow_registry import (
     classify,
     version_records,
 )
-from ..policy.fields import Field
 from .base import Fault, FaultContext, ResponseView
 
 __all__ = ["Bounded", "RegistryFacts", "RegistryFault", "read_json", "set_etag", "write_json"]

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from ..payload.adapters.mlflow_registry import (
     ARTIFACT,
     ARTIFACT_LIST,
@@ -31,8 +33,6 @@ from ..payload.adapters.mlflow_registry import (
     version_target,
     with_query,
 )
-from ..policy.errors import Errors
-from ..policy.fields import Field
 from .base import FaultContext, Outcome, ResponseView
 from .registry_base import Bounded, RegistryFault, read_json, write_json
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from ..payload.adapters.mlflow_registry import (
     ARTIFACT,
     MLMODEL,
@@ -19,8 +21,6 @@ from ..payload.adapters.mlflow_registry import (
     top_blocks,
     version_records,
 )
-from ..policy.errors import Errors
-from ..policy.fields import Field
 from .base import FaultContext, Outcome, ResponseView
 from .registry_base import RegistryFault, read_json, set_etag, write_json
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from ..declare.errors import Errors
+from ..declare.fields import Field
 from ..payload.adapters.mlflow_registry import ARTIFACT, MLMODEL, drop_blocks
-from ..policy.errors import Errors
-from ..policy.fields import Field
 from .base import FaultContext, Outcome, ResponseView
 from .registry_base import RegistryFault, set_etag
 

@@ -16,6 +16,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.declare.errors import Errors
 from proxy.faults import parse_fault
 from proxy.faults.base import Fault
 from proxy.payload.adapters import ADAPTERS, detect
@@ -28,7 +29,6 @@ from proxy.payload.adapters.mlflow_registry import (
     top_blocks,
     with_query,
 )
-from proxy.policy.errors import Errors
 from tests.faults.registry_fake import ARTIFACTS, ROOT, FakeRegistry, mlmodel, through
 
 

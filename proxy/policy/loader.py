@@ -161,6 +161,9 @@ TIMEOUTS_FIELDS: tuple[Field, ...] = (
     _positive_duration("connect", _TIMEOUTS.connect, "Connecting to an upstream."),
     _positive_duration("response", _TIMEOUTS.response, "Until the upstream's response headers; then 504."),
     _positive_duration("idle", _TIMEOUTS.idle, "Silence allowed mid-body, and on an idle keep-alive."),
+    _positive_duration("header", _TIMEOUTS.header, "Until a request head is complete; then the connection closes."),
+    _positive_duration("upstream_idle", _TIMEOUTS.upstream_idle,
+                       "An idle pooled upstream connection is closed after this; below the upstream's keep-alive."),
     _positive_duration("drain", _TIMEOUTS.drain, "On SIGTERM, how long in-flight requests may finish."),
 )
 
@@ -341,6 +344,8 @@ POLICY_FIELDS: tuple[Field, ...] = (
     Field("limits", "mapping", default=None, schema=_ref("limits")),
     Field("preserve_host", "bool", default=True,
           help="Forward the client's Host; false sends the upstream's host:port."),
+    Field("upstream_idempotent", "bool", default=False,
+          help="The model's endpoints are idempotent: a POST whose pooled connection closed unanswered is resent."),
     Field("halted", "bool", default=False, help="Keep every experiment off (the fleet-wide stop)."),
     Field("cohort_override", "mapping", default=None, schema=_ref("cohort_override")),
     Field("experiments", "any", default=None, schema={"type": "array", "items": _ref("experiment")}),
@@ -439,6 +444,7 @@ def compile_policy(raw: object, source: str = "") -> Policy:
         experiments=tuple(experiments),
         cohort_override=override,
         preserve_host=values["preserve_host"],
+        upstream_idempotent=values["upstream_idempotent"],
         halted=values["halted"],
         state_file=values["state_file"],
         webhook=webhook,

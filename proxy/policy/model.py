@@ -41,6 +41,12 @@ class Timeouts:
     response: float = 60.0
     # Silence allowed between body chunks in either direction, and on an idle client keep-alive.
     idle: float = 75.0
+    # From a connection's first byte (or a kept-alive connection's next request's first byte) until the request
+    # head is complete; past it the connection is closed (HAProxy's `timeout http-request`). Slowloris bound.
+    header: float = 10.0
+    # A pooled upstream connection idle this long is closed, not reused: below the upstream's own keep-alive
+    # (uvicorn: 5 s) the proxy closes it first, so a request rarely races the upstream's close.
+    upstream_idle: float = 4.0
     # SIGTERM: how long in-flight requests may take to finish before the process exits anyway.
     drain: float = 10.0
 
@@ -214,6 +220,10 @@ class Policy:
     cohort_override: CohortOverride = CohortOverride()
     # Keep the client's Host header (a sidecar is transparent); false sends the upstream's authority.
     preserve_host: bool = True
+    # The model's endpoints are idempotent (inference usually is): a request of any method whose reused upstream
+    # connection closed without answering is sent again once. False: only GET, HEAD, OPTIONS, TRACE, PUT and
+    # DELETE, or a request that provably never left (RFC 9110 9.2.2).
+    upstream_idempotent: bool = False
     # Fleet-wide stop: every experiment stays off while the policy says so.
     halted: bool = False
     # Where tripped kill switches are remembered across restarts; None keeps them in memory only.

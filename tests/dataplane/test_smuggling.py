@@ -76,7 +76,9 @@ async def test_mlchaos_refuses_holds_or_forwards_each_case_as_its_rule_says_and_
         assert r.status == 200 and r.body == b"ok"
     finally:
         await recorder.close()
-    assert await eventually(lambda: len(sc.plane.connections) == 0)  # none left hanging
+    plane = sc.plane
+    assert plane is not None
+    assert await eventually(lambda: len(plane.connections) == 0)  # none left hanging
 
 
 async def test_a_refused_smuggling_attempt_behind_good_pipelined_requests_leaves_them_answered(start_sidecar):

@@ -24,7 +24,6 @@ from ...errors import (
     HeadersTooLarge,
     ProxyError,
     RequestHeadTimeout,
-    error_response,
 )
 from ...faults.base import Drop
 from ...routing import UNASSIGNED
@@ -406,18 +405,21 @@ class ClientConnection:
     def busy(self) -> bool:
         return self.exchange is not None or bool(self.queue)
 
-    def check_deadline(self, now: float, header: float) -> None:
+    def check_deadline(self, now: float, header: float) -> bool:
+        """The exchange's upstream deadlines; True when this connection's request head is overdue (past
+        ``header``): the data plane then cuts it (``head_timeout``), a batch at a time."""
         ex = self.exchange
         if ex is not None:
             ex.check_deadline(now)
         head_at = self.head_at
-        if head_at >= 0.0 and now - head_at > header and not self.paused and not self.closed:
-            self._head_timeout()
+        return head_at >= 0.0 and now - head_at > header and not self.paused and not self.closed
 
-    def _head_timeout(self) -> None:
-        """The request head took longer than timeouts.header: a 408 when nothing else is owed, then close."""
-        exc = RequestHeadTimeout(f"request head incomplete after {self.plane.timeouts.header:g}s")
-        self.plane.metrics.errors[exc.kind].value += 1
+    def head_timeout(self, answer: bytes) -> None:
+        """The request head took longer than timeouts.header: ``answer`` (a 408) when nothing else is owed,
+        then close."""
+        if self.head_at < 0.0 or self.closed:
+            return  # completed, or gone, since it was found overdue
+        self.plane.metrics.errors[RequestHeadTimeout.kind].value += 1
         self.head_at = -1.0
         self._pause()
         if self.busy:
@@ -425,7 +427,7 @@ class ClientConnection:
         elif self.req is None:
             self.transport.close()  # not a byte sent (a preconnect, a probe): closed quietly, as nginx does
         else:
-            self.write(error_response(exc, keep_alive=False))
+            self.write(answer)
             self.transport.close()
 
     def idle_check(self, now: float, idle: float) -> None:

@@ -172,4 +172,6 @@ async def test_500_half_heads_are_closed_within_the_header_timeout_while_normal_
     print(f"\n{HALF_HEADS} half-heads cut after {min(closed_after):.3f}-{max(closed_after):.3f} s "
           f"(timeouts.header {HEADER:g} s); normal p99 {base_p99 * 1e3:.2f} ms alone, "
           f"{during_p99 * 1e3:.2f} ms during ({len(baseline)} and {len(during)} requests)")
-    assert during_p99 <= 3 * base_p99 + 0.005
+    # Generous: the stream shares two cores with the attacker process (and whatever else runs); a proxy that
+    # stalled on the cut (500 closes in one callback, ~10-30 ms measured before batching) fails it.
+    assert during_p99 <= 3 * base_p99 + 0.010

@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -436,17 +437,17 @@ def table(rows: list[Row]) -> str:
 def section(rows: list[Row], versions: dict[str, str]) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     refused = {c: sum(1 for r in rows if c in r.cells and not r.cells[c].forwarded) for c in COLUMNS}
-    return (
-        f"## Request-smuggling corpus ({date}, nproc {os.cpu_count()})\n\n"
+    intro = (
         f"{len(rows)} cases (benchmarks/smuggling.py: RFC 9112 section 6 and published desync research) replayed"
         f" one per connection through each proxy to a raw upstream that records the bytes it receives"
         f" (tests/dataplane/test_smuggling.py asserts the rules). A cell is the status the client got (`closed`:"
         f" closed without an answer; `no answer`: still waiting for bytes after {ANSWER_WAIT:g} s) or `fwd N B`:"
         f" the upstream received N bytes. Forwarding nothing: nginx {refused['nginx']}, HAProxy"
         f" {refused['HAProxy']}, mlchaos {refused['mlchaos']}. mlchaos forwards nothing of any case nginx"
-        f" forwards nothing of. Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}.\n\n"
-        + table(rows) + "\n"
+        f" forwards nothing of. Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}."
     )
+    return (f"## Request-smuggling corpus ({date}, nproc {os.cpu_count()})\n\n"
+            + textwrap.fill(intro, 115, break_on_hyphens=False) + "\n\n" + table(rows) + "\n")
 
 
 def versions(nginx: str | None, haproxy: str | None) -> dict[str, str]:

@@ -10,9 +10,10 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 HOT     := $(shell sed -n 's/^    "\(proxy\/.*\.py\)",$$/\1/p' setup.py)
 BUILT   := $(VENV)/.built
 SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# Debian packages the tests use as real peers: curl as a client (Prometheus comes from its own script,
-# which keeps Debian's service from starting).
-DEB_TEST := curl
+# Debian packages the tests use as real peers: curl as a client, nginx and HAProxy for the request-smuggling
+# comparison (tests/dataplane/test_smuggling.py). Prometheus comes from its own script. policy-rc.d keeps the
+# nginx and haproxy packages from starting their services (nginx on port 80) while they install.
+DEB_TEST := curl nginx haproxy
 
 .PHONY: venv demo test test-fast lint bench system-deps model-servers clean clean-servers
 
@@ -36,10 +37,12 @@ venv: $(BUILT)
 system-deps:
 	bash scripts/install-prometheus.sh
 	bash scripts/install-chromium.sh
-	@missing=""; for p in $(DEB_TEST); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEB_TEST); do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  rc=""; [ -e /usr/sbin/policy-rc.d ] || { rc=1; printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; $(SUDO) chmod 755 /usr/sbin/policy-rc.d; }; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; status=$$?; \
+	  [ -z "$$rc" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d; exit $$status; \
 	fi
 
 demo: $(BUILT)

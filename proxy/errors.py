@@ -12,8 +12,8 @@ from http import HTTPStatus
 import orjson
 
 __all__ = [
-    "BadGateway", "BadRequest", "BodyTooLarge", "HeadersTooLarge", "ProxyError", "UpstreamConnectError",
-    "UpstreamResetError", "UpstreamTimeout", "error_response",
+    "BadGateway", "BadRequest", "BodyTooLarge", "HeadersTooLarge", "ProxyError", "RequestHeadTimeout",
+    "UpstreamConnectError", "UpstreamResetError", "UpstreamTimeout", "error_response",
 ]
 
 
@@ -39,6 +39,12 @@ class HeadersTooLarge(ProxyError):
     status, kind = 431, "headers_too_large"
 
 
+class RequestHeadTimeout(ProxyError):
+    """A request head still incomplete after ``timeouts.header`` (slow or half-sent heads)."""
+
+    status, kind = 408, "client_header_timeout"
+
+
 class BadGateway(ProxyError):
     """The upstream answered something that is not HTTP/1.1."""
 
@@ -61,12 +67,20 @@ class UpstreamTimeout(ProxyError):
 CLIENT_DISCONNECT = "client_disconnect"
 CLIENT_TIMEOUT = "client_timeout"
 UPSTREAM_STALE_RETRY = "upstream_stale_retry"
+# A reused upstream connection closed without answering a request the model may have read (non-idempotent, and
+# not provably unsent): answered 502 instead of being sent again.
+UPSTREAM_STALE_NOT_RETRIED = "upstream_stale_not_retried"
+# A request header whose name spells one the proxy handles itself (Content-Length, Transfer-Encoding, Host,
+# X-Forwarded-For...) with "_" or repeated "-": dropped, never forwarded (a CGI-style upstream would read it
+# as the real one).
+HEADER_DROPPED = "request_header_dropped"
 # A response a fault or an observer wanted to inspect was over limits.inspect_body_bytes: sent untouched.
 RESPONSE_TOO_LARGE = "response_over_inspect_limit"
 ERROR_KINDS = (
     "malformed_request", "body_too_large", "headers_too_large", "upstream_bad_response",
-    "upstream_connect", "upstream_reset", "upstream_timeout", "internal",
-    CLIENT_DISCONNECT, CLIENT_TIMEOUT, UPSTREAM_STALE_RETRY, RESPONSE_TOO_LARGE,
+    "upstream_connect", "upstream_reset", "upstream_timeout", "internal", "client_header_timeout",
+    CLIENT_DISCONNECT, CLIENT_TIMEOUT, UPSTREAM_STALE_RETRY, UPSTREAM_STALE_NOT_RETRIED, HEADER_DROPPED,
+    RESPONSE_TOO_LARGE,
 )
 
 

@@ -28,7 +28,8 @@ CODES = {"1xx", "2xx", "3xx", "4xx", "5xx", "dropped"}
 FAULT_TYPES = {"abort", "drop", "delay", "stall", "throttle", "fallback"}
 ERROR_KINDS = {"malformed_request", "body_too_large", "headers_too_large", "upstream_connect", "upstream_reset",
                "upstream_timeout", "upstream_bad_response", "client_disconnect", "client_timeout",
-               "upstream_stale_retry", "response_over_inspect_limit", "internal"}
+               "upstream_stale_retry", "upstream_stale_not_retried", "request_header_dropped",
+               "client_header_timeout", "response_over_inspect_limit", "internal"}
 GUARDS = {"errors", "latency", "seatbelt", "evaluation"}
 
 

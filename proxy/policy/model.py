@@ -108,6 +108,13 @@ class Timeouts:
     connect: float = _duration(2.0, "Connecting to an upstream.")
     response: float = _duration(60.0, "Until the upstream's response headers; then 504.")
     idle: float = _duration(75.0, "Silence allowed mid-body, and on an idle keep-alive.")
+    # From a connection's first byte (or a kept-alive connection's next request's first byte) until the request
+    # head is complete; past it the connection is closed (HAProxy's `timeout http-request`). Slowloris bound.
+    header: float = _duration(10.0, "Until a request head is complete; then 408 and the connection closes.")
+    # Below the upstream's own keep-alive (uvicorn: 5 s) the proxy closes an idle connection first, so a request
+    # rarely races the upstream's close.
+    upstream_idle: float = _duration(4.0, "An idle pooled upstream connection is closed after this; keep it below "
+                                          "the upstream's keep-alive.")
     drain: float = _duration(10.0, "On SIGTERM, how long in-flight requests may finish.")
 
 
@@ -359,6 +366,11 @@ class Policy:
     limits: Limits = section(Limits)
     # Keep the client's Host header (a sidecar is transparent); false sends the upstream's authority.
     preserve_host: bool = spec("bool", True, help="Forward the client's Host; false sends the upstream's host:port.")
+    # Inference usually is idempotent. False: a request whose reused upstream connection closed unanswered is
+    # sent again only when its method is (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or it provably never left
+    # (RFC 9110 9.2.2).
+    upstream_idempotent: bool = spec("bool", False, help="The model's endpoints are idempotent: a POST whose pooled "
+                                                         "connection closed unanswered is resent once.")
     # Fleet-wide stop: every experiment stays off while the policy says so.
     halted: bool = spec("bool", False, help="Keep every experiment off (the fleet-wide stop).")
     cohort_override: CohortOverride = section(CohortOverride)

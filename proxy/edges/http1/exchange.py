@@ -20,6 +20,7 @@ from ...cohort import COHORTS, sticky_value
 from ...errors import (
     CLIENT_DISCONNECT,
     RESPONSE_TOO_LARGE,
+    UPSTREAM_STALE_NOT_RETRIED,
     UPSTREAM_STALE_RETRY,
     ProxyError,
     UpstreamResetError,
@@ -51,6 +52,8 @@ __all__ = ["Http1Exchange"]
 
 log = logging.getLogger("mlchaos")
 _NO_BODY_STATUS = frozenset({204, 304})
+# RFC 9110 9.2.2: sending these twice has the effect of sending them once.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _COHORT_HEADERS = tuple(b"x-mlchaos-cohort: %s\r\n" % c.encode() for c in COHORTS)
 # A relayed body waiting for a slow client or a throttle pauses the upstream above this, resumes below.
 _RELAY_HIGH = 262144
@@ -560,15 +563,19 @@ class Http1Exchange(Exchange):
             self.on_complete(False)  # the end of a close-delimited body is the upstream's FIN
             return
         self.waiting = False
-        self.upstream = None
-        # Retry once, on a fresh connection, only when the upstream closed a reused connection
-        # without a byte of answer and the whole request is still in hand to send again.
+        up, self.upstream = self.upstream, None
+        # The keep-alive race: the upstream closed a reused connection without a byte of answer. The request
+        # is sent again once, on a fresh connection, when the whole of it is still in hand and sending it twice
+        # is harmless: it provably never left (the write failed), its method is idempotent, or the policy says
+        # the model's endpoints are. Otherwise the model may have read it (and run it): 502, as nginx does.
         if isinstance(exc, UpstreamResetError) and self.reused and not got_bytes and not self.head_received \
                 and not self.req.streamed and not self.retried:
-            self.retried = True
-            self.plane.metrics.errors[UPSTREAM_STALE_RETRY].value += 1
-            self.task = _tasks.spawn(self._retry())
-            return
+            if (up is not None and up.unsent) or self.req.method in _IDEMPOTENT or self.plane.upstream_idempotent:
+                self.retried = True
+                self.plane.metrics.errors[UPSTREAM_STALE_RETRY].value += 1
+                self.task = _tasks.spawn(self._retry())
+                return
+            self.plane.metrics.errors[UPSTREAM_STALE_NOT_RETRIED].value += 1
         self.fail(exc)
 
     async def _retry(self) -> None:

@@ -12,6 +12,8 @@ __all__ = [
     "SPECIAL_REQUEST_HEADERS",
     "chunk",
     "connection_tokens",
+    "is_chunked",
+    "mimics_special",
     "parse_header_block",
     "relay_headers",
     "response_head",
@@ -29,6 +31,23 @@ SPECIAL_REQUEST_HEADERS = frozenset({
     b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
     b"x-mlchaos-cohort", b"x-mlchaos-token", b"x-mlchaos-experiment",
 }) | HOP_BY_HOP
+
+
+
+def mimics_special(lname: bytes) -> bool:
+    """Whether a lower-cased header name spells one the proxy handles itself with ``_`` for ``-`` or with
+    repeated separators (``content_length``, ``transfer--encoding``, ``x_forwarded_for``). Such a name is
+    dropped: servers that map names to CGI variables read it as the real header. Called only for names that
+    hold ``_`` or ``--``."""
+    canonical = b"-".join(part for part in lname.replace(b"_", b"-").split(b"-") if part)
+    return canonical in SPECIAL_REQUEST_HEADERS
+
+
+def is_chunked(value: bytes) -> bool:
+    """A Transfer-Encoding value the proxy accepts: exactly ``chunked`` (any case), optional SP/HTAB around it.
+    A coding list, another coding, or any other byte around it is refused (RFC 9112 6.1 and 6.3)."""
+    return value.strip(b" \t").lower() == b"chunked"
+
 
 _STATUS_LINES: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("latin-1") for s in HTTPStatus

@@ -8,7 +8,10 @@ from collections import deque
 
 from ...errors import ProxyError
 
-__all__ = ["Request", "RequestBody"]
+__all__ = ["STREAM_HIGH_WATER", "Request", "RequestBody"]
+
+# A streamed body: reading from the client pauses while more than this waits unsent.
+STREAM_HIGH_WATER = 256 * 1024
 
 
 class RequestBody:
@@ -27,7 +30,7 @@ class RequestBody:
         self.discard = False
         self.size = 0
         self.waiter: asyncio.Future[None] | None = None
-        self.high_water = 256 * 1024
+        self.high_water = STREAM_HIGH_WATER
 
     def feed(self, data: bytes) -> bool:
         """Returns True when the reader is behind and the client should be paused."""

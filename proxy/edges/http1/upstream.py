@@ -32,8 +32,8 @@ class UpstreamConnection:
     that mypyc compiles it to a native class (see ``ClientConnection``)."""
 
     __slots__ = (
-        "closed", "got_bytes", "head_chunks", "head_done", "head_raw", "head_start", "interim", "parser", "pool",
-        "sink", "transport", "uses",
+        "closed", "got_bytes", "head_chunks", "head_done", "head_raw", "head_start", "idle_since", "interim", "parser",
+        "pool", "sink", "transport", "unsent", "uses",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -51,6 +51,11 @@ class UpstreamConnection:
         self.got_bytes = False
         self.interim = False
         self.uses = 0
+        # When it went back to the pool (the loop's clock).
+        self.idle_since = 0.0
+        # The last request's write failed at once: the transport closed inside write(), so not a byte of it
+        # left and it may be sent again whatever its method.
+        self.unsent = False
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -138,8 +143,12 @@ class UpstreamConnection:
     def send(self, sink: ResponseSink, data: bytes) -> None:
         self.sink = sink
         self.uses += 1
-        assert self.transport is not None
-        self.transport.write(data)
+        transport = self.transport
+        assert transport is not None
+        transport.write(data)
+        # take_idle and connect hand over open transports only: closing now means this write failed (EPIPE,
+        # ECONNRESET), and asyncio and uvloop close the transport before write() returns.
+        self.unsent = transport.is_closing()
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
@@ -169,10 +178,13 @@ class UpstreamConnection:
 class UpstreamPool:
     """Idle keep-alive connections to one upstream, most recently used first."""
 
-    __slots__ = ("authority", "closed", "connect_timeout", "idle", "max_head_bytes", "max_idle", "upstream")
+    __slots__ = (
+        "authority", "closed", "connect_timeout", "expired", "idle", "idle_expiry", "loop", "max_head_bytes",
+        "max_idle", "upstream",
+    )
 
     def __init__(self, upstream: Upstream, *, connect_timeout: float, max_idle: int,
-                 max_head_bytes: int = 64 * 1024) -> None:
+                 max_head_bytes: int = 64 * 1024, idle_expiry: float = 4.0) -> None:
         self.upstream = upstream
         self.authority = upstream.authority.encode("latin-1")
         self.connect_timeout = connect_timeout
@@ -180,9 +192,26 @@ class UpstreamPool:
         self.max_head_bytes = max_head_bytes
         self.idle: list[UpstreamConnection] = []
         self.closed = False
+        # Closed idle for longer than idle_expiry (so before the upstream's keep-alive closes them).
+        self.idle_expiry = idle_expiry
+        self.expired = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def take_idle(self) -> UpstreamConnection | None:
         idle = self.idle
+        if not idle:
+            return None
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
+        if loop.time() - idle[-1].idle_since > self.idle_expiry:
+            # The most recently used is too old, so are all the others (the list is in release order): one
+            # the upstream may be closing this moment would take a request it might never answer.
+            self.expired += len(idle)
+            self.idle = []
+            for conn in idle:
+                conn.close()
+            return None
         while idle:
             conn = idle.pop()
             # A connection the upstream closed while idle was already forgotten by connection_lost;
@@ -212,6 +241,10 @@ class UpstreamPool:
         if conn.closed or self.closed or len(self.idle) >= self.max_idle:
             conn.close()
         else:
+            loop = self.loop
+            if loop is None:
+                loop = self.loop = asyncio.get_running_loop()
+            conn.idle_since = loop.time()
             self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

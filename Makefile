@@ -14,7 +14,7 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # which keeps Debian's service from starting).
 DEB_TEST := curl
 
-.PHONY: venv demo test test-fast lint bench system-deps model-servers clean clean-servers
+.PHONY: venv demo test test-fast lint bench system-deps model-servers check-install clean clean-servers
 
 # Dependencies first, uncompiled (MLCHAOS_PURE_PYTHON=1); then $(BUILT) compiles with the venv's own mypy.
 $(STAMP): pyproject.toml
@@ -54,8 +54,15 @@ lint: $(BUILT)
 model-servers:
 	scripts/model-servers.sh all
 
+# The install paths users take (pip install ., git+file://, python -m build's sdist and wheel, pipx), each from
+# a clean clone of HEAD into a fresh venv with build isolation, and a broken compile that still installs plain
+# Python (scripts/check-install.sh). About 250 s of CPU, most of it the two compiles, run in two lanes.
+check-install:
+	-sh scripts/install-build-deps.sh $(PY)  # failing, the check below says why
+	MLCHAOS_REQUIRE_COMPILED=1 PY=$(PY) bash scripts/check-install.sh
+
 # The REQUIRE variables turn "skipped: no chromium / no model server" into failures: make test installs them.
-test: $(BUILT) system-deps lint model-servers
+test: $(BUILT) system-deps lint model-servers check-install
 	MLCHAOS_REQUIRE_CHROMIUM=1 MLCHAOS_REQUIRE_SERVERS=1 MLCHAOS_REQUIRE_COMPILED=1 $(BIN)/pytest -q
 
 # The inner loop: stop at the first failure, skip the slow tests.

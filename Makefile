@@ -14,6 +14,10 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # which keeps Debian's service from starting).
 DEB_TEST := curl
 
+# Caches shared by every clone, outside them: a fresh clone (CI) finds the model servers and pip's downloads.
+CACHE   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mlchaos
+SERVERS := $(or $(MLCHAOS_SERVERS_DIR),$(CACHE)/servers)
+
 .PHONY: venv demo test test-fast lint bench system-deps model-servers check-install clean clean-servers
 
 # Dependencies first, uncompiled (MLCHAOS_PURE_PYTHON=1); then $(BUILT) compiles with the venv's own mypy.
@@ -49,7 +53,7 @@ lint: $(BUILT)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# Real model servers for tests/servers: MLServer, KServe and MLflow, a virtualenv each under .cache/servers
+# Real model servers for tests/servers: MLServer, KServe and MLflow, a virtualenv each under $(SERVERS)
 # (their pins clash with each other and with ours): about 3.5 minutes once, under a second after.
 model-servers:
 	scripts/model-servers.sh all
@@ -73,10 +77,11 @@ test-fast: $(BUILT)
 bench: $(BUILT)
 	$(BIN)/python benchmarks/run.py --mlchaos $(BIN)/mlchaos
 
-# .cache (the model servers, 2 GB) survives `make clean`: `make clean-servers` removes it.
+# The model servers (2 GB, outside the clone) survive `make clean`: `make clean-servers` removes them, and the
+# .cache/servers of clones older than that move.
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build *.so proxy/dataplane/_compiled.py
 	find proxy -name '*.so' -delete
 
 clean-servers:
-	rm -rf .cache/servers
+	rm -rf "$(SERVERS)" .cache/servers

@@ -22,7 +22,7 @@ COPY proxy ./proxy
 RUN python -m venv /opt/mlchaos \
  && /opt/mlchaos/bin/pip install --no-cache-dir . \
  && /opt/mlchaos/bin/pip uninstall --yes pip setuptools \
- && /opt/mlchaos/bin/python -c "from proxy.dataplane import build; assert build() == 'compiled', build()"
+ && /opt/mlchaos/bin/python -c "from proxy.dataplane import build, build_note; assert build() == 'compiled', build_note()"
 
 FROM python:3.13-slim-bookworm
 LABEL org.opencontainers.image.title="mlchaos" \

@@ -15,7 +15,11 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # nginx and haproxy packages from starting their services (nginx on port 80) while they install.
 DEB_TEST := curl nginx haproxy
 
-.PHONY: venv demo test test-fast lint bench system-deps model-servers clean clean-servers
+# Caches shared by every clone, outside them: a fresh clone (CI) finds the model servers and pip's downloads.
+CACHE   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mlchaos
+SERVERS := $(or $(MLCHAOS_SERVERS_DIR),$(CACHE)/servers)
+
+.PHONY: venv demo test test-fast lint bench system-deps model-servers check-install clean clean-servers
 
 # Dependencies first, uncompiled (MLCHAOS_PURE_PYTHON=1); then $(BUILT) compiles with the venv's own mypy.
 $(STAMP): pyproject.toml
@@ -54,13 +58,20 @@ lint: $(BUILT)
 	$(BIN)/mypy
 	$(BIN)/python scripts/check_imports.py proxy
 
-# Real model servers for tests/servers: MLServer, KServe and MLflow, a virtualenv each under .cache/servers
+# Real model servers for tests/servers: MLServer, KServe and MLflow, a virtualenv each under $(SERVERS)
 # (their pins clash with each other and with ours): about 3.5 minutes once, under a second after.
 model-servers:
 	scripts/model-servers.sh all
 
+# The install paths users take (pip install ., git+file://, python -m build's sdist and wheel, pipx), each from
+# a clean clone of HEAD into a fresh venv with build isolation, and a broken compile that still installs plain
+# Python (scripts/check-install.sh). About 250 s of CPU, most of it the two compiles, run in two lanes.
+check-install:
+	-sh scripts/install-build-deps.sh $(PY)  # failing, the check below says why
+	MLCHAOS_REQUIRE_COMPILED=1 PY=$(PY) bash scripts/check-install.sh
+
 # The REQUIRE variables turn "skipped: no chromium / no model server" into failures: make test installs them.
-test: $(BUILT) system-deps lint model-servers
+test: $(BUILT) system-deps lint model-servers check-install
 	MLCHAOS_REQUIRE_CHROMIUM=1 MLCHAOS_REQUIRE_SERVERS=1 MLCHAOS_REQUIRE_COMPILED=1 $(BIN)/pytest -q
 
 # The inner loop: stop at the first failure, skip the slow tests.
@@ -71,10 +82,11 @@ test-fast: $(BUILT)
 bench: $(BUILT)
 	$(BIN)/python benchmarks/run.py --mlchaos $(BIN)/mlchaos
 
-# .cache (the model servers, 2 GB) survives `make clean`: `make clean-servers` removes it.
+# The model servers (2 GB, outside the clone) survive `make clean`: `make clean-servers` removes them, and the
+# .cache/servers of clones older than that move.
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build *.so proxy/dataplane/_compiled.py
 	find proxy -name '*.so' -delete
 
 clean-servers:
-	rm -rf .cache/servers
+	rm -rf "$(SERVERS)" .cache/servers

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import orjson
 
 from . import __version__
-from .dataplane import build as dataplane_build
+from .dataplane import build_note
 from .logs import event, setup_logging
 
 DESCRIPTION = """\
@@ -56,7 +56,7 @@ def _duration(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlchaos", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"mlchaos {__version__} (data plane: {dataplane_build()})")
+    p.add_argument("--version", action="version", version=f"mlchaos {__version__} (data plane: {build_note()})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="serve: proxy traffic per a policy file",

@@ -4,26 +4,29 @@
 #
 #   scripts/model-servers.sh [mlserver|kserve|mlflow|all]...      (default: all)
 #
-# For each server NAME:
-#   .cache/servers/NAME/venv/     a venv with exactly scripts/servers/NAME.txt (every package pinned with ==)
-#   .cache/servers/NAME/model/    the model in the layout NAME serves (see scripts/servers/train_iris.py)
-#   .cache/servers/NAME/*.log     pip's and the trainer's output, for when something fails
+# They live outside the clone, so a fresh clone (CI) or another worktree finds them installed: under
+# CACHE = ${XDG_CACHE_HOME:-~/.cache}/mlchaos/servers, or $MLCHAOS_SERVERS_DIR. For each server NAME, keyed by
+# the version of its pins (the first 16 hex digits of scripts/servers/NAME.txt's sha256, HASH), so clones whose
+# pins differ do not rebuild each other's:
+#   CACHE/NAME-HASH/venv/     a venv with exactly scripts/servers/NAME.txt (every package pinned with ==)
+#   CACHE/NAME-HASH/model/    the model in the layout NAME serves (see scripts/servers/train_iris.py)
+#   CACHE/NAME-HASH/*.log     pip's and the trainer's output, for when something fails
 # A stamp holding the hash of the inputs (requirements file, Python version; for the model also the trainer
 # and serve_kserve.py) skips a step whose inputs did not change, so a second run takes about a second; a
-# changed input rebuilds that step from scratch. Everything is written under .cache/servers (or
-# $MLCHAOS_SERVERS_DIR) and /tmp: pip's cache is put there too. Downloads come from the package index only;
-# nothing is fetched at run time. The servers' pins clash with each other and with the project's venv, hence
-# one venv each.
+# changed input rebuilds that step from scratch. Versions no longer pinned stay until `make clean-servers`.
+# Everything is written under CACHE and /tmp: pip's cache is put there too. Downloads come from the package
+# index only; nothing is fetched at run time. The servers' pins clash with each other and with the project's
+# venv, hence one venv each.
 #
 # Environment: PY (default python3; CPython 3.11 — the pins are its wheels; mlserver 1.7 refuses 3.13),
-# MLCHAOS_SERVERS_DIR (default <repo>/.cache/servers; tests/servers reads the same variable).
+# MLCHAOS_SERVERS_DIR (CACHE above; tests/servers reads the same variable and default), XDG_CACHE_HOME.
 # From scratch on a 2-core machine: about 3 minutes and 2 GB (mlserver 45 s/530 MB, kserve 55 s/650 MB,
 # mlflow 65 s/850 MB); with everything current: under a second.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SPEC="$ROOT/scripts/servers"
-CACHE="${MLCHAOS_SERVERS_DIR:-$ROOT/.cache/servers}"
+CACHE="${MLCHAOS_SERVERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlchaos/servers}"
 PY="${PY:-python3}"
 ALL=(mlserver kserve mlflow)
 
@@ -37,7 +40,7 @@ usage() {
 
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
-# Keep pip and anything the servers' libraries cache inside .cache/servers.
+# Keep pip and anything the servers' libraries cache inside CACHE.
 export PIP_CACHE_DIR="$CACHE/.pip-cache"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_NO_INPUT=1
@@ -58,11 +61,15 @@ check_python() {
         || die "'$PY' lacks venv/ensurepip (on Debian: apt-get install python3-venv)"
 }
 
-# install NAME: (re)build .cache/servers/NAME/venv unless its stamp matches the requirements' hash.
+# dir_of NAME: CACHE/NAME-HASH (tests/servers/harness.py computes the same).
+dir_of() { printf '%s/%s-%s' "$CACHE" "$1" "$(hash_of "$SPEC/$1.txt")"; }
+
+# install NAME: (re)build CACHE/NAME-HASH/venv unless its stamp matches the requirements' hash.
 install() {
-    local name="$1" dir="$CACHE/$1" req="$SPEC/$1.txt"
-    local venv="$dir/venv" stamp="$dir/venv/.mlchaos-installed" log="$dir/install.log"
+    local name="$1" req="$SPEC/$1.txt" dir
     [ -f "$req" ] || die "$name: missing $req"
+    dir="$(dir_of "$1")"
+    local venv="$dir/venv" stamp="$dir/venv/.mlchaos-installed" log="$dir/install.log"
     local want
     want="python$PYVER-$(hash_of "$req")"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -90,9 +97,10 @@ install() {
     say "$name: venv ready in $((SECONDS - t0)) s, $(du -sh "$venv" | cut -f1)"
 }
 
-# train NAME: (re)write .cache/servers/NAME/model unless its stamp matches.
+# train NAME: (re)write CACHE/NAME-HASH/model unless its stamp matches.
 train() {
-    local name="$1" dir="$CACHE/$1"
+    local name="$1" dir
+    dir="$(dir_of "$1")"
     local model="$dir/model" stamp="$dir/model/.mlchaos-trained" log="$dir/train.log"
     local want
     want="$(cat "$dir/venv/.mlchaos-installed")-$(hash_of "$SPEC/train_iris.py" "$SPEC/serve_kserve.py")"
@@ -102,7 +110,7 @@ train() {
     fi
     say "$name: training the iris model into $model"
     rm -rf "$model" "$model.tmp"
-    # cwd in the cache dir, and XDG_CONFIG_HOME there too: whatever a library drops stays under .cache.
+    # cwd in the cache dir, and XDG_CONFIG_HOME there too: whatever a library drops stays under CACHE.
     if ! (cd "$dir" && XDG_CONFIG_HOME="$dir/.config" "$dir/venv/bin/python" "$SPEC/train_iris.py" "$name" "$model.tmp") \
         >"$log" 2>&1; then
         tail -n 30 "$log" >&2

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import proxy
-from proxy.dataplane import build
+from proxy.dataplane import build_note
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def busy_port() -> Iterator[int]:
 def test_version_prints_the_package_version() -> None:
     out = mlchaos("--version")
     assert out.returncode == 0
-    assert out.stdout.strip() == f"mlchaos {proxy.__version__} (data plane: {build()})"
+    assert out.stdout.strip() == f"mlchaos {proxy.__version__} (data plane: {build_note()})"
 
 
 def test_help_names_every_command() -> None:

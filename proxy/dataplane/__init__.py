@@ -12,7 +12,7 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
-__all__ = ["build"]
+__all__ = ["build", "build_note"]
 
 
 @cache
@@ -37,6 +37,17 @@ def build() -> str:
     if hashlib.sha256(sources).hexdigest() != marker.SHA256 or _extensions_outside(set(marker.SOURCES)):
         return "stale"
     return "compiled"
+
+
+def build_note() -> str:
+    """``build()``, and for plain Python why setup.py installed it so (what pip does not show of a build that
+    succeeded): ``interpreted: no C compiler (gcc not found)``."""
+    built = build()
+    try:
+        why = str(getattr(importlib.import_module(f"{__name__}._compiled"), "PLAIN", ""))
+    except ImportError:
+        why = ""
+    return f"{built}: {why}" if built == "interpreted" and why else built
 
 
 def _extensions_outside(compiled: set[str]) -> bool:

@@ -2,7 +2,7 @@
 
 Copied by scripts/servers/train_iris.py next to model.joblib; tests/servers/harness.py runs it as
 
-    .cache/servers/kserve/venv/bin/python serve_kserve.py --http_port P --grpc_port Q [--enable_grpc false]
+    <cache>/kserve-<pins hash>/venv/bin/python serve_kserve.py --http_port P --grpc_port Q [--enable_grpc false]
 
 Every flag of kserve.model_server.parser is accepted. The model mirrors KServe's own sklearnserver: the
 request goes through kserve.utils.utils.get_predict_input (V1 instances/inputs → ndarray or DataFrame; V2 with

@@ -2,7 +2,7 @@
 
 Run with the server's own venv python (scripts/model-servers.sh does):
 
-    .cache/servers/<server>/venv/bin/python scripts/servers/train_iris.py <server> <out_dir>
+    ~/.cache/mlchaos/servers/<server>-<pins hash>/venv/bin/python scripts/servers/train_iris.py <server> <out_dir>
 
 with <server> one of mlserver, kserve, mlflow. The data is scikit-learn's bundled iris set (shipped inside the
 scikit-learn wheel: nothing is downloaded). The model is a LogisticRegression fitted on a pandas DataFrame with

@@ -77,6 +77,25 @@ def test_without_extension_modules_the_sources_run(tmp_path: Path) -> None:
     assert in_copy(tree, WHICH) == "interpreted py"
 
 
+def test_a_plain_build_says_why(tmp_path: Path) -> None:
+    """setup.py records why it installed plain Python (pip shows a build's output only when it fails): the
+    version line carries it, and only for an interpreted build."""
+    tree = copy_tree(tmp_path)
+    for so in tree.rglob("*.so"):
+        so.unlink()
+    marker = tree / "proxy/dataplane/_compiled.py"
+    marker.write_text("SOURCES = ()\nSHA256 = ''\nPLAIN = 'no C compiler (cc not found)'\n")
+    note = "from proxy.dataplane import build_note; print(build_note())"
+    assert in_copy(tree, note) == "interpreted: no C compiler (cc not found)"
+    marker.unlink()
+    assert in_copy(tree, note) == "interpreted"
+
+
+@needs_compiled
+def test_a_compiled_build_has_no_reason_to_give(tmp_path: Path) -> None:
+    assert in_copy(copy_tree(tmp_path), "from proxy.dataplane import build_note; print(build_note())") == "compiled"
+
+
 async def test_the_plain_python_data_plane_forwards_a_request(tmp_path: Path, start_upstream: Any) -> None:
     """The fallback a machine without a C compiler gets: a real `mlchaos run` on the sources alone."""
     tree = copy_tree(tmp_path)

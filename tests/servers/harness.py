@@ -43,7 +43,14 @@ _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def servers_dir() -> Path:
-    return Path(os.environ.get("MLCHAOS_SERVERS_DIR") or REPO / ".cache" / "servers")
+    """Where scripts/model-servers.sh installs them: outside the clone, so a fresh clone finds them."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(os.environ.get("MLCHAOS_SERVERS_DIR") or cache / "mlchaos" / "servers")
+
+
+def pins_hash(name: str) -> str:
+    """The version of a server's pins, which keys its directory: as model-servers.sh's ``hash_of``."""
+    return hashlib.sha256((REPO / "scripts" / "servers" / f"{name}.txt").read_bytes()).hexdigest()[:16]
 
 
 def require_servers() -> bool:
@@ -81,8 +88,7 @@ class Install:
         if not stamp.exists():
             return f"{self.venv} is incomplete (no install stamp)"
         if requirements.exists():
-            want = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
-            if not stamp.read_text().strip().endswith(want):
+            if not stamp.read_text().strip().endswith(pins_hash(self.name)):
                 return f"{self.venv} is stale: scripts/servers/{self.name}.txt changed since it was installed"
         if not (self.model_dir / ".mlchaos-trained").exists():
             return f"no trained model at {self.model_dir}"
@@ -92,7 +98,7 @@ class Install:
 def install(name: str) -> Install:
     if name not in SERVERS:
         raise ValueError(f"unknown server {name!r}; one of {SERVERS}")
-    return Install(name, servers_dir() / name)
+    return Install(name, servers_dir() / f"{name}-{pins_hash(name)}")
 
 
 @dataclass

@@ -17,7 +17,10 @@ from .delay import Delay
 from .drop import DropConnection
 from .drop_feature import DropFeature
 from .fallback import Fallback
+from .feast_error import FeastError
+from .misalign import Misalign
 from .nan import Nan
+from .not_found import NotFound
 from .out_of_range import OutOfRange
 from .patch import Patch
 from .perturb_predictions import PerturbPredictions
@@ -42,6 +45,8 @@ FAULTS: dict[str, type[Fault]] = {
         Nan, OutOfRange, Shift, DropFeature, RenameFeature, ReorderFeatures, TypeSwap, Default, Stale, TruncateBatch,
         # the response
         Status, CorruptResponse, PerturbPredictions, Patch,
+        # a Feast feature server's answer
+        NotFound, Misalign, FeastError,
     )
 }
 

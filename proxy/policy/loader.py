@@ -86,7 +86,7 @@ UPSTREAM_NAME_RE = re.compile(r"[a-z0-9_-]+")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # RFC 9110 token: header names and methods.
 TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-STICKY_KEY_RE = re.compile(r"(header|query|cookie):(.+)|client_ip")
+STICKY_KEY_RE = re.compile(r"(header|query|cookie|entity):(.+)|client_ip")
 CLOCK_RE = re.compile(r"(\d{1,2}):(\d{2})")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -259,12 +259,12 @@ WEBHOOK_FIELDS: tuple[Field, ...] = (
     _positive_duration("timeout", 2.0, "Give up on the webhook after this long."),
 )
 
-PAYLOAD_FORMATS = ("auto", "v2", "v1", "mlflow", "generic")
+PAYLOAD_FORMATS = ("auto", "v2", "v1", "mlflow", "feast", "generic")
 
 PAYLOAD_FIELDS: tuple[Field, ...] = (
     Field("format", "choice", default="auto", choices=PAYLOAD_FORMATS,
           help="auto detects from path and body; v2 (Open Inference Protocol), v1 (KServe V1 / TF Serving), "
-               "mlflow (/invocations) or generic (JSON pointers below)."),
+               "mlflow (/invocations), feast (/get-online-features) or generic (JSON pointers below)."),
     Field("features", "string_list", default=None,
           help="Feature names for layouts that carry none (V2 matrix, V1 list rows, MLflow instances)."),
     Field("features_pointer", "string", default=None, schema={"type": "string", "pattern": "^(/.*)?$"},
@@ -274,6 +274,8 @@ PAYLOAD_FIELDS: tuple[Field, ...] = (
     Field("output", "string", default=None, help="The output that holds the predictions when there are several."),
     Field("nan_token", "bool", default=False,
           help="Write missing values as the bare NaN token instead of null (MLServer and KServe V1 reject it)."),
+    Field("null_status", "choice", default="NULL_VALUE", choices=("NULL_VALUE", "NOT_FOUND"),
+          help="feast: the status of a value a fault made null."),
 )
 
 _OBS = ObserveSpec()
@@ -311,7 +313,8 @@ EXPERIMENT_FIELDS: tuple[Field, ...] = (
                    help="Share in the control cohort (untouched, measured alike); default the chaos share.")),
     Field("enabled", "bool", default=True),
     Field("sticky_key", "string", default=None, schema=_pattern(STICKY_KEY_RE),
-          help="header:NAME, query:NAME, cookie:NAME or client_ip; absent draws a cohort per request."),
+          help="header:NAME, query:NAME, cookie:NAME, client_ip, or entity:NAME (a Feast request's first "
+               "entity key value); absent draws a cohort per request."),
     Field("match", "mapping", default=None, schema=_ref("match"), help="Which requests; default all."),
     Field("faults", "any", default=None, schema={"type": "array", "items": _ref("fault")},
           help="Applied in order to requests of the chaos cohort."),
@@ -714,7 +717,8 @@ def _payload(raw: object, path: str, errors: Errors) -> PayloadSpec:
         errors.add(f"{path}.features", "feature names must be unique")
     return PayloadSpec(format=fmt, features=tuple(names), features_pointer=values.get("features_pointer"),
                        predictions_pointer=values.get("predictions_pointer"), output=values.get("output"),
-                       nan_token=values.get("nan_token", False))
+                       nan_token=values.get("nan_token", False),
+                       null_status=values.get("null_status", "NULL_VALUE"))
 
 
 def _kill_switch(raw: object, path: str, errors: Errors) -> KillSwitch:
@@ -750,7 +754,7 @@ def _webhook(raw: object, errors: Errors) -> Webhook | None:
     return Webhook(url=url, timeout=values.get("timeout", 2.0))
 
 
-_STICKY_KINDS: dict[str, StickyKind] = {"header": "header", "query": "query", "cookie": "cookie"}
+_STICKY_KINDS: dict[str, StickyKind] = {"header": "header", "query": "query", "cookie": "cookie", "entity": "entity"}
 
 
 def _sticky_key(value: str | None, path: str, errors: Errors) -> StickyKey | None:
@@ -758,7 +762,7 @@ def _sticky_key(value: str | None, path: str, errors: Errors) -> StickyKey | Non
         return None
     m = STICKY_KEY_RE.fullmatch(value.strip())
     if m is None:
-        errors.add(path, f"expected header:NAME, query:NAME, cookie:NAME or client_ip, got {_show(value)}")
+        errors.add(path, f"expected header:NAME, query:NAME, cookie:NAME, entity:NAME or client_ip, got {_show(value)}")
         return None
     if m.group(1) is None:
         return StickyKey("client_ip")

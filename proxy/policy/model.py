@@ -21,7 +21,7 @@ __all__ = [
 # Cohorts are assigned by hashing into this many buckets: one bucket is 0.01% of traffic.
 BUCKETS = 10_000
 
-StickyKind = Literal["header", "query", "cookie", "client_ip"]
+StickyKind = Literal["header", "query", "cookie", "client_ip", "entity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class Reveal:
 class PayloadSpec:
     """How to read an experiment's inference payloads (for feature and prediction faults and metrics)."""
 
-    # auto detects from the path and body; or one of the adapters: v2, v1, mlflow, generic.
+    # auto detects from the path and body; or one of the adapters: v2, v1, mlflow, feast, generic.
     format: str = "auto"
     # Feature names for layouts that carry none (V2 matrix, V1 list rows, MLflow instances).
     features: tuple[str, ...] = ()
@@ -120,6 +120,8 @@ class PayloadSpec:
     output: str | None = None
     # Write NaN as the bare NaN token instead of null (MLServer and KServe V1 reject the token).
     nan_token: bool = False
+    # Feast: the status of a value a fault made null.
+    null_status: str = "NULL_VALUE"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from .base import (
     Parsed,
     Predictions,
 )
+from .feast import FeastAdapter
 from .generic import GenericAdapter
 from .mlflow import MLflowAdapter
 from .v1 import V1Adapter
@@ -30,7 +31,7 @@ from .v2 import V2Adapter, binary_header_length, inline_binary, pack_binary, spl
 
 __all__ = [
     "ADAPTERS", "DEFAULT_OPTIONS", "PREDICTIONS", "REQUEST", "RESPONSE", "STREAM", "Adapter", "AdapterOptions",
-    "BaseAdapter", "GenericAdapter", "MLflowAdapter", "Parsed", "Predictions", "V1Adapter", "V2Adapter",
+    "BaseAdapter", "FeastAdapter", "GenericAdapter", "MLflowAdapter", "Parsed", "Predictions", "V1Adapter", "V2Adapter",
     "binary_header_length", "detect", "formats", "get_adapter", "inline_binary", "pack_binary", "split_binary",
 ]
 
@@ -38,6 +39,7 @@ ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
     V2Adapter(),
     MLflowAdapter(),
     V1Adapter(),
+    FeastAdapter(),
     GenericAdapter(),
 )}
 

@@ -63,6 +63,8 @@ class AdapterOptions:
     predictions_pointer: str | None = None
     # Which output to read predictions from when there are several (default: all).
     output: str | None = None
+    # Feast: the status of a value a fault made null (NULL_VALUE, or NOT_FOUND as for an unknown entity).
+    null_status: str = "NULL_VALUE"
 
 
 DEFAULT_OPTIONS = AdapterOptions()

@@ -74,15 +74,15 @@ def feast_answers(draw: st.DrawFn, *, full: bool | None = None, min_features: in
                                min_size=n, max_size=n))
         results.append({"values": values, "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n})
     for _ in feats:
-        values, statuses, ts = [], [], []
+        values: list[Any] = []
+        statuses: list[str] = []
+        ts: list[str] = []
         for _ in range(n):
             kind = draw(st.sampled_from([PRESENT, PRESENT, PRESENT, NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE]))
-            if kind == NOT_FOUND:
-                values.append(None), statuses.append(kind), ts.append(EPOCH)
-            elif kind == NULL_VALUE:
-                values.append(None), statuses.append(kind), ts.append(draw(stamps))
-            else:
-                values.append(draw(feature_values)), statuses.append(kind), ts.append(draw(stamps))
+            # As Feast answers: a value it did not find is null at the epoch, a null value keeps its time.
+            values.append(None if kind in (NOT_FOUND, NULL_VALUE) else draw(feature_values))
+            statuses.append(kind)
+            ts.append(EPOCH if kind == NOT_FOUND else draw(stamps))
         result: dict[str, Any] = {"values": values, "statuses": statuses, "event_timestamps": ts}
         if draw(st.booleans()):
             extra = draw(st.dictionaries(st.sampled_from(["a", "z"]), st.integers(-(2**53), 2**53), max_size=1))
@@ -192,6 +192,7 @@ def test_value_faults_keep_statuses_and_timestamps_consistent(
     orig = _columns(doc)
     for j, name in enumerate(m.table.names):
         origin = m.table.col_origin[j] if m.table.col_origin else j
+        assert origin is not None
         src = doc["results"][k + origin]
         res = out["results"][k + j]
         assert [x for x in res if x not in ("values", "statuses", "event_timestamps")] == \
@@ -316,7 +317,7 @@ def test_stale_serves_the_entitys_earlier_answer_aged(first: dict[str, Any], see
 def test_stale_memory_is_bounded() -> None:
     cache = StaleCache(64 * 1024)
     for d in range(5000):
-        doc = copy.deepcopy(REAL)
+        doc: dict[str, Any] = copy.deepcopy(REAL)
         doc["results"][0]["values"] = [d, d + 10**6, d + 2 * 10**6]
         feast.stale(_read(doc), rng=_rng(d), cache=cache, age=60)
     assert cache.nbytes <= 64 * 1024

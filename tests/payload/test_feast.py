@@ -70,9 +70,9 @@ def feast_answers(draw: st.DrawFn, *, full: bool | None = None, min_features: in
     names = keys + [f"view__{f}" if use_full else f for f in feats]
     results: list[dict[str, Any]] = []
     for _ in keys:
-        values = draw(st.lists(st.one_of(st.integers(0, 10**6), st.text("0123456789", min_size=1, max_size=4)),
-                               min_size=n, max_size=n))
-        results.append({"values": values, "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n})
+        key_values = draw(st.lists(st.one_of(st.integers(0, 10**6), st.text("0123456789", min_size=1, max_size=4)),
+                                   min_size=n, max_size=n))
+        results.append({"values": key_values, "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n})
     for _ in feats:
         values: list[Any] = []
         statuses: list[str] = []

@@ -34,7 +34,7 @@ ADAPTER = get_adapter("feast")
 PATH = "/get-online-features"
 
 # Feast's own answer for two known drivers and an unknown one (Feast 0.67, checked against `feast serve`).
-REAL = {
+REAL: dict[str, Any] = {
     "results": [
         {"values": [1001, 1002, 99], "statuses": ["PRESENT"] * 3, "event_timestamps": [EPOCH] * 3},
         {"values": [0.10000000149011612, 0.20000000298023224, None], "statuses": ["PRESENT", "PRESENT", "NOT_FOUND"],

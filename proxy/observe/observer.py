@@ -18,9 +18,11 @@ from prometheus_client.utils import floatToGoString
 
 from ..metrics import Distribution
 from ..payload import AdapterOptions, BaseAdapter, detect, get_adapter, loads
+from ..payload.adapters import RESPONSE
 from ..payload.table import all_floats, number_rows
 from ..policy.model import ObserveSpec, PayloadSpec
 from .drift import DriftReport, learn_edges
+from .features import FeatureStats
 from .srm import SrmResult, srm_check
 from .window import DriftHistory, PredictionWindows
 
@@ -75,6 +77,9 @@ class PredictionObserver:
         self.shadow_delta: dict[str, Distribution] = {}
         self.shadow_flips: dict[str, int] = {}
         self.shadow_rows: dict[str, int] = {}
+        # A feature store's answers (no predictions in them): statuses, values and drift per feature, with
+        # max_outputs bounding the feature names as it bounds the outputs.
+        self.features = FeatureStats(spec.max_outputs, spec.window, spec.window_seconds, spec.max_classes)
 
     # -- the data plane's side: O(1)
     def wants(self) -> bool:
@@ -156,7 +161,7 @@ class PredictionObserver:
         while queue and (limit is None or done < limit):
             cohort, path, chunks = queue.popleft()
             done += 1
-            if not self._read(COHORT_NAMES[cohort], path, b"".join(chunks), batch):
+            if not self._read(COHORT_NAMES[cohort], path, b"".join(chunks), batch, t):
                 self.unparsed[cohort] += 1
         for (name, cohort_name), values in batch.items():
             self._record(name, cohort_name, values, t)
@@ -168,15 +173,24 @@ class PredictionObserver:
             return get_adapter(self.payload.format)
         return detect(path, doc, options=self.options)
 
-    def _read(self, cohort: str, path: str, body: bytes, batch: dict[tuple[str, str], list[Any]]) -> bool:
+    def _read(self, cohort: str, path: str, body: bytes, batch: dict[tuple[str, str], list[Any]],
+              t: float) -> bool:
         try:
             doc = loads(body)
         except ValueError:
             return False
         adapter = self._adapter(path, doc)
-        preds = adapter.predictions(doc, self.options) if adapter is not None else None
-        if not preds:
+        if adapter is None:
             return False
+        preds = adapter.predictions(doc, self.options)
+        if not preds:
+            # A feature store answers with features: what the application was fed, per cohort.
+            parsed = adapter.read(doc, self.options, direction=RESPONSE) if RESPONSE in adapter.READS else None
+            if parsed is None:
+                return False
+            table = parsed.table
+            self.features.add(cohort, table.names, table.columns, adapter.cell_statuses(parsed), t)
+            return True
         for name, values in preds.items():
             batch.setdefault((name, cohort), []).extend(values)
         return True
@@ -249,6 +263,7 @@ class PredictionObserver:
                 continue
             self.drift[name] = report
             self.history.append(stamp, name, report)
+        self.features.compute(t)
         self.last_compute = t
         before = self.srm.mismatch if self.srm is not None else False
         self.srm = srm_check(n_chaos, n_control, chaos_share, control_share) if n_chaos + n_control else None
@@ -284,7 +299,8 @@ class PredictionObserver:
         read = [([exp, "read"], float(self.read_total)), ([exp, "skipped"], float(self.skipped)),
                 ([exp, "dropped"], float(self.dropped))]
         return {"value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share,
-                "srm": srm, "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": read}
+                "srm": srm, "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": read,
+                **self.features.families(exp)}
 
     def report(self, now: float | None = None) -> dict[str, Any]:
         t = time.monotonic() if now is None else now
@@ -296,6 +312,7 @@ class PredictionObserver:
             "dropped": self.dropped, "skipped": self.skipped, "read": self.read_total,
             "unparsed": dict(zip(COHORT_NAMES, self.unparsed, strict=True)),
             "shadow": {**self.shadow_results, "rows": self.shadow_rows, "flips": self.shadow_flips},
+            "features": self.features.report(t),
         }
 
 
@@ -338,6 +355,16 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
     responses = CounterMetricFamily("mlchaos_prediction_responses", "Chaos and control responses for prediction "
                                     "bookkeeping: read, skipped (over observe.max_rate), dropped (queue full).",
                                     labels=["experiment", "result"])
+    feature_status = CounterMetricFamily("mlchaos_feature_status", "Feature cells a feature store served per "
+                                         "cohort, by Feast status (at most observe.max_outputs feature names; "
+                                         "the rest are __other__).",
+                                         labels=["experiment", "cohort", "feature", "status"])
+    feature_value = HistogramMetricFamily("mlchaos_feature_value", "Numeric feature values served per cohort "
+                                          "(edges learned from control, then frozen).",
+                                          labels=["experiment", "cohort", "feature"])
+    feature_drift = GaugeMetricFamily("mlchaos_feature_drift", "Served feature values, chaos against control "
+                                      "over the sliding window, by statistic.",
+                                      labels=["experiment", "feature", "statistic"])
     shadow = CounterMetricFamily("mlchaos_shadow_requests", "Shadow requests (the unchanged twin of a chaos "
                                  "request), by result: compared, failed, skipped (over the concurrency cap).",
                                  labels=["experiment", "result"])
@@ -345,6 +372,7 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
     targets: dict[str, HistogramMetricFamily | CounterMetricFamily | GaugeMetricFamily] = {
         "value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share, "srm": srm,
         "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": responses,
+        "feature_status": feature_status, "feature_value": feature_value, "feature_drift": feature_drift,
     }
     for obs in observers:
         for key, samples in obs.families().items():
@@ -354,4 +382,5 @@ def prediction_families(observers: Iterable[PredictionObserver]) -> list[Metric]
                     family.add_metric(labels, *v)
                 else:
                     family.add_metric(labels, v)
-    return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses]
+    return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses, feature_status,
+            feature_value, feature_drift]

@@ -384,6 +384,12 @@ class FeastAdapter(BaseAdapter):
                 out[key] = clone(value)
         return out
 
+    def cell_statuses(self, parsed: Parsed) -> list[list[str]] | None:
+        detail = parsed.detail
+        if not isinstance(detail, FeastDetail):
+            return None
+        return [[str(s) for s in r["statuses"]] for r in detail.results]
+
     # -- Feast answers carry features, not predictions: the observer reads them as features
     def predictions_strict(self, doc: Any, options: AdapterOptions) -> Predictions | None:
         return None

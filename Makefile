@@ -53,6 +53,7 @@ lint: $(BUILT)
 # (their pins clash with each other and with ours): about 3.5 minutes once, under a second after.
 model-servers:
 	scripts/model-servers.sh all
+	scripts/feature-servers.sh feast
 
 # The REQUIRE variables turn "skipped: no chromium / no model server" into failures: make test installs them.
 test: $(BUILT) system-deps lint model-servers

@@ -48,6 +48,7 @@ HOT = [
     "proxy/payload/adapters/v2.py",
     "proxy/payload/adapters/mlflow.py",
     "proxy/payload/adapters/generic.py",
+    "proxy/payload/adapters/feast.py",
 ]
 
 HOT_MODULES = tuple(p.removesuffix(".py").replace("/", ".") for p in HOT)

@@ -62,6 +62,7 @@ lint: $(BUILT)
 # (their pins clash with each other and with ours): about 3.5 minutes once, under a second after.
 model-servers:
 	scripts/model-servers.sh all
+	scripts/feature-servers.sh feast
 
 # The install paths users take (pip install ., git+file://, python -m build's sdist and wheel, pipx), each from
 # a clean clone of HEAD into a fresh venv with build isolation, and a broken compile that still installs plain

@@ -65,6 +65,7 @@ HOT = [
     "proxy/payload/adapters/mlflow.py",
     "proxy/payload/adapters/mlflow_registry.py",
     "proxy/payload/adapters/generic.py",
+    "proxy/payload/adapters/feast.py",
 ]
 
 HOT_MODULES = tuple(p.removesuffix(".py").replace("/", ".") for p in HOT)

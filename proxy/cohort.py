@@ -11,11 +11,13 @@ from typing import Final, Protocol, final
 from urllib.parse import unquote_to_bytes
 
 import numpy as np
+import orjson
 
 from .names import COHORT_NAMES, COHORTS
 from .policy.model import BUCKETS, StickyKey
 
-__all__ = ["CHAOS", "COHORTS", "COHORT_NAMES", "CONTROL", "NONE", "bucket_of", "random_bucket", "sticky_value"]
+__all__ = ["CHAOS", "COHORTS", "COHORT_NAMES", "CONTROL", "NONE", "bucket_of", "entity_value", "random_bucket",
+           "sticky_value"]
 
 # Final: compiled, the modules that import them use the values, not a module dictionary lookup per use.
 CHAOS: Final = 0
@@ -60,6 +62,11 @@ class KeySource(Protocol):
 
     def header(self, name: bytes) -> bytes | None: ...
 
+    def held_body(self) -> bytes | None:
+        """The whole request body when it is held in memory (at most limits.inspect_body_bytes); None when it
+        streams or is not complete."""
+        ...
+
 
 def bucket_of(salt: bytes, key: bytes) -> int:
     """The bucket (0..9999) of ``key`` within the experiment whose salt is ``salt`` (at most 64 bytes)."""
@@ -88,6 +95,8 @@ def sticky_value(key: StickyKey, req: KeySource) -> bytes | None:
             if sep and unquote_to_bytes(k.replace(b"+", b" ")) == name:
                 return unquote_to_bytes(v.replace(b"+", b" ")) or None
         return None
+    if kind == "entity":
+        return entity_value(key.name, req.held_body())
     cookie = req.header(b"cookie")
     if not cookie:
         return None
@@ -97,3 +106,26 @@ def sticky_value(key: StickyKey, req: KeySource) -> bytes | None:
         if sep and k == name:
             return v.strip(b'"') or None
     return None
+
+
+def entity_value(name: str, body: bytes | None) -> bytes | None:
+    """A Feast request's first value of the entity key ``name`` (``{"entities": {name: [v, ...]}}``): a batch of
+    entity rows goes to one cohort, that of its first row. None when the body is not held, not JSON, or has no
+    such key; only experiments whose sticky key is an entity pay for this parse."""
+    if not body:
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    entities = doc.get("entities") if isinstance(doc, dict) else None
+    values = entities.get(name) if isinstance(entities, dict) else None
+    if not isinstance(values, list) or not values:
+        return None
+    v = values[0]
+    if isinstance(v, str):
+        return v.encode() or None
+    if v is None or isinstance(v, (dict, list)):
+        return None
+    # Numbers and booleans as JSON writes them: 1001 and "1001" are one entity to Feast's SDK users.
+    return orjson.dumps(v)

@@ -69,6 +69,14 @@ class Distribution:
         self.counts[lo] += 1
         self.sum += value
 
+    def exposition(self) -> tuple[list[tuple[str, float]], float]:
+        """The cumulative buckets ("le" label, count) and the sum, as a histogram family takes them."""
+        running, out = 0, []
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            out.append((floatToGoString(bound), float(running)))
+        return out, self.sum
+
     def observe_all(self, values: list[float]) -> None:
         """``observe`` each value: one native loop for a batch (the prediction bookkeeping's)."""
         for v in values:
@@ -271,6 +279,16 @@ def prediction_families(observed: Iterable[Samples]) -> list[Metric]:
     responses = CounterMetricFamily("mlchaos_prediction_responses", "Chaos and control responses for prediction "
                                     "bookkeeping: read, skipped (over observe.max_rate), dropped (queue full).",
                                     labels=["experiment", "result"])
+    feature_status = CounterMetricFamily("mlchaos_feature_status", "Feature cells a feature store served per "
+                                         "cohort, by Feast status (at most observe.max_outputs feature names; "
+                                         "the rest are __other__).",
+                                         labels=["experiment", "cohort", "feature", "status"])
+    feature_value = HistogramMetricFamily("mlchaos_feature_value", "Numeric feature values served per cohort "
+                                          "(edges learned from control, then frozen).",
+                                          labels=["experiment", "cohort", "feature"])
+    feature_drift = GaugeMetricFamily("mlchaos_feature_drift", "Served feature values, chaos against control "
+                                      "over the sliding window, by statistic.",
+                                      labels=["experiment", "feature", "statistic"])
     shadow = CounterMetricFamily("mlchaos_shadow_requests", "Shadow requests (the unchanged twin of a chaos "
                                  "request), by result: compared, failed, skipped (over the concurrency cap).",
                                  labels=["experiment", "result"])
@@ -278,6 +296,7 @@ def prediction_families(observed: Iterable[Samples]) -> list[Metric]:
     targets: dict[str, HistogramMetricFamily | CounterMetricFamily | GaugeMetricFamily] = {
         "value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share, "srm": srm,
         "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": responses,
+        "feature_status": feature_status, "feature_value": feature_value, "feature_drift": feature_drift,
     }
     for samples in observed:
         for key, labelled in samples.items():
@@ -287,4 +306,5 @@ def prediction_families(observed: Iterable[Samples]) -> list[Metric]:
                     family.add_metric(labels, *v)
                 else:
                     family.add_metric(labels, v)
-    return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses]
+    return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses, feature_status,
+            feature_value, feature_drift]

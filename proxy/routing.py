@@ -39,6 +39,8 @@ class RequestFacts(Protocol):
 
     def header(self, name: bytes) -> bytes | None: ...
 
+    def held_body(self) -> bytes | None: ...
+
 
 class Assignment:
     """Where a request belongs: ``experiment`` and ``cohort`` (CHAOS or CONTROL), or no cohort at all; then

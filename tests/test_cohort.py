@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import aiohttp
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,14 +28,18 @@ COHORT = "x-mlchaos-cohort"
 
 @dataclass
 class FakeRequest:
-    """The three things ``sticky_value`` reads from a request."""
+    """The four things ``sticky_value`` reads from a request."""
 
     headers: dict[bytes, bytes]
     query: bytes = b""
     client_ip: bytes = b"127.0.0.1"
+    body: bytes | None = None
 
     def header(self, name: bytes) -> bytes | None:
         return self.headers.get(name)
+
+    def held_body(self) -> bytes | None:
+        return self.body
 
 
 def cohort_of(salt: str, key: str, chaos: int, control: int) -> str | None:
@@ -145,6 +150,35 @@ def test_a_client_ip_sticky_key_reads_the_peer_address() -> None:
     key = StickyKey("client_ip")
     assert sticky_value(key, FakeRequest({}, client_ip=b"10.1.2.3")) == b"10.1.2.3"
     assert sticky_value(key, FakeRequest({}, client_ip=b"")) is None
+
+
+def test_an_entity_sticky_key_reads_the_first_entity_value_of_a_feast_request() -> None:
+    key = StickyKey("entity", "driver_id")
+
+    def value(body: bytes | None) -> bytes | None:
+        return sticky_value(key, FakeRequest({}, body=body))
+
+    assert value(b'{"features": ["v:f"], "entities": {"driver_id": [1001, 1002]}}') == b"1001"
+    assert value(b'{"entities": {"driver_id": ["abc"]}, "feature_service": "s"}') == b"abc"
+    assert value(b'{"entities": {"driver_id": [1.5]}}') == b"1.5"
+    # the same entity as a number and as its digits: one key, one cohort
+    assert value(b'{"entities": {"driver_id": ["1001"]}}') == value(b'{"entities": {"driver_id": [1001]}}')
+    for missing in (None, b"", b"not json", b"[1]", b'{"entities": {"rider_id": [1]}}',
+                    b'{"entities": {"driver_id": []}}', b'{"entities": {"driver_id": [null]}}',
+                    b'{"entities": {"driver_id": [[1]]}}', b'{"entities": {"driver_id": 1001}}',
+                    b'{"entities": {"driver_id": [""]}}'):
+        assert value(missing) is None, missing
+
+
+@given(entity=st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(min_size=1)))
+def test_one_entity_always_lands_in_one_cohort_whatever_else_the_request_holds(entity: int | str) -> None:
+    key = StickyKey("entity", "driver_id")
+    a = orjson.dumps({"features": ["v:a"], "entities": {"driver_id": [entity]}})
+    b = orjson.dumps({"entities": {"driver_id": [entity, "other"]}, "features": ["v:b", "v:c"],
+                      "full_feature_names": True})
+    va, vb = sticky_value(key, FakeRequest({}, body=a)), sticky_value(key, FakeRequest({}, body=b))
+    assert va is not None and va == vb
+    assert bucket_of(b"exp", va) == bucket_of(b"exp", vb)
 
 
 # -- through the proxy -------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ from .delay import Delay
 from .drop import DropConnection
 from .drop_feature import DropFeature
 from .fallback import Fallback
+from .feast_error import FeastError
+from .misalign import Misalign
 from .nan import Nan
+from .not_found import NotFound
 from .out_of_range import OutOfRange
 from .patch import Patch
 from .perturb_predictions import PerturbPredictions
@@ -48,6 +51,8 @@ FAULTS: dict[str, type[Fault]] = {
         Status, CorruptResponse, PerturbPredictions, Patch,
         # the model registry (MLflow): its answers and the model's files
         RegistryVersion, StripSignature, ScrambleMetadata, CorruptArtifact,
+        # a Feast feature server's answer
+        NotFound, Misalign, FeastError,
     )
 }
 

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..declare.fields import Field
-from ..payload import FeatureTable, Mutation
+from ..payload import FeatureTable, Mutation, Parsed
 from .base import Fault, FaultContext, Outcome, ResponseView
 
 __all__ = ["FEATURE_FIELDS", "RNG", "FeatureFault"]
@@ -63,6 +63,14 @@ class FeatureFault(Fault):
         parsed = payload.response_table(view.body)
         if parsed is None:
             return
+        changed = self.change(parsed, ctx)
+        if changed is not None:
+            view.body = payload.write_response_table(*changed)
+
+    def change(self, parsed: Parsed, ctx: FaultContext) -> tuple[Parsed, FeatureTable] | None:
+        """What to write back for a response's features (None: leave the body as it came). Faults that change
+        more than the table (a Feast answer's statuses) override this."""
         mutation = self.mutate(parsed.table, ctx)
         if mutation.applicable and mutation.changed:
-            view.body = payload.write_response_table(parsed, mutation.table)
+            return parsed, mutation.table
+        return None

@@ -12,14 +12,14 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client.utils import floatToGoString
-
 from ..cohort import COHORT_NAMES
 from ..metrics import Distribution, Samples
 from ..payload import AdapterOptions, BaseAdapter, detect, get_adapter, loads
+from ..payload.adapters import RESPONSE
 from ..payload.table import all_floats, number_rows
 from ..policy.model import ObserveSpec, PayloadSpec
 from .drift import DriftReport, learn_edges
+from .features import FeatureStats
 from .srm import SrmResult, srm_check
 from .window import DriftHistory, PredictionWindows
 
@@ -73,6 +73,9 @@ class PredictionObserver:
         self.shadow_delta: dict[str, Distribution] = {}
         self.shadow_flips: dict[str, int] = {}
         self.shadow_rows: dict[str, int] = {}
+        # A feature store's answers (no predictions in them): statuses, values and drift per feature, with
+        # max_outputs bounding the feature names as it bounds the outputs.
+        self.features = FeatureStats(spec.max_outputs, spec.window, spec.window_seconds, spec.max_classes)
 
     # -- the data plane's side: O(1)
     def wants(self) -> bool:
@@ -154,7 +157,7 @@ class PredictionObserver:
         while queue and (limit is None or done < limit):
             cohort, path, chunks = queue.popleft()
             done += 1
-            if not self._read(COHORT_NAMES[cohort], path, b"".join(chunks), batch):
+            if not self._read(COHORT_NAMES[cohort], path, b"".join(chunks), batch, t):
                 self.unparsed[cohort] += 1
         for (name, cohort_name), values in batch.items():
             self._record(name, cohort_name, values, t)
@@ -166,15 +169,24 @@ class PredictionObserver:
             return get_adapter(self.payload.format)
         return detect(path, doc, options=self.options)
 
-    def _read(self, cohort: str, path: str, body: bytes, batch: dict[tuple[str, str], list[Any]]) -> bool:
+    def _read(self, cohort: str, path: str, body: bytes, batch: dict[tuple[str, str], list[Any]],
+              t: float) -> bool:
         try:
             doc = loads(body)
         except ValueError:
             return False
         adapter = self._adapter(path, doc)
-        preds = adapter.predictions(doc, self.options) if adapter is not None else None
-        if not preds:
+        if adapter is None:
             return False
+        preds = adapter.predictions(doc, self.options)
+        if not preds:
+            # A feature store answers with features: what the application was fed, per cohort.
+            parsed = adapter.read(doc, self.options, direction=RESPONSE) if RESPONSE in adapter.READS else None
+            if parsed is None:
+                return False
+            table = parsed.table
+            self.features.add(cohort, table.names, table.columns, adapter.cell_statuses(parsed), t)
+            return True
         for name, values in preds.items():
             batch.setdefault((name, cohort), []).extend(values)
         return True
@@ -247,6 +259,7 @@ class PredictionObserver:
                 continue
             self.drift[name] = report
             self.history.append(stamp, name, report)
+        self.features.compute(t)
         self.last_compute = t
         before = self.srm.mismatch if self.srm is not None else False
         self.srm = srm_check(n_chaos, n_control, chaos_share, control_share) if n_chaos + n_control else None
@@ -262,10 +275,10 @@ class PredictionObserver:
         drift: list[tuple[list[str], Any]] = []
         for name, out in self.outputs.items():
             for cohort, dist in out.values.items():
-                value.append(([exp, cohort, name], _buckets(dist)))
+                value.append(([exp, cohort, name], dist.exposition()))
             if out.kind == "probability":
                 for cohort in COHORT_NAMES:
-                    confidence.append(([exp, cohort, name], _buckets(out.confidence[cohort])))
+                    confidence.append(([exp, cohort, name], out.confidence[cohort].exposition()))
             for (cohort, label), n in out.classes.items():
                 classes.append(([exp, cohort, name, label], float(n)))
         for name, report in self.drift.items():
@@ -276,13 +289,14 @@ class PredictionObserver:
         if self.srm is not None:
             share = [([exp, c], self.srm.observed_share[c]) for c in COHORT_NAMES]
             srm = [([exp], 1.0 if self.srm.mismatch else 0.0)]
-        delta = [([exp, name], _buckets(dist)) for name, dist in self.shadow_delta.items()]
+        delta = [([exp, name], dist.exposition()) for name, dist in self.shadow_delta.items()]
         flips = [([exp, name], float(self.shadow_flips.get(name, 0))) for name in self.shadow_rows]
         shadow = [([exp, result], float(n)) for result, n in self.shadow_results.items()]
         read = [([exp, "read"], float(self.read_total)), ([exp, "skipped"], float(self.skipped)),
                 ([exp, "dropped"], float(self.dropped))]
         return {"value": value, "confidence": confidence, "classes": classes, "drift": drift, "share": share,
-                "srm": srm, "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": read}
+                "srm": srm, "shadow_delta": delta, "shadow_flips": flips, "shadow": shadow, "read": read,
+                **self.features.families(exp)}
 
     def report(self, now: float | None = None) -> dict[str, Any]:
         t = time.monotonic() if now is None else now
@@ -294,6 +308,7 @@ class PredictionObserver:
             "dropped": self.dropped, "skipped": self.skipped, "read": self.read_total,
             "unparsed": dict(zip(COHORT_NAMES, self.unparsed, strict=True)),
             "shadow": {**self.shadow_results, "rows": self.shadow_rows, "flips": self.shadow_flips},
+            "features": self.features.report(t),
         }
 
 
@@ -304,10 +319,4 @@ def _vectors(present: list[list[Any]]) -> list[list[Any]] | None:
     return vectors if vectors and len({len(v) for v in vectors}) == 1 else None
 
 
-def _buckets(dist: Distribution) -> tuple[list[tuple[str, float]], float]:
-    running, out = 0, []
-    for bound, n in zip((*dist.bounds, float("inf")), dist.counts, strict=True):
-        running += n
-        out.append((floatToGoString(bound), float(running)))
-    return out, dist.sum
 

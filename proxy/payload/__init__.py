@@ -15,7 +15,7 @@ V2 binary-extension bodies: ``split_binary`` → ``inline_binary`` → read/muta
 
 from __future__ import annotations
 
-from . import mutate
+from . import feast, mutate
 from .adapters import (
     ADAPTERS,
     DEFAULT_OPTIONS,
@@ -41,6 +41,6 @@ from .table import MISSING, FeatureTable
 __all__ = [
     "ADAPTERS", "DEFAULT_OPTIONS", "MISSING", "MUTATIONS", "Adapter", "AdapterOptions", "BaseAdapter", "FeatureTable",
     "Mutation", "Parsed", "Predictions", "StaleCache", "apply_patch", "binary_header_length", "detect", "dumps",
-    "get_adapter", "inline_binary", "loads", "mutate", "pack_binary", "parse_patch", "parse_pointer", "perturb",
-    "read_predictions", "resolve", "split_binary", "write_predictions",
+    "feast", "get_adapter", "inline_binary", "loads", "mutate", "pack_binary", "parse_patch", "parse_pointer",
+    "perturb", "read_predictions", "resolve", "split_binary", "write_predictions",
 ]

@@ -26,7 +26,8 @@ __all__ = ["ExchangePayload", "adapter_options"]
 
 def adapter_options(spec: PayloadSpec) -> AdapterOptions:
     return AdapterOptions(feature_names=spec.features, features_pointer=spec.features_pointer,
-                          predictions_pointer=spec.predictions_pointer, output=spec.output)
+                          predictions_pointer=spec.predictions_pointer, output=spec.output,
+                          null_status=spec.null_status)
 
 
 class ExchangePayload:

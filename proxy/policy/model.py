@@ -45,7 +45,7 @@ __all__ = [
     "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
 ]
 
-StickyKind = Literal["header", "query", "cookie", "client_ip"]
+StickyKind = Literal["header", "query", "cookie", "client_ip", "entity"]
 
 PRIMARY_UPSTREAM = "primary"
 # max_blast_radius itself is capped: above half the traffic it no longer bounds anything useful.
@@ -148,13 +148,13 @@ class StickyKey:
         return self.kind if self.kind == "client_ip" else f"{self.kind}:{self.name}"
 
 
-_STICKY_KINDS: dict[str, StickyKind] = {"header": "header", "query": "query", "cookie": "cookie"}
+_STICKY_KINDS: dict[str, StickyKind] = {"header": "header", "query": "query", "cookie": "cookie", "entity": "entity"}
 
 
 def parse_sticky_key(value: str) -> StickyKey:
     m = STICKY_KEY_RE.fullmatch(value.strip())
     if m is None:
-        raise ValueError(f"expected header:NAME, query:NAME, cookie:NAME or client_ip, got {show(value)}")
+        raise ValueError(f"expected header:NAME, query:NAME, cookie:NAME, entity:NAME or client_ip, got {show(value)}")
     if m.group(1) is None:
         return StickyKey("client_ip")
     kind, name = _STICKY_KINDS[m.group(1)], m.group(2).strip()
@@ -223,6 +223,8 @@ class PayloadSpec:
     output: str | None = spec("string", None, help="The output that holds the predictions when there are several.")
     nan_token: bool = spec("bool", False, help="Write missing values as the bare NaN token instead of null "
                                                "(MLServer and KServe V1 reject it).")
+    null_status: str = spec("choice", "NULL_VALUE", choices=("NULL_VALUE", "NOT_FOUND"),
+                            help="feast: the status of a value a fault made null.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +319,8 @@ class Experiment:
     enabled: bool = spec("bool", True)
     sticky_key: StickyKey | None = spec(  # None: a fresh random draw per request
         "string", None, schema=_pattern(STICKY_KEY_RE),
-        help="header:NAME, query:NAME, cookie:NAME or client_ip; absent draws a cohort per request.")
+        help="header:NAME, query:NAME, cookie:NAME, client_ip, or entity:NAME (a Feast request's first entity key "
+             "value); absent draws a cohort per request.")
     match: Match = section(Match, help="Which requests; default all.")
     faults: tuple[Fault, ...] = spec("any", None, model_default=(), schema={"type": "array", "items": _ref("fault")},
                                      help="Applied in order to requests of the chaos cohort.")

@@ -23,7 +23,7 @@ jsonschema = pytest.importorskip("jsonschema")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install -e '.[ecosystem]'")
 
 Doc = dict[str, Any]
-KUSTOMIZATIONS = ("base", "monitoring", "rollouts", "flagger", "kserve")
+KUSTOMIZATIONS = ("base", "monitoring", "rollouts", "flagger", "kserve", "feast")
 CORE_GROUPS = ("v1", "apps/v1")
 
 
@@ -259,8 +259,8 @@ def test_custom_resources_match_their_crds() -> None:
 
 
 def test_every_policy_in_deploy_is_valid() -> None:
-    configmaps = [d for d in everything() if d["kind"] == "ConfigMap"]
-    assert len(configmaps) == 2
+    configmaps = [d for d in everything() if d["kind"] == "ConfigMap" and "policy.yaml" in d["data"]]
+    assert len(configmaps) == 3
     for cm in configmaps:
         policy = policy_of(cm)
         assert policy.experiments, cm["metadata"]["name"]
@@ -312,6 +312,29 @@ def test_sidecar_deployment_agrees_with_its_policy_service_and_secret() -> None:
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
     admin = one(docs, "Service", "model-mlchaos")
     assert [(p["port"], p["targetPort"]) for p in admin["spec"]["ports"]] == [(9000, "admin")]
+
+
+def test_feast_sidecar_fronts_the_feature_server_on_loopback() -> None:
+    docs = render(DEPLOY / "feast")
+    deployment = one(docs, "Deployment", "feature-server")
+    spec = deployment["spec"]["template"]["spec"]
+    policy = policy_of(one(docs, "ConfigMap", "mlchaos-feast-policy"))
+    sidecar, server = container(spec, "mlchaos"), container(spec, "feature-server")
+    command = server["command"]
+    # feast serve on loopback, on the port mlchaos forwards to; no port of its own.
+    assert command[:2] == ["feast", "serve"] and command[command.index("-h") + 1] == "127.0.0.1"
+    assert int(command[command.index("-p") + 1]) == policy.upstream.port and "ports" not in server
+    assert policy.listen.port == port(sidecar, "http") and policy.admin.listen.port == port(sidecar, "admin")
+    service = one(docs, "Service", "feature-server")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    # The repo config is mounted where feast serve runs; every experiment is sticky on a driver and reads Feast.
+    mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+    assert mounts["repo"] == server["workingDir"]
+    assert "feature_store.yaml" in one(docs, "ConfigMap", "feast-repo")["data"]
+    for exp in policy.experiments:
+        assert str(exp.sticky_key) == "entity:driver_id"
+        assert exp.match.path is not None and exp.match.path.fullmatch("/get-online-features")
 
 
 def test_monitoring_scrapes_the_sidecar_and_alerts_on_its_gauges() -> None:

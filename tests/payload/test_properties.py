@@ -265,13 +265,14 @@ OPTIONS = [AdapterOptions(), AdapterOptions(feature_names=("a", "b")),
 @SETTINGS
 @given(doc=st.one_of(corrupted(), nan_values, json_values))
 def test_invalid_payloads_never_raise(doc):
-    for name in ("v2", "v1", "mlflow", "generic"):
+    for name in ("v2", "v1", "mlflow", "feast", "generic"):
         adapter = get_adapter(name)
         for options in OPTIONS:
-            parsed = adapter.read_strict(doc, options)  # the strict reader: no safety net
-            if parsed is not None:
-                parsed.table.validate()
-                adapter.write(parsed, parsed.table, options)
+            # the strict readers: no safety net
+            for parsed in (adapter.read_strict(doc, options), adapter.read_response_strict(doc, options)):
+                if parsed is not None:
+                    parsed.table.validate()
+                    adapter.write(parsed, parsed.table, options)
             preds = adapter.predictions_strict(doc, options)
             assert preds is None or all(isinstance(v, list) for v in preds.values())
             if preds is not None:

@@ -268,6 +268,7 @@ def test_share_to_buckets(share: str, buckets: int) -> None:
         ("query:UserId", StickyKey("query", "UserId")),
         ("cookie:SessionID", StickyKey("cookie", "SessionID")),
         ("client_ip", StickyKey("client_ip")),
+        ("entity:driver_id", StickyKey("entity", "driver_id")),
     ],
 )
 def test_sticky_keys(key: str, expected: StickyKey) -> None:

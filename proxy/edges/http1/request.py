@@ -144,6 +144,21 @@ class Request:
                 return v
         return None
 
+    def held_body(self) -> bytes | None:
+        """The complete body when it is held (not streamed), without consuming it: an entity sticky key reads
+        it before the exchange starts. Its chunks become one, so the join is paid once."""
+        body = self.body
+        if self.streamed or not body.done or body.discard:
+            return None
+        chunks = body.chunks
+        if len(chunks) == 1:
+            return chunks[0]
+        data = b"".join(chunks)
+        chunks.clear()
+        if data:
+            chunks.append(data)
+        return data
+
     @property
     def target(self) -> str:
         return self.url.decode("latin-1")

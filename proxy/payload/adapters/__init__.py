@@ -23,6 +23,7 @@ from .base import (
     Parsed,
     Predictions,
 )
+from .feast import FeastAdapter
 from .generic import GenericAdapter
 from .mlflow import MLflowAdapter
 from .mlflow_registry import MlflowRegistryAdapter
@@ -31,8 +32,8 @@ from .v2 import V2Adapter, binary_header_length, inline_binary, pack_binary, spl
 
 __all__ = [
     "ADAPTERS", "DEFAULT_OPTIONS", "PREDICTIONS", "REQUEST", "RESPONSE", "STREAM", "Adapter", "AdapterOptions",
-    "BaseAdapter", "GenericAdapter", "MLflowAdapter", "MlflowRegistryAdapter", "Parsed", "Predictions", "V1Adapter",
-    "V2Adapter",
+    "BaseAdapter", "FeastAdapter", "GenericAdapter", "MLflowAdapter", "MlflowRegistryAdapter", "Parsed", "Predictions",
+    "V1Adapter", "V2Adapter",
     "binary_header_length", "detect", "formats", "get_adapter", "inline_binary", "pack_binary", "split_binary",
 ]
 
@@ -41,6 +42,7 @@ ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
     MLflowAdapter(),
     MlflowRegistryAdapter(),
     V1Adapter(),
+    FeastAdapter(),
     GenericAdapter(),
 )}
 

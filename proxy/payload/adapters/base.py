@@ -63,6 +63,8 @@ class AdapterOptions:
     predictions_pointer: str | None = None
     # Which output to read predictions from when there are several (default: all).
     output: str | None = None
+    # Feast: the status of a value a fault made null (NULL_VALUE, or NOT_FOUND as for an unknown entity).
+    null_status: str = "NULL_VALUE"
 
 
 DEFAULT_OPTIONS = AdapterOptions()
@@ -160,6 +162,11 @@ class BaseAdapter(ABC):
 
     @abstractmethod
     def write_predictions_strict(self, doc: Any, preds: Predictions, options: AdapterOptions) -> Any | None: ...
+
+    def cell_statuses(self, parsed: Parsed) -> list[list[str]] | None:
+        """Per column of a response table as read, per row, the status its format gives the cell (a feature
+        store's); None for formats without one."""
+        return None
 
     def read(self, doc: Any, options: AdapterOptions = DEFAULT_OPTIONS, direction: str = REQUEST) -> Parsed | None:
         """The feature table of a request body, or of a response body with ``direction="response"``."""

@@ -259,12 +259,12 @@ WEBHOOK_FIELDS: tuple[Field, ...] = (
     _positive_duration("timeout", 2.0, "Give up on the webhook after this long."),
 )
 
-PAYLOAD_FORMATS = ("auto", "v2", "v1", "mlflow", "generic")
+PAYLOAD_FORMATS = ("auto", "v2", "v1", "mlflow", "openai", "generic")
 
 PAYLOAD_FIELDS: tuple[Field, ...] = (
     Field("format", "choice", default="auto", choices=PAYLOAD_FORMATS,
           help="auto detects from path and body; v2 (Open Inference Protocol), v1 (KServe V1 / TF Serving), "
-               "mlflow (/invocations) or generic (JSON pointers below)."),
+               "mlflow (/invocations), openai (OpenAI-compatible LLM APIs) or generic (JSON pointers below)."),
     Field("features", "string_list", default=None,
           help="Feature names for layouts that carry none (V2 matrix, V1 list rows, MLflow instances)."),
     Field("features_pointer", "string", default=None, schema={"type": "string", "pattern": "^(/.*)?$"},

@@ -25,19 +25,22 @@ from .base import (
 )
 from .generic import GenericAdapter
 from .mlflow import MLflowAdapter
+from .openai import OpenAIAdapter
 from .v1 import V1Adapter
 from .v2 import V2Adapter, binary_header_length, inline_binary, pack_binary, split_binary
 
 __all__ = [
     "ADAPTERS", "DEFAULT_OPTIONS", "PREDICTIONS", "REQUEST", "RESPONSE", "STREAM", "Adapter", "AdapterOptions",
-    "BaseAdapter", "GenericAdapter", "MLflowAdapter", "Parsed", "Predictions", "V1Adapter", "V2Adapter",
-    "binary_header_length", "detect", "formats", "get_adapter", "inline_binary", "pack_binary", "split_binary",
+    "BaseAdapter", "GenericAdapter", "MLflowAdapter", "OpenAIAdapter", "Parsed", "Predictions", "V1Adapter",
+    "V2Adapter", "binary_header_length", "detect", "formats", "get_adapter", "inline_binary", "pack_binary",
+    "split_binary",
 ]
 
 ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
     V2Adapter(),
     MLflowAdapter(),
     V1Adapter(),
+    OpenAIAdapter(),
     GenericAdapter(),
 )}
 

@@ -338,6 +338,9 @@ class Sidecar:
                     while st.observer is not None and st.observer.queue:
                         st.observer.process(limit=OBSERVE_SLICE)
                         await asyncio.sleep(0)
+                    while st.llm is not None and st.llm.pending:
+                        st.llm.process(limit=OBSERVE_SLICE)
+                        await asyncio.sleep(0)
                 self.observe_once()
                 for st in list(self.experiments.states.values()):
                     obs = st.observer
@@ -373,6 +376,13 @@ class Sidecar:
     def observe_once(self, now: float | None = None) -> None:
         t = time.monotonic() if now is None else now
         for st in list(self.experiments.states.values()):
+            llm = st.llm
+            if llm is not None and t - llm.last_compute >= st.spec.observe.drift_interval:
+                try:
+                    llm.process()
+                    llm.compute(t)
+                except Exception:  # as below: one experiment's numbers must not stop the others'
+                    logging.getLogger("mlchaos").exception("LLM bookkeeping failed for %s", st.spec.name)
             obs = st.observer
             if obs is None:
                 continue
@@ -418,4 +428,8 @@ class Sidecar:
         }
         if st.observer is not None:
             data.update(st.observer.report())
+        if st.llm is not None:
+            st.llm.process()
+            st.llm.compute(time.monotonic())
+            data["llm"] = st.llm.report()
         return data

@@ -18,7 +18,8 @@ from prometheus_client.registry import Collector
 
 from .cohort import CHAOS, COHORTS, CONTROL
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
-from .metrics import CohortMetrics, Count, Metrics
+from .metrics import CohortMetrics, Count, Metrics, llm_drift_family
+from .observe.llm import LlmObserver
 from .observe.observer import PredictionObserver, prediction_families
 from .payload.bodies import adapter_options
 from .policy.model import BUCKETS, Experiment, Policy, Schedule, StickyKey
@@ -39,6 +40,7 @@ class ExperimentState:
         "adapter_options",
         "unparsed",
         "observer",
+        "llm",
         "bounds",
         "chaos_buckets",
         "cohort_metrics",
@@ -85,6 +87,10 @@ class ExperimentState:
         # Prediction bookkeeping (off the request path); None costs the hot path nothing.
         self.observer: PredictionObserver | None = PredictionObserver(
             spec.name, spec.observe, spec.payload, self.adapter_options) if spec.observe.predictions else None
+        # LLM answers of OpenAI-compatible paths (time to first token, stream outcomes, drift); None when the
+        # payload format rules them out, so other experiments' exchanges pay nothing for it.
+        self.llm: LlmObserver | None = LlmObserver(spec.name, metrics.llm) \
+            if spec.payload.format in ("auto", "openai") else None
         # Per cohort (chaos, control): payloads that could not be read, by direction.
         self.unparsed = tuple({d: metrics.payload_unparsed.labels(spec.name, COHORTS[c], d)
                                for d in ("request", "response")} for c in (CHAOS, CONTROL))
@@ -98,6 +104,8 @@ class ExperimentState:
         if prev.observer is not None and (prev.spec.observe, prev.spec.payload) == (self.spec.observe,
                                                                                     self.spec.payload):
             self.observer = prev.observer  # the windows and histograms gathered so far still count
+        if prev.llm is not None and self.llm is not None:
+            self.llm = prev.llm  # the answers compared so far still count
         if prev.spec.kill_switch == self.spec.kill_switch:
             self.guards = prev.guards  # same guards: the evidence gathered so far still counts
 
@@ -289,7 +297,8 @@ class Experiments(Collector):
                 for guard, value in st.guards.e_values().items():
                     evalue.add_metric([name, guard], value)
         observers = [st.observer for st in self.states.values() if st.observer is not None]
-        return [tripped, evalue, *prediction_families(observers)]
+        llm = llm_drift_family(row for st in list(self.states.values()) if st.llm is not None for row in st.llm.rows())
+        return [tripped, evalue, llm, *prediction_families(observers)]
 
     def _why_off(self, st: ExperimentState, now: datetime) -> str:
         if self.policy is not None and self.policy.halted:

@@ -29,7 +29,7 @@ FAULT_TYPES = {"abort", "drop", "delay", "stall", "throttle", "fallback"}
 ERROR_KINDS = {"malformed_request", "body_too_large", "headers_too_large", "upstream_connect", "upstream_reset",
                "upstream_timeout", "upstream_bad_response", "client_disconnect", "client_timeout",
                "upstream_stale_retry", "response_over_inspect_limit", "internal"}
-GUARDS = {"errors", "latency", "seatbelt", "evaluation"}
+GUARDS = {"errors", "latency", "ttft", "seatbelt", "evaluation"}
 
 
 async def raw_exchange(port: int, data: bytes, timeout: float = 3.0) -> bytes:

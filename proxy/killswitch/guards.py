@@ -14,7 +14,7 @@ from .sequential import CountGuard
 
 __all__ = ["GUARD_NAMES", "ExperimentGuards", "is_error"]
 
-GUARD_NAMES = ("errors", "latency", "seatbelt", "evaluation")
+GUARD_NAMES = ("errors", "latency", "ttft", "seatbelt", "evaluation")
 
 
 def is_error(status: int, include_4xx: bool) -> bool:
@@ -23,7 +23,8 @@ def is_error(status: int, include_4xx: bool) -> bool:
 
 
 class ExperimentGuards:
-    __slots__ = ("belt", "errors", "include_4xx", "latency", "slo", "spec", "trip_reason", "tripped_guard")
+    __slots__ = ("belt", "errors", "include_4xx", "latency", "slo", "spec", "trip_reason", "tripped_guard", "ttft",
+                 "ttft_slo")
 
     def __init__(self, spec: KillSwitch) -> None:
         self.spec = spec
@@ -31,6 +32,9 @@ class ExperimentGuards:
         self.errors = CountGuard(spec.alpha) if spec.errors else None
         self.slo = spec.latency_slo
         self.latency = CountGuard(spec.alpha) if spec.latency_slo is not None else None
+        # Time to first token of streamed LLM answers, chaos against control (the exchanges that meter them).
+        self.ttft_slo = spec.ttft_slo
+        self.ttft = CountGuard(spec.alpha) if spec.ttft_slo is not None else None
         self.belt = Seatbelt(max_rate=spec.seatbelt_max_error_rate, min_requests=spec.seatbelt_min_requests) \
             if spec.seatbelt else None
         self.tripped_guard: str | None = None
@@ -65,6 +69,20 @@ class ExperimentGuards:
             return self._trip("evaluation", f"guard evaluation failed: {exc!r}")
         return None
 
+    def observe_ttft(self, chaos: bool, seconds: float, abandoned: bool) -> str | None:
+        """Feed one streamed LLM answer's time to first token (the whole wait when no token came). A client
+        that left is a slow answer past the SLO and no evidence before it, as for the latency guard."""
+        guard, slo = self.ttft, self.ttft_slo
+        if self.tripped_guard is not None or guard is None or slo is None or (abandoned and seconds <= slo):
+            return None
+        try:
+            if guard.observe(chaos, seconds > slo):
+                return self._trip("ttft", f"more chaos streams than control ones wait over {slo:g}s for a first "
+                                          f"token")
+        except Exception as exc:
+            return self._trip("evaluation", f"guard evaluation failed: {exc!r}")
+        return None
+
     def _trip(self, guard: str, reason: str) -> str:
         self.tripped_guard, self.trip_reason = guard, reason
         return guard
@@ -75,11 +93,14 @@ class ExperimentGuards:
             out["errors"] = self.errors.e_value
         if self.latency is not None:
             out["latency"] = self.latency.e_value
+        if self.ttft is not None:
+            out["ttft"] = self.ttft.e_value
         return out
 
     def snapshot(self) -> dict[str, Any]:
         guards: dict[str, Any] = {}
-        for name, guard in (("errors", self.errors), ("latency", self.latency), ("seatbelt", self.belt)):
+        for name, guard in (("errors", self.errors), ("latency", self.latency), ("ttft", self.ttft),
+                            ("seatbelt", self.belt)):
             if guard is not None:
                 guards[name] = {**guard.snapshot(), "threshold": 1 / self.spec.alpha if name != "seatbelt"
                                 else self.spec.seatbelt_max_error_rate}

@@ -248,6 +248,8 @@ KILL_SWITCH_FIELDS: tuple[Field, ...] = (
           help="Chance that a guard trips on an unharmed experiment, over its whole run."),
     Field("errors", "mapping", default=None, schema=_ref("error_guard")),
     Field("latency", "mapping", default=None, schema=_ref("latency_guard")),
+    # Same fields as latency (slo): a streamed LLM answer whose first token comes later is a bad event.
+    Field("ttft", "mapping", default=None, schema=_ref("latency_guard")),
     Field("seatbelt", "mapping", default=None, schema=_ref("seatbelt")),
     Field("min_requests", "integer", default=_KILL.min_requests, minimum=1,
           help="The gate says inconclusive until the chaos cohort has this many requests."),
@@ -724,12 +726,14 @@ def _kill_switch(raw: object, path: str, errors: Errors) -> KillSwitch:
     err = _read(ERROR_GUARD_FIELDS, top.get("errors"), f"{path}.errors", errors)
     lat = _read(LATENCY_GUARD_FIELDS, top.get("latency"), f"{path}.latency", errors) \
         if top.get("latency") is not None else {"slo": None}
+    ttft = _read(LATENCY_GUARD_FIELDS, top.get("ttft"), f"{path}.ttft", errors) \
+        if top.get("ttft") is not None else {"slo": None}
     belt = _read(SEATBELT_FIELDS, top.get("seatbelt"), f"{path}.seatbelt", errors)
     defaults = KillSwitch()
     return KillSwitch(
         enabled=top.get("enabled", defaults.enabled), alpha=top.get("alpha", defaults.alpha),
         errors=err.get("enabled", defaults.errors), include_4xx=err.get("include_4xx", defaults.include_4xx),
-        latency_slo=lat.get("slo"), seatbelt=belt.get("enabled", defaults.seatbelt),
+        latency_slo=lat.get("slo"), ttft_slo=ttft.get("slo"), seatbelt=belt.get("enabled", defaults.seatbelt),
         seatbelt_max_error_rate=belt.get("max_error_rate", defaults.seatbelt_max_error_rate),
         seatbelt_min_requests=belt.get("min_requests", defaults.seatbelt_min_requests),
         min_requests=top.get("min_requests", defaults.min_requests),

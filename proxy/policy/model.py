@@ -157,6 +157,8 @@ class KillSwitch:
     include_4xx: bool = False
     # Latency guard: a request slower than this is a bad event; None leaves the guard off.
     latency_slo: float | None = None
+    # Time-to-first-token guard (streamed LLM answers): a first token later than this is a bad event.
+    ttft_slo: float | None = None
     seatbelt: bool = True
     seatbelt_max_error_rate: float = 0.5
     seatbelt_min_requests: int = 20

@@ -292,10 +292,13 @@ class Http1Exchange(Exchange):
         self.rx_at = now
         req = self.req
         kept, has_length, is_json = response_head(block)
-        if self.st is not None:
-            self.st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
+        st = self.st
+        if st is not None:
+            st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
             if self.tee is not None and (status >= 300 or not is_json):
                 self.tee = None
+            if st.llm is not None and 200 <= status < 300 and req.method == "POST":
+                self.meter = st.llm.meter(self.cohort, req.path, self.t0, b"event-stream" in block.lower())
         if (self.hooks is not None or self.stream_hooks is not None) and req.method != "HEAD" \
                 and status not in _NO_BODY_STATUS:
             view = ResponseView(status, parse_header_block(block), b"")
@@ -381,6 +384,9 @@ class Http1Exchange(Exchange):
         self._emit(view.body)
 
     def _emit(self, data: bytes) -> None:
+        meter = self.meter
+        if meter is not None:
+            meter.sent(data, self.loop.time())
         relay = self.relay
         if relay is None:
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)
@@ -405,6 +411,9 @@ class Http1Exchange(Exchange):
         if self.stream_hooks is not None:
             self._stream_chunk(data)
             return
+        meter = self.meter
+        if meter is not None:
+            meter.sent(data, self.loop.time())
         relay = self.relay
         if relay is None:
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)

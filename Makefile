@@ -14,7 +14,7 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # which keeps Debian's service from starting).
 DEB_TEST := curl
 
-.PHONY: venv demo test test-fast lint bench system-deps model-servers clean clean-servers
+.PHONY: venv demo test test-fast lint bench system-deps model-servers llm-servers clean clean-servers
 
 # Dependencies first, uncompiled (MLCHAOS_PURE_PYTHON=1); then $(BUILT) compiles with the venv's own mypy.
 $(STAMP): pyproject.toml
@@ -54,8 +54,16 @@ lint: $(BUILT)
 model-servers:
 	scripts/model-servers.sh all
 
+# The LLM peers of tests/llm: llama.cpp's OpenAI-compatible server (its wheel built from the sdist once, minutes;
+# needs cmake and g++) with a tiny model it writes, and the openai SDK and LangChain in a venv of their own, under
+# ~/.cache/mlchaos/servers (outside the clone): under a second once they are there.
+llm-servers:
+	@command -v cmake >/dev/null && command -v g++ >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq cmake g++; }
+	scripts/llm-servers.sh all
+
 # The REQUIRE variables turn "skipped: no chromium / no model server" into failures: make test installs them.
-test: $(BUILT) system-deps lint model-servers
+test: $(BUILT) system-deps lint model-servers llm-servers
 	MLCHAOS_REQUIRE_CHROMIUM=1 MLCHAOS_REQUIRE_SERVERS=1 MLCHAOS_REQUIRE_COMPILED=1 $(BIN)/pytest -q
 
 # The inner loop: stop at the first failure, skip the slow tests.

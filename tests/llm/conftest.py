@@ -4,7 +4,7 @@ that records each server-sent event with its arrival time."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,9 @@ from proxy.app import Sidecar
 from proxy.demo.llm import LlmServer, start_llm
 from tests.conftest import policy_from
 from tests.dataplane.conftest import FORCE_CHAOS, FORCE_CONTROL, FORCE_NONE, OVERRIDE_ENV, chaos_experiment
+from tests.llm import servers
+from tests.servers import harness
+from tests.servers.harness import RunningServer
 
 __all__ = ["FORCE_CHAOS", "FORCE_CONTROL", "FORCE_NONE", "Answer", "chat", "llm_sidecar"]
 
@@ -93,3 +96,31 @@ async def llm_sidecar(start_sidecar: Any, url: str, faults: list[dict[str, Any]]
     keys["experiments"][0].update(experiment)
     sidecar: Sidecar = await start_sidecar(policy_from(url, keys), env=OVERRIDE_ENV)
     return sidecar
+
+
+def _require(name: str) -> None:
+    """Skip (or, under MLCHAOS_REQUIRE_SERVERS=1 as `make test` sets, fail) when ``name`` is not installed."""
+    why = servers.problem(name)
+    if why is None:
+        return
+    how = f"run `scripts/llm-servers.sh {name}` (or `make llm-servers`)"
+    if harness.require_servers():
+        pytest.fail(f"{name} is required (MLCHAOS_REQUIRE_SERVERS=1) but {why}: {how}", pytrace=False)
+    pytest.skip(f"{name} not installed ({why}): {how}; MLCHAOS_REQUIRE_SERVERS=1 makes this a failure")
+
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python 0.3.36) on the tiny random-weight model."""
+    _require(servers.LLAMA)
+    server = servers.start_llama(tmp_path_factory.mktemp("llamacpp"))
+    try:
+        yield server
+    finally:
+        harness.stop(server)
+
+
+@pytest.fixture(scope="session")
+def clients() -> None:
+    """The clients' venv (openai SDK, LangChain) is there: tests call ``servers.run_clients``."""
+    _require(servers.CLIENTS)

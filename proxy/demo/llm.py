@@ -146,6 +146,15 @@ class LlmServer:
                                 content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         await resp.prepare(request)
+        try:
+            await self._stream(resp, doc, chat, pieces, finish, tool, usage, rid, created, model)
+        except ConnectionResetError:
+            pass  # the client (or a proxy's fault) went away mid-stream: a server just stops generating
+        return resp
+
+    async def _stream(self, resp: web.StreamResponse, doc: dict[str, Any], chat: bool, pieces: list[str],
+                      finish: str, tool: str | None, usage: dict[str, int], rid: str, created: int,
+                      model: str) -> None:
         obj = "chat.completion.chunk" if chat else "text_completion"
         head = {"id": rid, "object": obj, "created": created, "model": model}
 
@@ -177,7 +186,6 @@ class LlmServer:
         self.sent.append(time.monotonic())
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
-        return resp
 
 
 def _forced_tool(doc: dict[str, Any]) -> str | None:

@@ -154,11 +154,12 @@ class LlmObserver:
         return self._children
 
     # -- the request path: O(1)
-    def meter(self, cohort: int, path: str, t0: float, sse: bool) -> StreamMeter | None:
-        """A meter for a 2xx answer of a chaos or control exchange, or None when the path is not an LLM API's."""
+    def meter(self, cohort: int, path: str, t0: float, head: bytes) -> StreamMeter | None:
+        """A meter for a 2xx answer of a chaos or control exchange (``head``: its header block, for the
+        content type), or None when the path is not an LLM API's: one ``endswith`` for other traffic."""
         if not path.endswith(_SUFFIXES) or endpoint(path) is None:
             return None
-        return StreamMeter(self, cohort, t0, sse)
+        return StreamMeter(self, cohort, t0, b"event-stream" in head.lower())
 
     def submit(self, cohort: int, body: list[bytes]) -> None:
         if len(self.pending) >= MAX_PENDING:

@@ -298,7 +298,7 @@ class Http1Exchange(Exchange):
             if self.tee is not None and (status >= 300 or not is_json):
                 self.tee = None
             if st.llm is not None and 200 <= status < 300 and req.method == "POST":
-                self.meter = st.llm.meter(self.cohort, req.path, self.t0, b"event-stream" in block.lower())
+                self.meter = st.llm.meter(self.cohort, req.path, self.t0, block)
         if (self.hooks is not None or self.stream_hooks is not None) and req.method != "HEAD" \
                 and status not in _NO_BODY_STATUS:
             view = ResponseView(status, parse_header_block(block), b"")

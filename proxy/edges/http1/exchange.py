@@ -384,9 +384,8 @@ class Http1Exchange(Exchange):
         self._emit(view.body)
 
     def _emit(self, data: bytes) -> None:
-        meter = self.meter
-        if meter is not None:
-            meter.sent(data, self.loop.time())
+        if self.meter is not None:
+            self.meter.sent(data, self.loop.time())
         relay = self.relay
         if relay is None:
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)
@@ -411,9 +410,8 @@ class Http1Exchange(Exchange):
         if self.stream_hooks is not None:
             self._stream_chunk(data)
             return
-        meter = self.meter
-        if meter is not None:
-            meter.sent(data, self.loop.time())
+        if self.meter is not None:
+            self.meter.sent(data, self.loop.time())
         relay = self.relay
         if relay is None:
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)
@@ -507,19 +505,17 @@ class Http1Exchange(Exchange):
                 self.plane.metrics.errors["internal"].value += 1
                 log.exception("stream hook failed at the end")
                 continue
-            cut = False
             for piece in step if isinstance(step, tuple) else (step,):
-                if isinstance(piece, bytes):
-                    if piece:
-                        self._through(i + 1, piece, 0.0)
-                elif isinstance(piece, Hold):
+                if isinstance(piece, Hold):
                     self._through(i + 1, piece.data, piece.seconds)
-                else:
+                elif isinstance(piece, Cut):
                     self._stream_out(piece.data, 0.0, piece)
-                    cut = True
                     break
-            if cut:
-                break
+                elif piece:
+                    self._through(i + 1, piece, 0.0)
+            else:
+                continue
+            break  # a cut: no hook after it has a say
         paced = self.paced
         if paced is not None and (paced.queue or paced.cut_done):
             paced.upstream_keep, paced.upstream_done = keep_alive, True

@@ -19,7 +19,7 @@ DEB_TEST := curl nginx haproxy
 CACHE   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mlchaos
 SERVERS := $(or $(MLCHAOS_SERVERS_DIR),$(CACHE)/servers)
 
-.PHONY: venv demo test test-fast lint bench system-deps model-servers check-install clean clean-servers
+.PHONY: venv demo test test-fast lint bench system-deps model-servers check-install llm-servers clean clean-servers
 
 # Dependencies first, uncompiled (MLCHAOS_PURE_PYTHON=1); then $(BUILT) compiles with the venv's own mypy.
 $(STAMP): pyproject.toml
@@ -71,8 +71,16 @@ check-install:
 	-sh scripts/install-build-deps.sh $(PY)  # failing, the check below says why
 	MLCHAOS_REQUIRE_COMPILED=1 PY=$(PY) bash scripts/check-install.sh
 
+# The LLM peers of tests/llm: llama.cpp's OpenAI-compatible server (its wheel built from the sdist once, minutes;
+# needs cmake and g++) with a tiny model it writes, and the openai SDK and LangChain in a venv of their own, under
+# ~/.cache/mlchaos/servers (outside the clone): under a second once they are there.
+llm-servers:
+	@command -v cmake >/dev/null && command -v g++ >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq cmake g++; }
+	scripts/llm-servers.sh all
+
 # The REQUIRE variables turn "skipped: no chromium / no model server" into failures: make test installs them.
-test: $(BUILT) system-deps lint model-servers check-install
+test: $(BUILT) system-deps lint model-servers llm-servers check-install
 	MLCHAOS_REQUIRE_CHROMIUM=1 MLCHAOS_REQUIRE_SERVERS=1 MLCHAOS_REQUIRE_COMPILED=1 $(BIN)/pytest -q
 
 # The inner loop: stop at the first failure, skip the slow tests.

@@ -50,6 +50,7 @@ HOT = [
     "proxy/killswitch/errors_guard.py",
     "proxy/killswitch/latency_guard.py",
     "proxy/killswitch/seatbelt_guard.py",
+    "proxy/killswitch/ttft_guard.py",
     "proxy/killswitch/sequential.py",
     "proxy/killswitch/seatbelt.py",
     # the payload path of feature faults: parse, read as a table, mutate, write back
@@ -66,6 +67,10 @@ HOT = [
     "proxy/payload/adapters/mlflow_registry.py",
     "proxy/payload/adapters/generic.py",
     "proxy/payload/adapters/feast.py",
+    "proxy/payload/adapters/openai.py",
+    # LLM answers of chaos and control: the stream meter and the event framer it runs per chunk
+    "proxy/payload/sse.py",
+    "proxy/observe/llm.py",
 ]
 
 HOT_MODULES = tuple(p.removesuffix(".py").replace("/", ".") for p in HOT)

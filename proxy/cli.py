@@ -25,6 +25,7 @@ that is measured the same way but left alone, so the two can be compared.
 EPILOG = """\
 examples:
   mlchaos demo                                   # 20 s of load on the embedded demo model
+  mlchaos demo --llm                             # the same for an embedded streaming LLM and chat clients
   mlchaos validate policies/example.yaml         # check a policy; exit 1 with every error
   mlchaos run --config policy.yaml               # serve; SIGHUP or a file change reloads
   mlchaos run --config policy.yaml --upstream http://127.0.0.1:8080 --listen 0.0.0.0:8000
@@ -105,7 +106,10 @@ def _parser() -> argparse.ArgumentParser:
                           description="Start the embedded demo model and mlchaos with policies/demo.yaml "
                                       "on loopback, drive load, and print a per-cohort table.")
     demo.add_argument("--duration", type=float, default=20.0, metavar="SECONDS")
-    demo.add_argument("--config", metavar="FILE", help="policy (default: policies/demo.yaml)")
+    demo.add_argument("--config", metavar="FILE", help="policy (default: policies/demo.yaml, or llm.yaml with --llm)")
+    demo.add_argument("--llm", action="store_true",
+                      help="an embedded streaming LLM (OpenAI-compatible) and chat clients instead: per-cohort time "
+                           "to first token and stream completion (policies/llm.yaml)")
     return p
 
 
@@ -257,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         setup_logging("warning")
         _use_uvloop(False)
+        if args.llm:
+            from .demo.llm_run import run_llm_demo
+
+            return asyncio.run(run_llm_demo(duration=args.duration, policy_path=args.config))
         from .demo.run import run_demo
 
         return asyncio.run(run_demo(duration=args.duration, policy_path=args.config))

@@ -26,6 +26,7 @@ from .payload.bodies import ExchangePayload
 if TYPE_CHECKING:
     from .dataplane.state import DataPlane
     from .experiments import ExperimentState
+    from .observe.llm import StreamMeter
     from .routing import Assignment
 
 __all__ = ["DROPPED", "Exchange"]
@@ -41,8 +42,8 @@ class Exchange:
     answer, and the record of how it ended."""
 
     __slots__ = (
-        "_payload", "applied", "cohort", "finished", "hooks", "loop", "matched", "plane", "recorded", "resume_at",
-        "st", "status", "stream_hooks", "t0", "task", "tee", "throttle_bps", "timer", "upstream_name",
+        "_payload", "applied", "cohort", "finished", "hooks", "loop", "matched", "meter", "plane", "recorded",
+        "resume_at", "st", "status", "stream_hooks", "t0", "task", "tee", "throttle_bps", "timer", "upstream_name",
     )
 
     def __init__(self, plane: DataPlane, assignment: Assignment) -> None:
@@ -65,6 +66,9 @@ class Exchange:
         # Stream hooks: called per body chunk as it arrives, nothing held beyond what a hook holds.
         self.stream_hooks: list[StreamHook] | None = None
         self._payload: ExchangePayload | None = None
+        # An LLM answer's meter (chaos and control of an OpenAI-compatible path): the edge feeds it what it
+        # writes to the client; ``record`` closes it.
+        self.meter: StreamMeter | None = None
         # A copy of the response body for the experiment's prediction observer (chaos and control only,
         # JSON only, at most inspect_body_bytes); parsed later in a background task, never here.
         self.tee: list[bytes] | None = [] if st is not None and st.observer is not None and st.observer.wants() \
@@ -242,8 +246,19 @@ class Exchange:
                 if tripped is not None:
                     plane.experiments.trip(matched, tripped)
             return
+        meter = self.meter
+        ttft = -1.0
+        if meter is not None:
+            self.meter = None
+            # A stream that failed after its 200 (an error event, no [DONE]) counts as a cut one does.
+            if meter.close(self.status, False):
+                self.status = DROPPED
+            if meter.sse:
+                ttft = meter.ttft(self.loop.time())
         st.cohort_metrics[self.cohort].count(self.status, seconds)
         tripped = st.observe(self.cohort, self.status, seconds)
+        if tripped is None and ttft >= 0.0 and st.guards is not None:
+            tripped = st.guards.observe_ttft(self.cohort == CHAOS, ttft, False)
         if tripped is not None:
             plane.experiments.trip(st, tripped)
 
@@ -251,6 +266,15 @@ class Exchange:
         """The client left. Answered already: an ordinary record. Gone before an answer: no error (the
         client's reasons are its own), but a slow request for the latency guard when it waited past the SLO,
         on the chaos side and the comparison side alike."""
+        meter = self.meter
+        if meter is not None:
+            self.meter = None
+            meter.close(self.status, True)
+            st = self.st
+            if meter.sse and st is not None and st.guards is not None and st.tripped is None:
+                tripped = st.guards.observe_ttft(self.cohort == CHAOS, meter.ttft(self.loop.time()), True)
+                if tripped is not None:
+                    self.plane.experiments.trip(st, tripped)
         if self.status:
             self.record()
             return

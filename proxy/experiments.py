@@ -16,6 +16,7 @@ from typing import Any
 from .cohort import CHAOS, COHORTS, CONTROL
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from .metrics import CohortMetrics, Count, ExperimentFamilies, ExperimentReading, Metrics
+from .observe.llm import LlmObserver
 from .observe.observer import PredictionObserver
 from .payload.bodies import adapter_options
 from .policy.model import BUCKETS, Experiment, Policy, Schedule, StickyKey
@@ -37,6 +38,7 @@ class ExperimentState:
         "adapter_options",
         "unparsed",
         "observer",
+        "llm",
         "bounds",
         "chaos_buckets",
         "cohort_metrics",
@@ -85,6 +87,10 @@ class ExperimentState:
         # Prediction bookkeeping (off the request path); None costs the hot path nothing.
         self.observer: PredictionObserver | None = PredictionObserver(
             spec.name, spec.observe, spec.payload, self.adapter_options) if spec.observe.predictions else None
+        # LLM answers of OpenAI-compatible paths (time to first token, stream outcomes, drift); None when the
+        # payload format rules them out, so other experiments' exchanges pay nothing for it.
+        self.llm: LlmObserver | None = LlmObserver(spec.name, metrics.llm) \
+            if spec.payload.format in ("auto", "openai") else None
         # Per cohort (chaos, control): payloads that could not be read, by direction.
         self.unparsed = tuple({d: metrics.payload_unparsed.labels(spec.name, COHORTS[c], d)
                                for d in ("request", "response")} for c in (CHAOS, CONTROL))
@@ -98,6 +104,8 @@ class ExperimentState:
         if prev.observer is not None and (prev.spec.observe, prev.spec.payload) == (self.spec.observe,
                                                                                     self.spec.payload):
             self.observer = prev.observer  # the windows and histograms gathered so far still count
+        if prev.llm is not None and self.llm is not None:
+            self.llm = prev.llm  # the answers compared so far still count
         if prev.spec.kill_switch == self.spec.kill_switch:
             self.guards = prev.guards  # same guards: the evidence gathered so far still counts
 
@@ -279,7 +287,8 @@ class Experiments:
         """What /metrics reads of each experiment (the families are metrics.ExperimentFamilies')."""
         return [ExperimentReading(name, st.tripped is not None,
                                   st.guards.e_values() if st.guards is not None else {},
-                                  st.observer.families() if st.observer is not None else None)
+                                  st.observer.families() if st.observer is not None else None,
+                                  st.llm.rows() if st.llm is not None else [])
                 for name, st in list(self.states.items())]
 
     def _why_off(self, st: ExperimentState, now: datetime) -> str:

@@ -22,7 +22,8 @@ from .cohort import COHORT_NAMES, COHORTS, NONE
 from .errors import ERROR_KINDS
 from .killswitch.registry import GUARD_NAMES
 
-__all__ = ["CohortMetrics", "ExperimentFamilies", "ExperimentReading", "Metrics"]
+__all__ = ["CohortMetrics", "ExperimentFamilies", "ExperimentReading", "LlmCohortMetrics", "LlmMetrics", "Metrics",
+           "llm_drift_family"]
 
 # Seconds; fine where models answer (1-100 ms) and wide enough for injected multi-second delays.
 LATENCY_BUCKETS = (
@@ -185,6 +186,7 @@ class Metrics:
         for result in ("ok", "invalid"):
             self.reloads.labels(result)
         self.untouched = CohortMetrics(self, "", COHORTS[NONE])
+        self.llm = LlmMetrics(r)
 
     def cohorts(self, experiment: str) -> tuple[CohortMetrics, CohortMetrics]:
         chaos, control = COHORT_NAMES
@@ -199,6 +201,7 @@ class Metrics:
             _remove(self.upstream_duration, experiment, cohort)
         for fault in faults:
             _remove(self.faults, experiment, fault)
+        self.llm.forget(experiment)
         for guard in GUARD_NAMES:
             _remove(self.killswitch_trips, experiment, guard)
         for cohort in COHORT_NAMES:
@@ -225,6 +228,7 @@ class ExperimentReading(NamedTuple):
     tripped: bool
     e_values: Mapping[str, float]  # per guard: the evidence against "no harm"
     predictions: Samples | None  # PredictionObserver.families(); None when predictions are not observed
+    llm_drift: list[tuple[str, str, str, float]]  # LlmObserver.rows(): (experiment, measure, statistic, value)
 
 
 class ExperimentFamilies(Collector):
@@ -239,7 +243,7 @@ class ExperimentFamilies(Collector):
 
     def collect(self) -> Iterable[Metric]:
         readings = list(self.read())
-        return [*killswitch_families(readings),
+        return [*killswitch_families(readings), llm_drift_family(row for r in readings for row in r.llm_drift),
                 *prediction_families(r.predictions for r in readings if r.predictions is not None)]
 
 
@@ -308,3 +312,79 @@ def prediction_families(observed: Iterable[Samples]) -> list[Metric]:
                     family.add_metric(labels, v)
     return [value, confidence, classes, drift, share, srm, delta, flips, shadow, responses, feature_status,
             feature_value, feature_drift]
+
+
+# -- LLM answers (OpenAI-compatible APIs), per experiment and cohort --------------------------------------
+# Kept together: proxy/observe/llm.py fills them (the stream meter on the request path, the drift off it).
+
+# Seconds to the first token: from a few milliseconds (a warm small model) to a minute (a queue, a cold start).
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+# Seconds between content chunks: vLLM's inter-token latency is 5-100 ms; stalls go to tens of seconds.
+CHUNK_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+                     10.0, 30.0)
+# Chunks or tokens per answer.
+LENGTH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0)
+# How a streamed answer ended: a finish_reason then [DONE]; [DONE] with no finish_reason (looks complete,
+# was truncated); no [DONE] at all; an error event; the connection cut; the client gone first.
+STREAM_OUTCOMES = ("completed", "no_finish", "no_done", "error", "cut", "abandoned")
+# finish_reason values counted by name; anything else is "other", an answer without one "none".
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call", "abort", "error", "other",
+                  "none")
+LLM_DRIFT_MEASURES = ("answer_tokens", "finish_reason")
+
+
+class LlmCohortMetrics:
+    """Pre-built children for one (experiment, cohort): nothing is looked up per chunk."""
+
+    __slots__ = ("chunks", "finish", "gap", "outcomes", "tokens", "ttft")
+
+    def __init__(self, m: LlmMetrics, experiment: str, cohort: str) -> None:
+        self.ttft = m.ttft.labels(experiment, cohort)
+        self.gap = m.chunk_gap.labels(experiment, cohort)
+        self.chunks = m.chunks.labels(experiment, cohort)
+        self.tokens = m.tokens.labels(experiment, cohort)
+        self.outcomes = {o: m.streams.labels(experiment, cohort, o) for o in STREAM_OUTCOMES}
+        self.finish = {r: m.finish.labels(experiment, cohort, r) for r in FINISH_REASONS}
+
+
+class LlmMetrics:
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.ttft: Family[Distribution] = Family(
+            "mlchaos_llm_time_to_first_token_seconds", "Time from the request's headers to the first content "
+            "chunk of a streamed LLM answer, as the client gets it.", ["experiment", "cohort"], r, TTFT_BUCKETS)
+        self.chunk_gap: Family[Distribution] = Family(
+            "mlchaos_llm_time_between_chunks_seconds", "Time between consecutive content chunks of streamed LLM "
+            "answers, as the client gets them.", ["experiment", "cohort"], r, CHUNK_GAP_BUCKETS)
+        self.chunks: Family[Distribution] = Family(
+            "mlchaos_llm_chunks_per_answer", "Content chunks per streamed LLM answer.", ["experiment", "cohort"], r,
+            LENGTH_BUCKETS)
+        self.tokens: Family[Distribution] = Family(
+            "mlchaos_llm_completion_tokens_per_answer", "Completion tokens per LLM answer (usage when the server "
+            "reports it, else one a content chunk).", ["experiment", "cohort"], r, LENGTH_BUCKETS)
+        self.streams: Family[Count] = Family(
+            "mlchaos_llm_streams", "Streamed LLM answers by how they ended: completed (a finish_reason, then "
+            "[DONE]), no_finish, no_done, error, cut, abandoned.", ["experiment", "cohort", "outcome"], r)
+        self.finish: Family[Count] = Family(
+            "mlchaos_llm_finish_reasons", "LLM answers by finish_reason.", ["experiment", "cohort", "reason"], r)
+
+    def cohorts(self, experiment: str) -> tuple[LlmCohortMetrics, LlmCohortMetrics]:
+        return LlmCohortMetrics(self, experiment, COHORTS[0]), LlmCohortMetrics(self, experiment, COHORTS[1])
+
+    def forget(self, experiment: str) -> None:
+        for cohort in COHORTS[:2]:
+            for family in (self.ttft, self.chunk_gap, self.chunks, self.tokens):
+                family.remove(experiment, cohort)
+            for outcome in STREAM_OUTCOMES:
+                self.streams.remove(experiment, cohort, outcome)
+            for reason in FINISH_REASONS:
+                self.finish.remove(experiment, cohort, reason)
+
+
+def llm_drift_family(rows: Iterable[tuple[str, str, str, float]]) -> GaugeMetricFamily:
+    """``mlchaos_llm_drift{experiment,measure,statistic}`` from (experiment, measure, statistic, value) rows."""
+    family = GaugeMetricFamily(
+        "mlchaos_llm_drift", "Chaos against control on LLM answers: answer_tokens (KS, PSI, ...) and "
+        "finish_reason (chi-square, PSI, ...).", labels=["experiment", "measure", "statistic"])
+    for experiment, measure, statistic, value in rows:
+        family.add_metric([experiment, measure, statistic], value)
+    return family

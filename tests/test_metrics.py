@@ -30,7 +30,7 @@ ERROR_KINDS = {"malformed_request", "body_too_large", "headers_too_large", "upst
                "upstream_timeout", "upstream_bad_response", "client_disconnect", "client_timeout",
                "upstream_stale_retry", "upstream_stale_not_retried", "request_header_dropped",
                "client_header_timeout", "response_over_inspect_limit", "internal"}
-GUARDS = {"errors", "latency", "seatbelt", "evaluation"}
+GUARDS = {"errors", "latency", "ttft", "seatbelt", "evaluation"}
 
 
 async def raw_exchange(port: int, data: bytes, timeout: float = 3.0) -> bytes:

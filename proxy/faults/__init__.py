@@ -11,20 +11,28 @@ from ..declare.errors import Errors
 from ..declare.fields import fields_schema, read_fields
 from .abort import Abort
 from .base import COMMON_FIELDS, Drop, Fault, FaultContext, Outcome, Reply, Wait
+from .context_length import ContextLength
 from .corrupt_artifact import CorruptArtifact
 from .corrupt_response import CorruptResponse
 from .default import Default
 from .delay import Delay
 from .drop import DropConnection
 from .drop_feature import DropFeature
+from .drop_system_prompt import DropSystemPrompt
+from .empty_completion import EmptyCompletion
 from .fallback import Fallback
 from .feast_error import FeastError
+from .first_token_delay import FirstTokenDelay
+from .malformed_chunk import MalformedChunk
+from .max_tokens_clamp import MaxTokensClamp
 from .misalign import Misalign
 from .nan import Nan
 from .not_found import NotFound
 from .out_of_range import OutOfRange
 from .patch import Patch
 from .perturb_predictions import PerturbPredictions
+from .prompt_noise import PromptNoise
+from .rate_limit import RateLimit
 from .registry_version import RegistryVersion
 from .rename_feature import RenameFeature
 from .reorder_features import ReorderFeatures
@@ -33,9 +41,15 @@ from .shift import Shift
 from .stale import Stale
 from .stall import Stall
 from .status import Status
+from .stream_error import StreamError
+from .stream_stall import StreamStall
+from .stream_truncate import StreamTruncate
 from .strip_signature import StripSignature
 from .throttle import Throttle
+from .token_delay import TokenDelay
+from .tool_call_corrupt import ToolCallCorrupt
 from .truncate_batch import TruncateBatch
+from .truncate_context import TruncateContext
 from .type_swap import TypeSwap
 from .wrong_version import WrongVersion
 
@@ -53,6 +67,9 @@ FAULTS: dict[str, type[Fault]] = {
         RegistryVersion, StripSignature, ScrambleMetadata, CorruptArtifact,
         # a Feast feature server's answer
         NotFound, Misalign, FeastError,
+        # LLM APIs (OpenAI-compatible): the request, the answer, and the token stream
+        RateLimit, ContextLength, DropSystemPrompt, TruncateContext, PromptNoise, MaxTokensClamp, EmptyCompletion,
+        ToolCallCorrupt, FirstTokenDelay, TokenDelay, StreamStall, StreamTruncate, StreamError, MalformedChunk,
     )
 }
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..payload.bodies import ExchangePayload
 
 __all__ = [
-    "COMMON_FIELDS", "Cut", "Drop", "Fault", "FaultContext", "Hold", "Outcome", "Reply", "ResponseHook",
+    "COMMON_FIELDS", "Cut", "Drop", "Fault", "FaultContext", "Hold", "Outcome", "Piece", "Reply", "ResponseHook",
     "ResponseView", "StreamHook", "StreamStep", "Wait",
 ]
 
@@ -100,9 +100,13 @@ class Cut:
     reset: bool = False
 
 
-# What a stream hook returns for a chunk: the bytes to send in its place (the same object when unchanged,
-# b"" to swallow it), or a Hold or a Cut.
-StreamStep = bytes | Hold | Cut
+# One piece of what a stream hook sends for a chunk: bytes (the same object when unchanged, b"" to swallow
+# it), a Hold or a Cut.
+Piece = bytes | Hold | Cut
+# What a stream hook returns for a chunk: one piece, or a tuple of pieces sent one after the other, each
+# Hold timed from the piece before it (events of one upstream read paced apart: a token delay between
+# server-sent events that arrived together). The hooks after it see each piece on its own.
+StreamStep = Piece | tuple[Piece, ...]
 
 
 class StreamHook(Protocol):

@@ -50,6 +50,11 @@ class Guard:
         """A client that left before its answer: why is unknown, so it is no error. True when it trips."""
         return False
 
+    def observe_ttft(self, chaos: bool, seconds: float, abandoned: bool) -> bool:
+        """A streamed LLM answer's time to first token (chaos or control; ``abandoned``: the client left before
+        its first token, and ``seconds`` is how long it waited). True when it trips."""
+        return False
+
     def reason(self) -> str:
         """Why it tripped, for the trip record and the logs."""
         raise NotImplementedError

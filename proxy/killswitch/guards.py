@@ -67,6 +67,19 @@ class ExperimentGuards:
             return self._trip(EVALUATION, f"guard evaluation failed: {exc!r}")
         return None
 
+    def observe_ttft(self, chaos: bool, seconds: float, abandoned: bool) -> str | None:
+        """One streamed LLM answer's time to first token (the whole wait when no token came; ``abandoned``: the
+        client left first). Only guards that judge first tokens (ttft_guard) look at it."""
+        if self.tripped_guard is not None:
+            return None
+        try:
+            for guard in self.chain:
+                if guard.observe_ttft(chaos, seconds, abandoned):
+                    return self._trip(guard.name, guard.reason())
+        except Exception as exc:
+            return self._trip(EVALUATION, f"guard evaluation failed: {exc!r}")
+        return None
+
     def _trip(self, guard: str, reason: str) -> str:
         self.tripped_guard, self.trip_reason = guard, reason
         return guard

@@ -10,12 +10,14 @@ from .errors_guard import ErrorsGuard
 from .guard import Guard
 from .latency_guard import LatencyGuard
 from .seatbelt_guard import SeatbeltGuard
+from .ttft_guard import TtftGuard
 
 __all__ = ["EVALUATION", "GUARDS", "GUARD_NAMES"]
 
 GUARDS: tuple[type[Guard], ...] = (
     ErrorsGuard,
     LatencyGuard,
+    TtftGuard,
     SeatbeltGuard,
 )
 

@@ -41,6 +41,9 @@ async def observe_forever(experiments: Experiments, upstream_url: Callable[[], s
                 while st.observer is not None and st.observer.queue:
                     st.observer.process(limit=OBSERVE_SLICE)
                     await asyncio.sleep(0)
+                while st.llm is not None and st.llm.pending:
+                    st.llm.process(limit=OBSERVE_SLICE)
+                    await asyncio.sleep(0)
             observe_once(experiments)
             observers = [st.observer for st in list(experiments.states.values()) if st.observer is not None]
             send_queued(session, observers, upstream_url())
@@ -50,6 +53,13 @@ def observe_once(experiments: Experiments, now: float | None = None) -> None:
     """Parse what is queued and, where an experiment's ``drift_interval`` has passed, compute drift and SRM."""
     t = time.monotonic() if now is None else now
     for st in list(experiments.states.values()):
+        llm = st.llm
+        if llm is not None and t - llm.last_compute >= st.spec.observe.drift_interval:
+            try:
+                llm.process()
+                llm.compute(t)
+            except Exception:  # as below: one experiment's numbers must not stop the others'
+                logging.getLogger("mlchaos").exception("LLM bookkeeping failed for %s", st.spec.name)
         obs = st.observer
         if obs is None:
             continue

@@ -355,7 +355,7 @@ def test_names_policy_sections_and_schema_follow_the_registry() -> None:
     ("{errors: {include_4xx: maybe}}", "errors.include_4xx", "expected true or false"),
     ("{errors: [include_4xx]}", "errors", "expected a mapping"),
     ("{colour: red}", "colour", "unknown field (expected one of: alpha, enabled, errors, latency, min_requests, "
-                                "seatbelt)"),
+                                "seatbelt, ttft)"),
 ])
 def test_a_guard_section_reports_problems_at_its_path(section: str, path: str, message: str) -> None:
     text = f"upstream: http://127.0.0.1:9\nexperiments: [{{name: e, chaos: 1, kill_switch: {section}}}]\n"

@@ -157,7 +157,9 @@ def test_shift_of_every_cell_is_x_times_scale_plus_offset_clamped_to_its_datatyp
                 continue
             assert w == expected and type(w) is kind
             changed += 1
-    assert m.changed == changed and m.applicable
+    # A table with no finite number in it (every cell NaN or inf, found by Hypothesis) has nothing to shift.
+    finite = any(isinstance(v, int) or math.isfinite(v) for c in columns for v in c)
+    assert m.changed == changed and m.applicable == finite
 
 
 def cells_equal_(a: Any, b: Any) -> bool:

@@ -295,10 +295,13 @@ class Http1Exchange(Exchange):
         self.rx_at = now
         req = self.req
         kept, has_length, is_json = response_head(block)
-        if self.st is not None:
-            self.st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
+        st = self.st
+        if st is not None:
+            st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
             if self.tee is not None and (status >= 300 or not is_json):
                 self.tee = None
+            if st.llm is not None and 200 <= status < 300 and req.method == "POST":
+                self.meter = st.llm.meter(self.cohort, req.path, self.t0, block)
         if (self.hooks is not None or self.stream_hooks is not None) and req.method != "HEAD" \
                 and status not in _NO_BODY_STATUS:
             view = ResponseView(status, parse_header_block(block), b"")
@@ -384,6 +387,8 @@ class Http1Exchange(Exchange):
         self._emit(view.body)
 
     def _emit(self, data: bytes) -> None:
+        if self.meter is not None:
+            self.meter.sent(data, self.loop.time())
         relay = self.relay
         if relay is None:
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)
@@ -408,6 +413,8 @@ class Http1Exchange(Exchange):
         if self.stream_hooks is not None:
             self._stream_chunk(data)
             return
+        if self.meter is not None:
+            self.meter.sent(data, self.loop.time())
         relay = self.relay
         if relay is None:
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)
@@ -453,15 +460,17 @@ class Http1Exchange(Exchange):
         self.client.wbuf.append(self._head(view.status, lines, False))
 
     def _stream_chunk(self, data: bytes) -> None:
-        """One upstream read through the stream hooks, in order: each may rewrite it, hold it, or cut the
-        stream after it."""
+        """One upstream read through the stream hooks, in order: each may rewrite it, hold it, cut the
+        stream after it, or split it into pieces (each then goes through the hooks after it)."""
+        self._through(0, data, 0.0)
+
+    def _through(self, start: int, data: bytes, hold: float) -> None:
         hooks = self.stream_hooks
         assert hooks is not None
-        hold = 0.0
         cut: Cut | None = None
-        for hook in hooks:
+        for i in range(start, len(hooks)):
             try:
-                step = hook.chunk(data)
+                step = hooks[i].chunk(data)
             except Exception:  # a hook never fails the request: the chunk goes on as it came
                 self.plane.metrics.errors["internal"].value += 1
                 log.exception("stream hook failed; the chunk is sent as it is")
@@ -470,31 +479,46 @@ class Http1Exchange(Exchange):
                 data = step
             elif isinstance(step, Hold):
                 data, hold = step.data, hold + step.seconds
-            else:
+            elif isinstance(step, Cut):
                 data, cut = step.data, step
                 break
+            else:
+                # Pieces: the hold so far comes before the first; each goes through the hooks after this one.
+                for piece in step:
+                    if isinstance(piece, bytes):
+                        self._through(i + 1, piece, hold)
+                    elif isinstance(piece, Hold):
+                        self._through(i + 1, piece.data, hold + piece.seconds)
+                    else:
+                        self._stream_out(piece.data, hold, piece)
+                        return
+                    hold = 0.0
+                return
         self._stream_out(data, hold, cut)
 
     def _stream_end(self, keep_alive: bool) -> bool:
-        """The upstream's answer is complete: the hooks' last words. True when the pacer finishes the
-        exchange (a chunk is still held), False when the caller does."""
+        """The upstream's answer is complete: the hooks' last words, each through the hooks after it. True
+        when the pacer finishes the exchange (a chunk is still held), False when the caller does."""
         hooks = self.stream_hooks
         assert hooks is not None
-        for hook in hooks:
+        for i, hook in enumerate(hooks):
             try:
                 step = hook.end()
             except Exception:
                 self.plane.metrics.errors["internal"].value += 1
                 log.exception("stream hook failed at the end")
                 continue
-            if isinstance(step, bytes):
-                if step:
-                    self._stream_out(step, 0.0, None)
-            elif isinstance(step, Hold):
-                self._stream_out(step.data, step.seconds, None)
+            for piece in step if isinstance(step, tuple) else (step,):
+                if isinstance(piece, Hold):
+                    self._through(i + 1, piece.data, piece.seconds)
+                elif isinstance(piece, Cut):
+                    self._stream_out(piece.data, 0.0, piece)
+                    break
+                elif piece:
+                    self._through(i + 1, piece, 0.0)
             else:
-                self._stream_out(step.data, 0.0, step)
-                break
+                continue
+            break  # a cut: no hook after it has a say
         paced = self.paced
         if paced is not None and (paced.queue or paced.cut_done):
             paced.upstream_keep, paced.upstream_done = keep_alive, True

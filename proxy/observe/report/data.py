@@ -3,6 +3,7 @@ read from one experiment's run-time state."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,4 +41,8 @@ def report_data(st: ExperimentState, active: bool) -> dict[str, Any]:
     }
     if st.observer is not None:
         data.update(st.observer.report())
+    if st.llm is not None:
+        st.llm.process()
+        st.llm.compute(time.monotonic())
+        data["llm"] = st.llm.report()
     return data

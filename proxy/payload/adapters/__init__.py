@@ -27,14 +27,15 @@ from .feast import FeastAdapter
 from .generic import GenericAdapter
 from .mlflow import MLflowAdapter
 from .mlflow_registry import MlflowRegistryAdapter
+from .openai import OpenAIAdapter
 from .v1 import V1Adapter
 from .v2 import V2Adapter, binary_header_length, inline_binary, pack_binary, split_binary
 
 __all__ = [
     "ADAPTERS", "DEFAULT_OPTIONS", "PREDICTIONS", "REQUEST", "RESPONSE", "STREAM", "Adapter", "AdapterOptions",
-    "BaseAdapter", "FeastAdapter", "GenericAdapter", "MLflowAdapter", "MlflowRegistryAdapter", "Parsed", "Predictions",
-    "V1Adapter", "V2Adapter",
-    "binary_header_length", "detect", "formats", "get_adapter", "inline_binary", "pack_binary", "split_binary",
+    "BaseAdapter", "FeastAdapter", "GenericAdapter", "MLflowAdapter", "MlflowRegistryAdapter", "OpenAIAdapter",
+    "Parsed", "Predictions", "V1Adapter", "V2Adapter", "binary_header_length", "detect", "formats", "get_adapter",
+    "inline_binary", "pack_binary", "split_binary",
 ]
 
 ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
@@ -43,6 +44,7 @@ ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
     MlflowRegistryAdapter(),
     V1Adapter(),
     FeastAdapter(),
+    OpenAIAdapter(),
     GenericAdapter(),
 )}
 

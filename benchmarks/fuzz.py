@@ -626,28 +626,35 @@ def payload_chunk(seed: int, chunk: int, size: int, verbose: bool = False) -> Pa
 
         for name, adapter in P.ADAPTERS.items():
             opts = rng.choice(options)
-            parsed = guarded(name, "read", adapter.read_strict, adapter.read, doc, opts)
-            step = "write unchanged"
-            if parsed is not None:
-                try:
-                    parsed.table.validate()
-                    serializes(adapter.write(parsed, parsed.table.copy(), opts), rng.random() < 0.3)
-                    fname = rng.choice(mutation_names)
-                    step = f"mutate {fname}"
-                    m = P.MUTATIONS[fname](parsed.table, **_mutation_kwargs(fname, list(parsed.table.names), rng,
-                                                                            nprng))
-                    stats.mutations[fname] += 1
-                    step = f"write after {fname}"
-                    m.table.validate()
-                    out = adapter.write(parsed, m.table, opts)
-                    serializes(out, rng.random() < 0.3)
-                    if name == "v2" and isinstance(out, dict) and rng.random() < 0.2:
-                        step = "pack_binary"
-                        body, n = P.pack_binary(out)
-                        P.loads(body[:n])
-                    stats.steps[f"{name} mutate+write"] += 1
-                except Exception as exc:
-                    crash(name, step, exc)
+            # Both sides an adapter may read a table from: the request's features and the answer's.
+            sides = (("request", adapter.read_strict), ("response", adapter.read_response_strict))
+            for direction, strict_read in sides:
+                read = "read" if direction == "request" else "read response"
+                parsed = guarded(name, read, strict_read,
+                                 lambda d, o, adapter=adapter, direction=direction: adapter.read(d, o, direction),
+                                 doc, opts)
+                step = "write unchanged"
+                if parsed is not None:
+                    try:
+                        parsed.table.validate()
+                        serializes(adapter.write(parsed, parsed.table.copy(), opts), rng.random() < 0.3)
+                        fname = rng.choice(mutation_names)
+                        step = f"mutate {fname}"
+                        m = P.MUTATIONS[fname](parsed.table, **_mutation_kwargs(fname, list(parsed.table.names), rng,
+                                                                                nprng))
+                        stats.mutations[fname] += 1
+                        step = f"write after {fname}"
+                        m.table.validate()
+                        out = adapter.write(parsed, m.table, opts)
+                        serializes(out, rng.random() < 0.3)
+                        if name == "v2" and direction == "request" and isinstance(out, dict) and rng.random() < 0.2:
+                            step = "pack_binary"
+                            body, n = P.pack_binary(out)
+                            P.loads(body[:n])
+                        stats.steps[f"{name} mutate+write" if direction == "request"
+                                    else f"{name} response mutate+write"] += 1
+                    except Exception as exc:
+                        crash(name, f"{direction} {step}", exc)
             preds = guarded(name, "predictions", adapter.predictions_strict, adapter.predictions, doc, opts)
             if preds:
                 step = "perturb"
@@ -780,12 +787,16 @@ def markdown_payload(stats: PayloadStats, args: argparse.Namespace) -> str:
         f"| {stats.docs['corrupted']:,} | {stats.docs['random']:,} | {sum(stats.mutations.values()):,} "
         f"| {crashes} | {sum(stats.hidden.values()):,} | {stats.seconds:.1f} | {rate:,.0f} |",
         "",
-        "| adapter | read | tables mutated and written | predictions read | predictions written |",
-        "|---|---:|---:|---:|---:|",
+        "| adapter | read (request) | tables mutated and written | read (response) | response tables mutated and "
+        "written | predictions read | predictions written |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("v2", "v1", "mlflow", "generic"):
+    from proxy.payload import ADAPTERS
+
+    for name in ADAPTERS:
         s = stats.steps
         lines.append(f"| {name} | {s[f'{name} read']:,} | {s[f'{name} mutate+write']:,} "
+                     f"| {s[f'{name} read response']:,} | {s[f'{name} response mutate+write']:,} "
                      f"| {s[f'{name} predictions']:,} | {s[f'{name} write_predictions']:,} |")
     lines += ["", "Mutations applied: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stats.mutations.items()))]
     for key, n in (stats.crashes + stats.hidden).most_common():

@@ -184,11 +184,47 @@ class Docs:
         n = r.randint(1, 4)
         return {"model_name": "m", "outputs": [self.v2_tensor(n, r.random() < 0.5) for _ in range(r.randint(1, 2))]}
 
+    def feast(self) -> Any:
+        """A Feast feature server's request or answer (column-oriented, full feature names or not)."""
+        r = self.rng
+        n = r.randint(1, 4)
+        keys = [r.randint(1000, 1010) for _ in range(n)]
+        full = r.random() < 0.5
+        names = [f"driver_hourly_stats{'__' if full else ':'}f{j}" if full else f"f{j}" for j in range(r.randint(1, 3))]
+        if r.random() < 0.3:
+            return {"features": [f"driver_hourly_stats:{x.split('__')[-1]}" for x in names],
+                    "entities": {"driver_id": keys}, "full_feature_names": full}
+        epoch, ts = "1970-01-01T00:00:00Z", "2026-12-01T10:00:00Z"
+        results = [{"values": keys, "statuses": ["PRESENT"] * n, "event_timestamps": [epoch] * n}]
+        for _ in names:
+            results.append({"values": [self.value() if r.random() < 0.1 else r.uniform(-5, 5) for _ in range(n)],
+                            "statuses": [r.choice(("PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"))
+                                         for _ in range(n)], "event_timestamps": [ts] * n})
+        return {"metadata": {"feature_names": ["driver_id", *names]}, "results": results}
+
+    def openai(self) -> Any:
+        """An OpenAI-compatible chat request, completion answer or embeddings answer."""
+        r = self.rng
+        k = r.random()
+        if k < 0.4:
+            msgs = [{"role": r.choice(("system", "user", "assistant")), "content": self.value() if r.random() < 0.1
+                     else "hello there general kenobi"} for _ in range(r.randint(1, 4))]
+            return {"model": "m", "messages": msgs, "max_tokens": r.randint(1, 64), "stream": r.random() < 0.5}
+        if k < 0.7:
+            return {"object": "list", "model": "m", "data": [
+                {"object": "embedding", "index": i, "embedding": [r.uniform(-1, 1) for _ in range(r.randint(1, 8))]}
+                for i in range(r.randint(1, 3))], "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+        return {"id": "c1", "object": "chat.completion", "model": "m", "choices": [
+            {"index": 0, "finish_reason": r.choice(("stop", "length", None)),
+             "message": {"role": "assistant", "content": "hi", "tool_calls": [
+                 {"id": "t", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+
     def valid(self) -> tuple[str, Any]:
         """(the format it was made as, the doc)."""
-        kind = self.rng.choice(("v1", "v2", "mlflow", "generic", "response"))
+        kind = self.rng.choice(("v1", "v2", "mlflow", "generic", "response", "feast", "openai"))
         maker = {"v1": self.v1, "v2": self.v2, "mlflow": self.mlflow, "generic": self.generic,
-                 "response": self.response}[kind]
+                 "response": self.response, "feast": self.feast, "openai": self.openai}[kind]
         return kind, maker()
 
     # -- corruption

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Instructions per request of the payload path and of prediction bookkeeping, counted by callgrind.
+"""Instructions per request of the data plane, the payload path and prediction bookkeeping, counted by callgrind.
 
 On this shared 2-core machine throughput ratios move by 10-15 points from one run to the next; instruction
 counts do not (the same build gives the same count to within a fraction of a percent), so they are what A/B
@@ -9,12 +9,17 @@ switched on only around the measured loop:
 - ``payload``: one chaos request's payload work under the benchmark's shift fault (``policies/shift.yaml``):
   parse the KServe V1 body, read it as a table, shift it, write it back, serialize it;
 - ``observe``: one response's prediction bookkeeping (what the sidecar's background task does for up to
-  ``observe.max_rate`` responses a second): submit, then parse and record in slices of 32.
+  ``observe.max_rate`` responses a second): submit, then parse and record in slices of 32;
+- ``passthrough`` and ``shift``: one request through a real sidecar in the same process (a raw client on a
+  kept-alive connection, a raw upstream), with no experiment, or forced into the chaos cohort of the shift
+  experiment: the whole per-request path. ``--python`` counts another build's interpreter (a previous
+  release's venv), so two builds compare exactly.
 
 Instruction counts are not time: a path that misses the caches costs more per instruction (see RESULTS.md).
 Installs valgrind with apt-get when it is missing (as root).
 
-    python benchmarks/instructions.py [--requests 2000] [--only payload,observe]
+    python benchmarks/instructions.py [--requests 2000] [--only payload,observe,passthrough,shift]
+    python benchmarks/instructions.py --only passthrough,shift --python /opt/mlchaos-0.1.0/bin/python
 """
 
 from __future__ import annotations
@@ -77,7 +82,72 @@ def observe_loop() -> Callable[[], object]:
     return once
 
 
-LOOPS: dict[str, Callable[[], Callable[[], object]]] = {"payload": payload_loop, "observe": observe_loop}
+def _proxy_loop(experiments: list[dict[str, object]], headers: bytes) -> Callable[[], object]:
+    """One request through a real sidecar in this process, from a raw client on a kept-alive connection to a
+    raw upstream that answers ANSWER: the whole per-request path of the data plane (the client and upstream
+    cost the same whichever build runs, so a difference between builds is the proxy's)."""
+    import asyncio
+
+    import uvloop
+
+    from proxy.app import Sidecar
+    from proxy.policy import compile_policy
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(ANSWER), ANSWER)
+
+    class Upstream(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport, self.buf = transport, b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buf += data
+            while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+                length = re.search(rb"(?i)content-length: *(\d+)", self.buf[:end])
+                size = end + 4 + (int(length.group(1)) if length else 0)
+                if len(self.buf) < size:
+                    return
+                self.buf = self.buf[size:]
+                self.transport.write(answer)  # type: ignore[attr-defined]
+
+    server = loop.run_until_complete(loop.create_server(Upstream, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    policy = compile_policy({"listen": "127.0.0.1:0", "upstream": f"http://127.0.0.1:{port}",
+                             "admin": {"listen": "127.0.0.1:0"}, "cohort_override": {"enabled": True},
+                             "experiments": experiments})
+    sidecar = Sidecar(policy, env={"MLCHAOS_OVERRIDE_TOKEN": "t"})
+    loop.run_until_complete(sidecar.start())
+    reader, writer = loop.run_until_complete(asyncio.open_connection("127.0.0.1", sidecar.proxy_port))
+    request = (b"POST /v1/models/bench:predict HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+               b"%scontent-length: %d\r\n\r\n%s" % (headers, len(BODY), BODY))
+
+    async def roundtrip() -> None:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        assert length is not None, head
+        await reader.readexactly(int(length.group(1)))
+
+    return lambda: loop.run_until_complete(roundtrip())
+
+
+def passthrough_loop() -> Callable[[], object]:
+    return _proxy_loop([], b"")
+
+
+def shift_loop() -> Callable[[], object]:
+    import yaml
+
+    exp = yaml.safe_load((HERE / "policies" / "shift.yaml").read_text())["experiments"][0]
+    exp = {**exp, "kill_switch": {"enabled": False}}  # every request is forced into chaos: no guard may stop it
+    return _proxy_loop([exp], b"x-mlchaos-cohort: chaos\r\nx-mlchaos-token: t\r\n")
+
+
+LOOPS: dict[str, Callable[[], Callable[[], object]]] = {
+    "payload": payload_loop, "observe": observe_loop, "passthrough": passthrough_loop, "shift": shift_loop,
+}
 
 
 def measured(name: str, n: int) -> None:
@@ -94,9 +164,10 @@ def measured(name: str, n: int) -> None:
 def count(name: str, n: int, python: str) -> float:
     with tempfile.TemporaryDirectory(prefix="mlchaos-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
+        # Run from / so that the interpreter imports its own installed mlchaos, not this checkout's sources.
         subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
                         python, __file__, "--measure", name, "--requests", str(n)],
-                       check=True, capture_output=True, cwd=REPO, timeout=1800)
+                       check=True, capture_output=True, cwd="/", timeout=1800)
         text = subprocess.run(["callgrind_annotate", str(out)], check=True, capture_output=True, text=True).stdout
     m = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text) or re.search(r"([\d,]+)\s+PROGRAM TOTALS", text)
     if m is None:
@@ -119,6 +190,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=2000, help="requests counted per loop (after a warm-up)")
     ap.add_argument("--only", default=",".join(LOOPS), help="comma-separated: " + ", ".join(LOOPS))
+    ap.add_argument("--python", default=sys.executable,
+                    help="the interpreter whose mlchaos is counted (another build's venv, to compare two builds)")
     ap.add_argument("--measure", choices=sorted(LOOPS), help=argparse.SUPPRESS)  # the run inside valgrind
     args = ap.parse_args()
     if args.measure:
@@ -129,11 +202,11 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown loop(s): {', '.join(unknown)}")
     ensure_valgrind()
-    from proxy.dataplane import build
-
-    print(f"mlchaos data plane: {build()}; {args.requests} requests per loop after {WARMUP} of warm-up")
+    version = subprocess.run([args.python, "-m", "proxy", "--version"], capture_output=True, text=True,
+                             cwd="/", timeout=60).stdout.strip()
+    print(f"{version} ({args.python}); {args.requests} requests per loop after {WARMUP} of warm-up")
     for name in names:
-        print(f"{name}: {count(name, args.requests, sys.executable):,.0f} instructions per request")
+        print(f"{name}: {count(name, args.requests, args.python):,.0f} instructions per request")
     return 0
 
 

@@ -46,15 +46,16 @@ class Exchange:
         "resume_at", "st", "status", "stream_hooks", "t0", "task", "tee", "throttle_bps", "timer", "upstream_name",
     )
 
-    def __init__(self, plane: DataPlane, assignment: Assignment) -> None:
+    def __init__(self, plane: DataPlane, assignment: Assignment, loop: asyncio.AbstractEventLoop) -> None:
         self.plane = plane
         st = assignment.experiment
         self.st: ExperimentState | None = st
         self.cohort: int = assignment.cohort
         # The experiment that matched the request but put it in no cohort (its guards still learn from it).
         self.matched: ExperimentState | None = assignment.matched
-        self.loop: asyncio.AbstractEventLoop = plane.loop
-        self.t0 = plane.loop.time()
+        # The edge's own reference to the loop: a native attribute read, where the data plane's is a Python one.
+        self.loop = loop
+        self.t0 = loop.time()
         self.status = 0
         self.applied: list[str] | None = None
         self.resume_at = 0

@@ -64,8 +64,10 @@ class DataPlane:
 
     # -- connection upkeep: called by the control plane's timers, never per request
     def check_deadlines(self, now: float) -> None:
-        """Upstream response and idle deadlines of every exchange in flight, and timeouts.header of every
-        incomplete request head (every 100 ms)."""
+        """Upstream response and idle deadlines of every exchange in flight, timeouts.header of every
+        incomplete request head, and timeouts.upstream_idle of pooled upstream connections (every 100 ms)."""
+        for pool in self._all_pools().values():
+            pool.expire(now)
         header = self.timeouts.header
         overdue = []
         for conn in list(self.connections):

@@ -95,7 +95,7 @@ class StreamMeter:
                 reason = finish_of(d)
                 if reason is not None:
                     self.finish = reason
-            if (kind == CONTENT or kind == FINISH or kind == OTHER) and b"completion_tokens" in d:
+            if (kind == CONTENT or kind == FINISH or kind == OTHER) and d.find(b"completion_tokens") >= 0:
                 used = completion_tokens(d)
                 if used is not None:
                     self.tokens = used
@@ -159,7 +159,7 @@ class LlmObserver:
         content type), or None when the path is not an LLM API's: one ``endswith`` for other traffic."""
         if not path.endswith(_SUFFIXES) or endpoint(path) is None:
             return None
-        return StreamMeter(self, cohort, t0, b"event-stream" in head.lower())
+        return StreamMeter(self, cohort, t0, head.lower().find(b"event-stream") >= 0)
 
     def submit(self, cohort: int, body: list[bytes]) -> None:
         if len(self.pending) >= MAX_PENDING:

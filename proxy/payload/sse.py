@@ -23,7 +23,7 @@ class SseFramer:
         buf = self.buf + data if self.buf else data
         out: list[bytes] = []
         start = 0
-        crlf = b"\r" in buf
+        crlf = 13 in buf  # "\r" as an int: `bytes in bytes` first fails as an integer (an exception per call)
         while True:
             end = buf.find(b"\n\n", start)
             if end >= 0:
@@ -54,7 +54,7 @@ def data_of(event: bytes) -> bytes | None:
     SSE spec says); None for an event with none (a comment such as ``: ping``, or only ``event:``)."""
     if event.startswith(b"data:") and event.count(b"data:") == 1:
         value = event[5:].rstrip(b"\r\n")  # the common case: one data line, no other field
-        if b"\n" not in value:
+        if 10 not in value:  # "\n"
             return value[1:] if value.startswith(b" ") else value
     parts: list[bytes] = []
     for line in event.splitlines():
@@ -68,7 +68,7 @@ def data_of(event: bytes) -> bytes | None:
 
 def event_name(event: bytes) -> bytes | None:
     """The value of the event's ``event:`` field, if it has one."""
-    if b"event:" not in event:
+    if event.find(b"event:") < 0:
         return None
     for line in event.splitlines():
         if line.startswith(b"event:"):

@@ -28,7 +28,7 @@ from ...errors import (
 from ...faults.base import Drop
 from ...routing import UNASSIGNED
 from .exchange import Http1Exchange
-from .framing import CONTINUE, SPECIAL_REQUEST_HEADERS, is_chunked, mimics_special
+from .framing import CONTINUE, SPECIAL_REQUEST_HEADERS, is_chunked, lookalike
 from .request import STREAM_HIGH_WATER, Request
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class ClientConnection:
             raise HeadersTooLarge("request headers exceed the limit")
         lname = name.lower()
         if lname not in SPECIAL_REQUEST_HEADERS:
-            if (b"_" in lname or b"--" in lname) and mimics_special(lname):
+            if lookalike(lname):
                 self.plane.metrics.errors[HEADER_DROPPED].value += 1
                 return
             req.headers.append((lname, value))
@@ -245,7 +245,7 @@ class ClientConnection:
                 start = url.find(b"//") + 2
                 slash = url.find(b"/", start)
                 authority = url[start:slash] if slash > 0 else url[start:]
-                if not authority or b"@" in authority:
+                if not authority or 64 in authority:  # "@": userinfo
                     raise BadRequest("invalid authority in an absolute-form target")
                 req.host = authority
                 req.url = url[slash:] if slash > 0 else b"/"

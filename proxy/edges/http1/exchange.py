@@ -70,7 +70,7 @@ class Http1Exchange(Exchange):
     )
 
     def __init__(self, client: ClientConnection, req: Request, assignment: Assignment) -> None:
-        super().__init__(client.plane, assignment)
+        super().__init__(client.plane, assignment, client.loop)
         self.client = client
         self.req = req
         self.t_up = self.rx_at = self.t0
@@ -643,7 +643,7 @@ class Http1Exchange(Exchange):
         up, self.upstream = self.upstream, None
         if up is not None:
             if upstream_keep and self.pool is not None:
-                self.pool.release(up)
+                self.pool.release(up, self.rx_at)
             else:
                 up.close()
         self.record()

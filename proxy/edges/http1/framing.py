@@ -13,6 +13,7 @@ __all__ = [
     "chunk",
     "connection_tokens",
     "is_chunked",
+    "lookalike",
     "mimics_special",
     "parse_header_block",
     "relay_headers",
@@ -41,6 +42,14 @@ def mimics_special(lname: bytes) -> bool:
     hold ``_`` or ``--``."""
     canonical = b"-".join(part for part in lname.replace(b"_", b"-").split(b"-") if part)
     return canonical in SPECIAL_REQUEST_HEADERS
+
+
+def lookalike(lname: bytes) -> bool:
+    """Whether a lower-cased header name not handled by the proxy spells one it handles (``mimics_special``).
+    95 is "_": `in` with an int is a plain scan, where a bytes argument first fails as an integer (an exception
+    raised and cleared, ~3,300 instructions per call, callgrind). A dict of names judged before measured no
+    cheaper than the two scans."""
+    return (95 in lname or lname.find(b"--") >= 0) and mimics_special(lname)
 
 
 def is_chunked(value: bytes) -> bool:

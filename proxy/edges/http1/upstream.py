@@ -179,8 +179,8 @@ class UpstreamPool:
     """Idle keep-alive connections to one upstream, most recently used first."""
 
     __slots__ = (
-        "authority", "closed", "connect_timeout", "expired", "idle", "idle_expiry", "loop", "max_head_bytes",
-        "max_idle", "upstream",
+        "authority", "closed", "connect_timeout", "expired", "idle", "idle_expiry", "max_head_bytes", "max_idle",
+        "now", "upstream",
     )
 
     def __init__(self, upstream: Upstream, *, connect_timeout: float, max_idle: int,
@@ -195,30 +195,38 @@ class UpstreamPool:
         # Closed idle for longer than idle_expiry (so before the upstream's keep-alive closes them).
         self.idle_expiry = idle_expiry
         self.expired = 0
-        self.loop: asyncio.AbstractEventLoop | None = None
+        # The data plane's clock as of its last sweep (``expire``): take_idle compares against it.
+        self.now = 0.0
 
     def take_idle(self) -> UpstreamConnection | None:
         idle = self.idle
-        if not idle:
-            return None
-        loop = self.loop
-        if loop is None:
-            loop = self.loop = asyncio.get_running_loop()
-        if loop.time() - idle[-1].idle_since > self.idle_expiry:
-            # The most recently used is too old, so are all the others (the list is in release order): one
-            # the upstream may be closing this moment would take a request it might never answer.
-            self.expired += len(idle)
-            self.idle = []
-            for conn in idle:
-                conn.close()
-            return None
         while idle:
             conn = idle.pop()
+            # Idle past idle_expiry by the sweep's clock (``expire`` closes those every 100 ms; one the sweep has
+            # not reached yet is closed here): the upstream may be closing it this moment, and would then take a
+            # request it might never answer. No clock is read per request.
+            if self.now - conn.idle_since > self.idle_expiry:
+                self.expired += 1
+                conn.close()
+                continue
             # A connection the upstream closed while idle was already forgotten by connection_lost;
             # one it is closing right now is caught here, before a byte of the request is sent.
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
         return None
+
+    def expire(self, now: float) -> None:
+        """Close the connections idle for longer than idle_expiry (the data plane's sweep, every 100 ms)."""
+        self.now = now
+        idle = self.idle
+        stale = 0
+        while stale < len(idle) and now - idle[stale].idle_since > self.idle_expiry:
+            stale += 1  # the list is in release order: the oldest first
+        if stale:
+            old, self.idle = idle[:stale], idle[stale:]
+            self.expired += stale
+            for conn in old:
+                conn.close()
 
     async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
@@ -237,14 +245,12 @@ class UpstreamPool:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection, now: float) -> None:
+        """Back to the pool, idle since ``now`` (the caller's clock reading: the answer's last bytes)."""
         if conn.closed or self.closed or len(self.idle) >= self.max_idle:
             conn.close()
         else:
-            loop = self.loop
-            if loop is None:
-                loop = self.loop = asyncio.get_running_loop()
-            conn.idle_since = loop.time()
+            conn.idle_since = now
             self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .cohort import CHAOS, COHORTS, CONTROL
+from .hypothesis.check import hypothesis_values
+from .hypothesis.marker import marker_bytes
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from .metrics import CohortMetrics, Count, ExperimentFamilies, ExperimentReading, Metrics
 from .observe.observer import PredictionObserver
@@ -44,12 +46,16 @@ class ExperimentState:
         "fault_counters",
         "faults_injected",
         "manual",
+        "marker",
+        "marker_of",
+        "marker_seen",
         "reason",
         "requests",
         "running_since",
         "salt",
         "spec",
         "stopped_at",
+        "verdict",
     )
 
     def __init__(self, spec: Experiment, metrics: Metrics) -> None:
@@ -85,6 +91,14 @@ class ExperimentState:
         # Prediction bookkeeping (off the request path); None costs the hot path nothing.
         self.observer: PredictionObserver | None = PredictionObserver(
             spec.name, spec.observe, spec.payload, self.adapter_options) if spec.observe.predictions else None
+        # The hypothesis's marker header, looked for only on faulted chaos responses when declared; of those
+        # responses (marker_of), how many carried it (marker_seen).
+        header = spec.hypothesis.config("marker").header
+        self.marker: tuple[bytes, bytes] | None = marker_bytes(header) if header is not None else None
+        self.marker_seen = 0
+        self.marker_of = 0
+        # The hypothesis's last verdict (hypothesis.judge.Verdict), set by the bookkeeping task.
+        self.verdict: Any = None
         # Per cohort (chaos, control): payloads that could not be read, by direction.
         self.unparsed = tuple({d: metrics.payload_unparsed.labels(spec.name, COHORTS[c], d)
                                for d in ("request", "response")} for c in (CHAOS, CONTROL))
@@ -95,6 +109,7 @@ class ExperimentState:
         self.running_since, self.stopped_at = prev.running_since, prev.stopped_at
         self.requests, self.errors, self.faults_injected = prev.requests, prev.errors, prev.faults_injected
         self.tripped = prev.tripped
+        self.marker_seen, self.marker_of = prev.marker_seen, prev.marker_of
         if prev.observer is not None and (prev.spec.observe, prev.spec.payload) == (self.spec.observe,
                                                                                     self.spec.payload):
             self.observer = prev.observer  # the windows and histograms gathered so far still count
@@ -279,7 +294,8 @@ class Experiments:
         """What /metrics reads of each experiment (the families are metrics.ExperimentFamilies')."""
         return [ExperimentReading(name, st.tripped is not None,
                                   st.guards.e_values() if st.guards is not None else {},
-                                  st.observer.families() if st.observer is not None else None)
+                                  st.observer.families() if st.observer is not None else None,
+                                  hypothesis_values(st.verdict))
                 for name, st in list(self.states.items())]
 
     def _why_off(self, st: ExperimentState, now: datetime) -> str:

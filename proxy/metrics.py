@@ -225,6 +225,8 @@ class ExperimentReading(NamedTuple):
     tripped: bool
     e_values: Mapping[str, float]  # per guard: the evidence against "no harm"
     predictions: Samples | None  # PredictionObserver.families(); None when predictions are not observed
+    # Per hypothesis check, and "verdict" for the combination: 1 held, 0 inconclusive, -1 deviated.
+    hypothesis: Mapping[str, float] = {}
 
 
 class ExperimentFamilies(Collector):
@@ -239,7 +241,7 @@ class ExperimentFamilies(Collector):
 
     def collect(self) -> Iterable[Metric]:
         readings = list(self.read())
-        return [*killswitch_families(readings),
+        return [*killswitch_families(readings), hypothesis_family(readings),
                 *prediction_families(r.predictions for r in readings if r.predictions is not None)]
 
 
@@ -253,6 +255,15 @@ def killswitch_families(readings: Iterable[ExperimentReading]) -> list[Metric]:
         for guard, value in r.e_values.items():
             evalue.add_metric([r.name, guard], value)
     return [tripped, evalue]
+
+
+def hypothesis_family(readings: Iterable[ExperimentReading]) -> Metric:
+    family = GaugeMetricFamily("mlchaos_hypothesis", "The steady-state hypothesis per check (check=\"verdict\": "
+                               "all combined): 1 held, 0 inconclusive, -1 deviated.", labels=["experiment", "check"])
+    for r in readings:
+        for check, value in r.hypothesis.items():
+            family.add_metric([r.name, check], value)
+    return family
 
 
 def prediction_families(observed: Iterable[Samples]) -> list[Metric]:

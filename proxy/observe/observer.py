@@ -73,6 +73,8 @@ class PredictionObserver:
         self.shadow_delta: dict[str, Distribution] = {}
         self.shadow_flips: dict[str, int] = {}
         self.shadow_rows: dict[str, int] = {}
+        # Rows whose prediction the fault left unchanged (label or argmax; an equal number): hypothesis agreement.
+        self.shadow_same: dict[str, int] = {}
         # A feature store's answers (no predictions in them): statuses, values and drift per feature, with
         # max_outputs bounding the feature names as it bounds the outputs.
         self.features = FeatureStats(spec.max_outputs, spec.window, spec.window_seconds, spec.max_classes)
@@ -140,6 +142,8 @@ class PredictionObserver:
             flipped, delta = chaos != original, None
         if flipped:
             self.shadow_flips[output] = self.shadow_flips.get(output, 0) + 1
+        elif not (isinstance(original, float) and delta):
+            self.shadow_same[output] = self.shadow_same.get(output, 0) + 1
         if delta is not None:
             dist = self.shadow_delta.get(output)
             if dist is None:

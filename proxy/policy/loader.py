@@ -33,6 +33,7 @@ from .model import (
     CohortOverride,
     DailyWindow,
     Experiment,
+    HypothesisSpec,
     KillSwitch,
     Limits,
     Match,
@@ -293,6 +294,7 @@ def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) ->
         "kill_switch": build(KillSwitch, values.get("kill_switch"), f"{path}.kill_switch", errors),
         "payload": _payload(values.get("payload"), f"{path}.payload", errors),
         "observe": _observe(values.get("observe"), f"{path}.observe", errors),
+        "hypothesis": build(HypothesisSpec, values.get("hypothesis"), f"{path}.hypothesis", errors),
     }
     if len(errors.problems) > before or name is None or chaos is None or control is None:
         return share, None

@@ -33,6 +33,7 @@ from ..declare.values import (
     upstream_parts,
     utc_datetime,
 )
+from ..hypothesis import registry as _checks
 from ..killswitch import registry as _registry
 from ..payload.adapters import ADAPTERS, formats
 
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUCKETS", "PAYLOAD_FORMATS", "PRIMARY_UPSTREAM", "AdminSettings", "CohortOverride", "DailyWindow",
-    "Experiment", "KillSwitch", "Limits", "Match", "ObserveSpec", "PayloadSpec", "Policy", "Reveal", "Schedule",
-    "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
+    "Experiment", "HypothesisSpec", "KillSwitch", "Limits", "Match", "ObserveSpec", "PayloadSpec", "Policy",
+    "Reveal", "Schedule", "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
 ]
 
 StickyKind = Literal["header", "query", "cookie", "client_ip", "entity"]
@@ -300,6 +301,31 @@ class KillSwitch:
 
 
 @dataclass(frozen=True, slots=True)
+class HypothesisSpec:
+    """The experiment's steady-state hypothesis: the checks it declares, each of the check registry
+    (proxy/hypothesis/registry.py) under its own section, ``hypothesis.<check name>``; a check whose
+    tolerance is not set is not asked."""
+
+    confidence: float = spec("probability", 0.95, minimum=0.5, maximum=0.9999,
+                             help="Confidence of every check's interval.")
+    # One config per registered check, in registry order.
+    checks: tuple[Any, ...] = field(default_factory=lambda: tuple(c.Config() for c in _checks.CHECKS))
+
+    @staticmethod
+    def _extra_fields() -> list[Field]:
+        return [Field(c.name, "mapping", None, c.HELP, section=c.Config, ref=f"{c.name}_check", attr="checks",
+                      many=True) for c in _checks.CHECKS]
+
+    def config(self, check: str) -> Any:
+        """The config of the check named ``check``."""
+        return self.checks[_checks.CHECK_NAMES.index(check)]
+
+    def asked(self) -> list[tuple[Any, Any]]:
+        """(check class, config) of every check the experiment declared, in registry order."""
+        return [(c, config) for c, config in zip(_checks.CHECKS, self.checks, strict=True) if c.asked(config)]
+
+
+@dataclass(frozen=True, slots=True)
 class Webhook:
     url: str = spec("string", schema={"type": "string", "pattern": "^https?://[^/]+"},
                     help="POSTed when a kill switch trips: http(s)://host[:port]/path.")
@@ -331,6 +357,8 @@ class Experiment:
     payload: PayloadSpec = section(PayloadSpec, help="How to read inference payloads: format and feature names.")
     observe: ObserveSpec = section(ObserveSpec, help="Prediction metrics, drift and shadow comparison for this "
                                                      "experiment.")
+    hypothesis: HypothesisSpec = section(HypothesisSpec, help="The steady state to check: named checks, each "
+                                                              "with a tolerance and a minimum sample.")
 
     @property
     def chaos_percent(self) -> float:

@@ -29,6 +29,7 @@ from ...errors import (
 )
 from ...exchange import DROPPED, Exchange
 from ...faults.base import Cut, Drop, Hold, Reply, ResponseView
+from ...hypothesis.marker import seen
 from .framing import (
     CONTINUE,
     LAST_CHUNK,
@@ -320,6 +321,9 @@ class Http1Exchange(Exchange):
         """The response head for this client: the status, the upstream's header ``lines`` (hop-by-hop ones
         already gone), then this connection's framing and the experiment's reveal headers."""
         req = self.req
+        st = self.st
+        if st is not None and st.marker is not None and self.applied is not None and seen(lines, st.marker):
+            st.marker_seen += 1  # only experiments whose hypothesis declares a marker pay this head scan
         out = [status_line(status), lines]
         no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
         if not no_body and not has_length:
@@ -656,6 +660,10 @@ class Http1Exchange(Exchange):
                  b"\r\ncontent-length: %d\r\n" % len(reply.body)]
         for name, value in reply.headers:
             parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        st = self.st
+        if st is not None and st.marker is not None and self.applied is not None \
+                and seen(b"".join(parts[4:]), st.marker):
+            st.marker_seen += 1
         parts.append(b"connection: close\r\n" if close else b"")
         if self.st is not None:
             parts.extend(self._reveal())

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.hypothesis.intervals import dkw, newcombe, quantile_bounds, wilson  # noqa: E402
-from proxy.metrics import LATENCY_BUCKETS  # noqa: E402
+from proxy.hypothesis.intervals import dkw, newcombe, quantile_bounds, wilson
+from proxy.metrics import LATENCY_BUCKETS
 
 CONFIDENCE = 0.95
 

@@ -243,8 +243,11 @@ class Exchange:
                     plane.experiments.trip(matched, tripped)
             return
         st.cohort_metrics[self.cohort].count(self.status, seconds)
-        if self.applied is not None and st.marker is not None:
-            st.marker_of += 1  # a faulted response, for the hypothesis's marker share (the edge counts seen)
+        applied = self.applied
+        if applied is not None:
+            st.outcomes.record(applied, self.status)
+            if st.marker is not None:
+                st.marker_of += 1  # a faulted response, for the hypothesis's marker share (the edge counts seen)
         tripped = st.observe(self.cohort, self.status, seconds)
         if tripped is not None:
             plane.experiments.trip(st, tripped)

@@ -15,10 +15,11 @@ from typing import Any
 
 from .cohort import CHAOS, COHORTS, CONTROL
 from .hypothesis.check import hypothesis_values
-from .hypothesis.marker import marker_bytes
+from .hypothesis.scan import marker_bytes
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from .metrics import CohortMetrics, Count, ExperimentFamilies, ExperimentReading, Metrics
 from .observe.observer import PredictionObserver
+from .observe.outcomes import FaultOutcomes
 from .payload.bodies import adapter_options
 from .policy.model import BUCKETS, Experiment, Policy, Schedule, StickyKey
 from .routing import Router
@@ -39,6 +40,7 @@ class ExperimentState:
         "adapter_options",
         "unparsed",
         "observer",
+        "outcomes",
         "bounds",
         "chaos_buckets",
         "cohort_metrics",
@@ -97,6 +99,8 @@ class ExperimentState:
         self.marker: tuple[bytes, bytes] | None = marker_bytes(header) if header is not None else None
         self.marker_seen = 0
         self.marker_of = 0
+        # The fault outcome matrix; the observer's shadow twins settle its answered requests.
+        self.outcomes: FaultOutcomes = self.observer.outcomes if self.observer is not None else FaultOutcomes()
         # The hypothesis's last verdict (hypothesis.judge.Verdict), set by the bookkeeping task.
         self.verdict: Any = None
         # Per cohort (chaos, control): payloads that could not be read, by direction.
@@ -113,6 +117,9 @@ class ExperimentState:
         if prev.observer is not None and (prev.spec.observe, prev.spec.payload) == (self.spec.observe,
                                                                                     self.spec.payload):
             self.observer = prev.observer  # the windows and histograms gathered so far still count
+        self.outcomes = prev.outcomes
+        if self.observer is not None:
+            self.observer.outcomes = self.outcomes
         if prev.spec.kill_switch == self.spec.kill_switch:
             self.guards = prev.guards  # same guards: the evidence gathered so far still counts
 
@@ -295,7 +302,7 @@ class Experiments:
         return [ExperimentReading(name, st.tripped is not None,
                                   st.guards.e_values() if st.guards is not None else {},
                                   st.observer.families() if st.observer is not None else None,
-                                  hypothesis_values(st.verdict))
+                                  hypothesis_values(st.verdict), st.outcomes.samples(name))
                 for name, st in list(self.states.items())]
 
     def _why_off(self, st: ExperimentState, now: datetime) -> str:

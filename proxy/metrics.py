@@ -227,6 +227,8 @@ class ExperimentReading(NamedTuple):
     predictions: Samples | None  # PredictionObserver.families(); None when predictions are not observed
     # Per hypothesis check, and "verdict" for the combination: 1 held, 0 inconclusive, -1 deviated.
     hypothesis: Mapping[str, float] = {}
+    # Fault outcome matrix samples: ([experiment, fault, outcome], count).
+    outcomes: Sequence[tuple[list[str], Any]] = ()
 
 
 class ExperimentFamilies(Collector):
@@ -241,7 +243,7 @@ class ExperimentFamilies(Collector):
 
     def collect(self) -> Iterable[Metric]:
         readings = list(self.read())
-        return [*killswitch_families(readings), hypothesis_family(readings),
+        return [*killswitch_families(readings), hypothesis_family(readings), outcome_family(readings),
                 *prediction_families(r.predictions for r in readings if r.predictions is not None)]
 
 
@@ -263,6 +265,17 @@ def hypothesis_family(readings: Iterable[ExperimentReading]) -> Metric:
     for r in readings:
         for check, value in r.hypothesis.items():
             family.add_metric([r.name, check], value)
+    return family
+
+
+def outcome_family(readings: Iterable[ExperimentReading]) -> Metric:
+    family = CounterMetricFamily("mlchaos_fault_outcomes", "Requests a fault acted on, by how the system "
+                                 "answered: rejected (4xx), failed (5xx, dropped), changed (the shadow twin's "
+                                 "prediction differs: silent damage), unchanged (absorbed), answered (not "
+                                 "compared with a twin).", labels=["experiment", "fault", "outcome"])
+    for r in readings:
+        for labels, value in r.outcomes:
+            family.add_metric(labels, value)
     return family
 
 

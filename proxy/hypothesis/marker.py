@@ -11,6 +11,7 @@ from typing import Any
 from ..declare.fields import spec
 from .check import Check, Evidence, Result, at_least, too_few
 from .intervals import wilson
+from .scan import marker_bytes, seen
 
 __all__ = ["MarkerCheck", "MarkerConfig", "marker_bytes", "seen"]
 
@@ -29,25 +30,6 @@ class MarkerConfig:
                                    "(name case-insensitive, value exact).")
     min_share: float = spec("probability", 0.95, help="Smallest share of faulted responses that carry it.")
     min_sample: int = spec("integer", 50, minimum=1, help="Faulted responses before the check decides.")
-
-
-def marker_bytes(header: str) -> tuple[bytes, bytes]:
-    """(b"\\nname:", value) as ``seen`` looks for them."""
-    name, _, value = header.partition(": ")
-    return b"\n" + name.encode("latin-1") + b":", value.encode("latin-1")
-
-
-def seen(lines: bytes, marker: tuple[bytes, bytes]) -> bool:
-    """Whether the header ``lines`` (b"name: value\\r\\n" each) carry the marker."""
-    key, want = marker
-    low = b"\n" + lines.lower()
-    at = low.find(key)
-    if at < 0:
-        return False
-    start = at + len(key)
-    end = low.find(b"\r\n", start)
-    # Compare against the original case of the value: only the name is case-insensitive.
-    return lines[start - 1:(end - 1 if end >= 0 else len(lines))].strip() == want
 
 
 class MarkerCheck(Check):

@@ -29,7 +29,7 @@ from ...errors import (
 )
 from ...exchange import DROPPED, Exchange
 from ...faults.base import Cut, Drop, Hold, Reply, ResponseView
-from ...hypothesis.marker import seen
+from ...hypothesis.scan import seen
 from .framing import (
     CONTINUE,
     LAST_CHUNK,
@@ -431,7 +431,7 @@ class Http1Exchange(Exchange):
             obs.submit(self.cohort, self.req.path, self.tee)
             original = self._payload.original if self._payload is not None else None
             if original is not None and obs.spec.shadow.enabled:
-                obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers())
+                obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers(), self.applied)
             self.tee = None
         if self.stream_hooks is not None and self._stream_end(keep_alive):
             return  # a held chunk is still to go out: the pacer finishes

@@ -64,9 +64,10 @@ def judge_evidence(name: str, spec: HypothesisSpec, evidence: Evidence) -> Verdi
     return Verdict(name, combine(results), spec.confidence, tuple(results))
 
 
-def judge(st: ExperimentState, staging: bool = False) -> Verdict | None:
-    """The experiment's verdict, or None when it declares no hypothesis."""
+def judge(st: ExperimentState) -> Verdict | None:
+    """The experiment's verdict, or None when it declares no hypothesis. Without a control cohort (staging's
+    default) the checks that compare take their absolute forms."""
     spec = st.spec.hypothesis
     if not spec.asked():
         return None
-    return judge_evidence(st.spec.name, spec, evidence_of(st, staging))
+    return judge_evidence(st.spec.name, spec, evidence_of(st, staging=st.spec.control_buckets == 0))

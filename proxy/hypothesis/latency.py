@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..declare.fields import spec
-from .check import Check, Evidence, Result, at_most, too_few
+from .check import INCONCLUSIVE, Check, Evidence, Result, at_most, too_few
 from .intervals import quantile_bounds
 
 __all__ = ["LatencyCheck", "LatencyConfig"]
@@ -41,7 +41,10 @@ class LatencyCheck(Check):
         n1, n2 = sum(chaos), sum(control)
         q = config.quantile
         if evidence.staging or config.max_ratio is None:
-            bound = config.max_seconds if config.max_seconds is not None else math.inf
+            if config.max_seconds is None:  # a ratio without a control cohort to divide by
+                return Result(cls.name, INCONCLUSIVE, None, None, None, f"<= {config.max_ratio:g}x", n1,
+                              cls.INTERVAL, "no control cohort to compare with: set max_seconds")
+            bound = config.max_seconds
             if n1 < config.min_sample:
                 return too_few(cls.name, n1, config.min_sample, f"<= {bound:g}", cls.INTERVAL, "chaos requests")
             est, lo, hi = quantile_bounds(evidence.latency_bounds, chaos, q, confidence)

@@ -49,8 +49,11 @@ __all__ = [
 StickyKind = Literal["header", "query", "cookie", "client_ip", "entity"]
 
 PRIMARY_UPSTREAM = "primary"
-# max_blast_radius itself is capped: above half the traffic it no longer bounds anything useful.
+# max_blast_radius itself is capped: above half the traffic it no longer bounds anything useful. A staging
+# policy (environment: staging) may put all traffic in chaos: the loader enforces the lower cap otherwise.
 MAX_BLAST_RADIUS_PERCENT = 50.0
+STAGING_BLAST_RADIUS_PERCENT = 100.0
+ENVIRONMENTS = ("production", "staging")
 # The formats an experiment's payload may name; "auto" detects one from the path and the body.
 # The payload formats are the adapters' own declarations (proxy/payload/adapters/__init__.py is the registry).
 PAYLOAD_FORMATS = formats()
@@ -341,7 +344,7 @@ class Experiment:
     # None only while loading: the default is a control cohort as large as the chaos one.
     control_buckets: int = spec(
         "percent", None, key="control", parse=buckets,
-        help="Share in the control cohort (untouched, measured alike); default the chaos share.")
+        help="Share in the control cohort (untouched, measured alike); default the chaos share (0 in staging).")
     enabled: bool = spec("bool", True)
     sticky_key: StickyKey | None = spec(  # None: a fresh random draw per request
         "string", None, schema=_pattern(STICKY_KEY_RE),
@@ -391,8 +394,14 @@ class Policy:
         help="Named alternate upstreams that faults such as fallback send to.")
     admin: AdminSettings = section(AdminSettings)
     max_blast_radius_buckets: int = spec(
-        "percent", 5, key="max_blast_radius", maximum=MAX_BLAST_RADIUS_PERCENT, parse=buckets,
-        help="Most traffic all enabled experiments together may put in chaos, in percent.")
+        "percent", 5, key="max_blast_radius", maximum=STAGING_BLAST_RADIUS_PERCENT, parse=buckets,
+        help="Most traffic all enabled experiments together may put in chaos, in percent: at most 50, or 100 "
+             "with environment: staging.")
+    # staging: no real users behind the traffic, so experiments may take all of it (no control cohort by
+    # default); the seatbelt and the hypothesis's absolute checks judge them.
+    environment: str = spec("choice", "production", choices=ENVIRONMENTS,
+                            help="staging lets experiments take up to 100% of matching traffic (control 0 by "
+                                 "default); production caps an experiment at 50% and the blast radius at 50%.")
     timeouts: Timeouts = section(Timeouts)
     limits: Limits = section(Limits)
     # Keep the client's Host header (a sidecar is transparent); false sends the upstream's authority.

@@ -170,3 +170,10 @@ def test_intervals_are_ordered_and_bounded() -> None:
     assert lo < 0.2 < hi
     est, lo, hi = quantile_bounds((1.0, 2.0, 3.0), [0, 100, 0, 0], 0.5, CONF)
     assert (lo, hi) == (1.0, 2.0) and lo <= est <= hi
+
+
+def test_a_latency_ratio_without_control_cannot_decide() -> None:
+    ev = replace(latency_evidence(4, 3000, 1.0), staging=True)
+    assert verdict({"latency": {"max_ratio": 3}}, ev).status == INCONCLUSIVE
+    held = verdict({"latency": {"max_ratio": 3, "max_seconds": 1.0, "quantile": 0.99}}, ev)
+    assert held.status == HELD and held.tolerance == "<= 1"

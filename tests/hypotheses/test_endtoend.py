@@ -101,3 +101,22 @@ async def test_no_hypothesis_is_404(upstream, start_sidecar) -> None:
     sc = await start_sidecar(policy_from(upstream.url, experiment([], {})))
     assert (await call(sc.admin_port, "GET", "/experiments/fb/verdict"))[0] == 404
     assert (await call(sc.admin_port, "GET", "/experiments/nope/verdict"))[0] == 404
+
+
+async def test_staging_puts_all_traffic_in_chaos_and_judges_absolute_checks(upstream, start_sidecar) -> None:
+    policy = policy_from(upstream.url, {"environment": "staging", "max_blast_radius": 100, "experiments": [{
+        "name": "fb", "chaos": 100, "reveal": {"cohort": True}, "kill_switch": {"enabled": False},
+        "faults": [{"type": "abort", "status": 503, "probability": 0.5}],
+        "hypothesis": {"error_rate": {"max_increase": 0.1, "min_sample": 50}}}]})
+    sc = await start_sidecar(policy)
+    cohorts = set()
+    async with aiohttp.ClientSession() as s:
+        for _ in range(200):
+            async with s.post(f"http://127.0.0.1:{sc.proxy_port}/predict", json={"x": 1}) as r:
+                cohorts.add(r.headers.get("x-mlchaos-cohort"))
+    assert cohorts == {"chaos"}
+    status, body = await settled_verdict(sc)
+    err = body["checks"]["error_rate"]
+    # Half the requests fail: the chaos error rate alone (Wilson), wholly above 10%.
+    assert status == 503 and err["status"] == "deviated" and err["interval"] == "wilson"
+    assert err["n"] == 200 and 0.3 < err["estimate"] < 0.7

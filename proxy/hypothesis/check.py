@@ -36,7 +36,7 @@ class Evidence:
     requests: tuple[int, int] = (0, 0)
     errors: tuple[int, int] = (0, 0)
     latency_bounds: tuple[float, ...] = ()
-    latency_counts: tuple[list[int], list[int]] = ([], [])
+    latency_counts: tuple[list[int], list[int]] = field(default_factory=lambda: ([], []))
     # Per numeric output: (ks, n_chaos, n_control) over the drift window.
     ks: dict[str, tuple[float, int, int]] = field(default_factory=dict)
     # Per output: rows compared with the shadow twin, and of those the rows whose label changed.

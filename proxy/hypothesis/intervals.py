@@ -82,8 +82,8 @@ def quantile_bounds(bounds: tuple[float, ...], counts: list[int], q: float,
     for i, c in enumerate(counts):
         if c and running + c >= target:
             lo_edge, hi_edge = edges[i], edges[i + 1]
-            estimate = hi_edge if math.isinf(hi_edge) else lo_edge + (hi_edge - lo_edge) * (target - running) / c
-            estimate = lo_edge if math.isinf(hi_edge) else estimate
+            # In the +Inf bucket there is nothing to interpolate to: its lower edge, as histogram_quantile does.
+            estimate = lo_edge if math.isinf(hi_edge) else lo_edge + (hi_edge - lo_edge) * (target - running) / c
             break
         running += c
     rl, ru = _rank_bounds(n, q, confidence)

@@ -76,6 +76,9 @@ async def test_a_working_fallback_holds(start_upstream, start_sidecar) -> None:
 async def test_a_failing_model_without_fallback_deviates(upstream, start_sidecar) -> None:
     sc = await start_sidecar(policy_from(upstream.url, experiment([{"type": "abort", "status": 503}])))
     await drive(sc.proxy_port, 400)
+    # The report runs a bookkeeping pass first: its verdict is current without waiting for the task.
+    report = sc.report("fb")
+    assert report is not None and report["hypothesis"]["verdict"] == "deviated"
     status, body = await settled_verdict(sc)
     assert status == 503, body
     assert body["verdict"] == "deviated"

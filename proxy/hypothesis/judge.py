@@ -50,7 +50,8 @@ def evidence_of(st: ExperimentState, staging: bool = False) -> Evidence:
         requests=(st.requests[CHAOS], st.requests[CONTROL]), errors=(st.errors[CHAOS], st.errors[CONTROL]),
         latency_bounds=chaos.bounds, latency_counts=(list(chaos.counts), list(control.counts)),
         ks=ks, shadow_rows=rows, shadow_flips=flips, shadow_same=same, shadow_delta=delta,
-        marker=(st.marker_seen, st.marker_of), staging=staging)
+        # A response whose head carried the marker is counted before it finishes (and counts in marker_of).
+        marker=(min(st.marker_seen, st.marker_of), st.marker_of), staging=staging)
 
 
 def judge_evidence(name: str, spec: HypothesisSpec, evidence: Evidence) -> Verdict:

@@ -53,6 +53,9 @@ HOT = [
     "proxy/killswitch/ttft_guard.py",
     "proxy/killswitch/sequential.py",
     "proxy/killswitch/seatbelt.py",
+    # faulted requests: the outcome matrix, and the hypothesis's marker scan (only when one is declared)
+    "proxy/observe/outcomes.py",
+    "proxy/hypothesis/scan.py",
     # the payload path of feature faults: parse, read as a table, mutate, write back
     "proxy/payload/bodies.py",
     "proxy/payload/codec.py",

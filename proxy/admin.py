@@ -119,6 +119,26 @@ async def experiment_report(request: web.Request) -> web.Response:
     return _json(data)
 
 
+# GET /experiments/NAME/verdict: 200 held, 503 deviated, 425 Too Early while inconclusive (too few
+# observations, or an interval that straddles a tolerance): an orchestrator's probe that expects 200 fails
+# on anything but held, and a client that wants to wait can tell "not yet" (425) from "no" (503).
+VERDICT_STATUS = {"held": 200, "deviated": 503, "inconclusive": 425}
+
+
+async def experiment_hypothesis(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    st = request.app[SIDECAR].experiments.states.get(name)
+    if st is None:
+        return _error(404, f"no experiment named {name!r}")
+    if not st.spec.hypothesis.asked():
+        return _error(404, f"experiment {name!r} declares no hypothesis")
+    if st.verdict is None:  # declared, not judged yet (the bookkeeping task runs every half second)
+        return _json({"experiment": name, "verdict": "inconclusive", "checks": {},
+                      "reason": "not judged yet"}, VERDICT_STATUS["inconclusive"])
+    data = st.verdict.to_dict()
+    return _json(data, VERDICT_STATUS[data["verdict"]])
+
+
 async def rearm_experiment(request: web.Request) -> web.Response:
     sidecar = request.app[SIDECAR]
     name = request.match_info["name"]
@@ -196,6 +216,7 @@ def make_admin_app(sidecar: Sidecar) -> web.Application:
     app.router.add_post("/experiments/{name}/stop", stop_experiment)
     app.router.add_post("/experiments/{name}/rearm", rearm_experiment)
     app.router.add_get("/experiments/{name}/report", experiment_report)
+    app.router.add_get("/experiments/{name}/verdict", experiment_hypothesis)
     app.router.add_post("/halt", halt)
     app.router.add_get("/gate", gate)
     app.router.add_post("/gate/flagger", gate_flagger)

@@ -25,7 +25,7 @@ from .killswitch.state import persist_trips, restore_trips
 from .killswitch.webhook import send_trip
 from .logs import event
 from .metrics import Metrics
-from .observe.bookkeeping import observe_forever, observe_once
+from .observe.bookkeeping import judge_all, observe_forever, observe_once
 from .observe.report import report_data
 from .policy import PolicyError, compile_policy, load_policy_text
 from .policy.model import Policy
@@ -289,7 +289,9 @@ class Sidecar:
                 self.plane.check_deadlines(loop.time())
 
     def observe_once(self, now: float | None = None) -> None:
+        """One bookkeeping pass now: parse, drift, and the hypotheses' verdicts."""
         observe_once(self.experiments, now)
+        judge_all(self.experiments)
 
     def report(self, name: str) -> dict[str, Any] | None:
         """GET /experiments/{name}/report: per cohort counts, latency, predictions, drift, SRM, kill switch."""

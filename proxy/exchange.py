@@ -257,6 +257,11 @@ class Exchange:
             if meter.sse:
                 ttft = meter.ttft(self.loop.time())
         st.cohort_metrics[self.cohort].count(self.status, seconds)
+        applied = self.applied
+        if applied is not None:
+            st.outcomes.record(applied, self.status)
+            if st.marker is not None:
+                st.marker_of += 1  # a faulted response, for the hypothesis's marker share (the edge counts seen)
         tripped = st.observe(self.cohort, self.status, seconds)
         if tripped is None and ttft >= 0.0 and st.guards is not None:
             tripped = st.guards.observe_ttft(self.cohort == CHAOS, ttft, False)

@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .cohort import CHAOS, COHORTS, CONTROL
+from .hypothesis.check import hypothesis_values
+from .hypothesis.scan import marker_bytes
 from .killswitch.guards import GUARD_NAMES, ExperimentGuards, is_error
 from .metrics import CohortMetrics, Count, ExperimentFamilies, ExperimentReading, Metrics
 from .observe.llm import LlmObserver
 from .observe.observer import PredictionObserver
+from .observe.outcomes import FaultOutcomes
 from .payload.bodies import adapter_options
 from .policy.model import BUCKETS, Experiment, Policy, Schedule, StickyKey
 from .routing import Router
@@ -39,6 +42,7 @@ class ExperimentState:
         "unparsed",
         "observer",
         "llm",
+        "outcomes",
         "bounds",
         "chaos_buckets",
         "cohort_metrics",
@@ -46,12 +50,16 @@ class ExperimentState:
         "fault_counters",
         "faults_injected",
         "manual",
+        "marker",
+        "marker_of",
+        "marker_seen",
         "reason",
         "requests",
         "running_since",
         "salt",
         "spec",
         "stopped_at",
+        "verdict",
     )
 
     def __init__(self, spec: Experiment, metrics: Metrics) -> None:
@@ -91,6 +99,16 @@ class ExperimentState:
         # payload format rules them out, so other experiments' exchanges pay nothing for it.
         self.llm: LlmObserver | None = LlmObserver(spec.name, metrics.llm) \
             if spec.payload.format in ("auto", "openai") else None
+        # The hypothesis's marker header, looked for only on faulted chaos responses when declared; of those
+        # responses (marker_of), how many carried it (marker_seen).
+        header = spec.hypothesis.config("marker").header
+        self.marker: tuple[bytes, bytes] | None = marker_bytes(header) if header is not None else None
+        self.marker_seen = 0
+        self.marker_of = 0
+        # The fault outcome matrix; the observer's shadow twins settle its answered requests.
+        self.outcomes: FaultOutcomes = self.observer.outcomes if self.observer is not None else FaultOutcomes()
+        # The hypothesis's last verdict (hypothesis.judge.Verdict), set by the bookkeeping task.
+        self.verdict: Any = None
         # Per cohort (chaos, control): payloads that could not be read, by direction.
         self.unparsed = tuple({d: metrics.payload_unparsed.labels(spec.name, COHORTS[c], d)
                                for d in ("request", "response")} for c in (CHAOS, CONTROL))
@@ -101,11 +119,15 @@ class ExperimentState:
         self.running_since, self.stopped_at = prev.running_since, prev.stopped_at
         self.requests, self.errors, self.faults_injected = prev.requests, prev.errors, prev.faults_injected
         self.tripped = prev.tripped
+        self.marker_seen, self.marker_of = prev.marker_seen, prev.marker_of
         if prev.observer is not None and (prev.spec.observe, prev.spec.payload) == (self.spec.observe,
                                                                                     self.spec.payload):
             self.observer = prev.observer  # the windows and histograms gathered so far still count
         if prev.llm is not None and self.llm is not None:
             self.llm = prev.llm  # the answers compared so far still count
+        self.outcomes = prev.outcomes
+        if self.observer is not None:
+            self.observer.outcomes = self.outcomes
         if prev.spec.kill_switch == self.spec.kill_switch:
             self.guards = prev.guards  # same guards: the evidence gathered so far still counts
 
@@ -288,7 +310,8 @@ class Experiments:
         return [ExperimentReading(name, st.tripped is not None,
                                   st.guards.e_values() if st.guards is not None else {},
                                   st.observer.families() if st.observer is not None else None,
-                                  st.llm.rows() if st.llm is not None else [])
+                                  st.llm.rows() if st.llm is not None else [],
+                                  hypothesis_values(st.verdict), st.outcomes.samples(name))
                 for name, st in list(self.states.items())]
 
     def _why_off(self, st: ExperimentState, now: datetime) -> str:

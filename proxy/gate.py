@@ -31,6 +31,16 @@ def experiment_verdict(st: ExperimentState) -> dict[str, Any]:
         reason = f"{n_chaos} chaos requests so far; the verdict needs {st.spec.kill_switch.min_requests}"
     else:
         verdict, reason = "pass", "no guard has tripped"
+    # The hypothesis, when declared, must hold too: deviated fails, not yet decided holds a pass back.
+    hypothesis = st.verdict.to_dict() if st.verdict is not None else None
+    if hypothesis is not None and verdict != "fail":
+        if hypothesis["verdict"] == "deviated":
+            verdict, reason = "fail", "the hypothesis deviated: " + ", ".join(
+                f"{c['check']} ({c['reason']})" for c in hypothesis["checks"].values() if c["status"] == "deviated")
+        elif hypothesis["verdict"] == "inconclusive" and verdict == "pass":
+            verdict, reason = "inconclusive", "no guard has tripped; the hypothesis is not decided yet"
+    elif verdict == "pass" and st.spec.hypothesis.asked():
+        verdict, reason = "inconclusive", "no guard has tripped; the hypothesis is not judged yet"
     return {
         "experiment": st.spec.name,
         "verdict": verdict,
@@ -44,6 +54,7 @@ def experiment_verdict(st: ExperimentState) -> dict[str, Any]:
         "effect": rate_chaos / rate_control if rate_control else None,
         "e_value": max(e_values.values(), default=0.0),
         "guards": guards,
+        "hypothesis": hypothesis,
         **({"trip": st.tripped} if st.tripped is not None else {}),
     }
 

@@ -20,11 +20,12 @@ chaos and control side by side.
 
 * test start: ``POST /experiments/NAME/start`` (``--mlchaos-experiment`` / ``MLCHAOS_EXPERIMENT``);
 * test stop: ``POST /experiments/NAME/stop`` if this test started it, then ``GET /gate?experiment=NAME``;
-* exit: Locust's exit code follows the gate. ``fail`` (a kill switch tripped) gives 1. ``inconclusive`` (too few
-  chaos requests for a verdict) gives 0 with a warning, or 1 with ``--mlchaos-on-inconclusive fail``. An admin API
-  that cannot be reached, or an experiment that cannot be started, gives 1. Failed requests of the chaos
-  cohort are the faults doing their job: the gate judges them, so they do not fail the run by themselves;
-  failures in any other cohort still give ``--exit-code-on-error`` (1) as in plain Locust.
+* exit: Locust's exit code follows the gate. ``fail`` (a kill switch tripped, or the experiment's hypothesis
+  deviated) gives 1. ``inconclusive`` (too few chaos requests for a verdict, or a hypothesis not yet decided)
+  gives 0 with a warning, or 1 with ``--mlchaos-on-inconclusive fail``. An admin API that cannot be reached,
+  or an experiment that cannot be started, gives 1. Failed requests of the chaos cohort are the faults doing
+  their job: the gate judges them, so they do not fail the run by themselves; failures in any other cohort
+  still give ``--exit-code-on-error`` (1) as in plain Locust.
 
 Mutating admin calls send ``Authorization: Bearer $MLCHAOS_ADMIN_TOKEN`` (or ``--mlchaos-token``) when set.
 ``--mlchaos-verdict-file PATH`` writes the verdict, the exit code and any problem as JSON.

@@ -229,6 +229,10 @@ class ExperimentReading(NamedTuple):
     e_values: Mapping[str, float]  # per guard: the evidence against "no harm"
     predictions: Samples | None  # PredictionObserver.families(); None when predictions are not observed
     llm_drift: list[tuple[str, str, str, float]]  # LlmObserver.rows(): (experiment, measure, statistic, value)
+    # Per hypothesis check, and "verdict" for the combination: 1 held, 0 inconclusive, -1 deviated.
+    hypothesis: Mapping[str, float] = {}
+    # Fault outcome matrix samples: ([experiment, fault, outcome], count).
+    outcomes: Sequence[tuple[list[str], Any]] = ()
 
 
 class ExperimentFamilies(Collector):
@@ -244,6 +248,7 @@ class ExperimentFamilies(Collector):
     def collect(self) -> Iterable[Metric]:
         readings = list(self.read())
         return [*killswitch_families(readings), llm_drift_family(row for r in readings for row in r.llm_drift),
+                hypothesis_family(readings), outcome_family(readings),
                 *prediction_families(r.predictions for r in readings if r.predictions is not None)]
 
 
@@ -257,6 +262,26 @@ def killswitch_families(readings: Iterable[ExperimentReading]) -> list[Metric]:
         for guard, value in r.e_values.items():
             evalue.add_metric([r.name, guard], value)
     return [tripped, evalue]
+
+
+def hypothesis_family(readings: Iterable[ExperimentReading]) -> Metric:
+    family = GaugeMetricFamily("mlchaos_hypothesis", "The steady-state hypothesis per check (check=\"verdict\": "
+                               "all combined): 1 held, 0 inconclusive, -1 deviated.", labels=["experiment", "check"])
+    for r in readings:
+        for check, value in r.hypothesis.items():
+            family.add_metric([r.name, check], value)
+    return family
+
+
+def outcome_family(readings: Iterable[ExperimentReading]) -> Metric:
+    family = CounterMetricFamily("mlchaos_fault_outcomes", "Requests a fault acted on, by how the system "
+                                 "answered: rejected (4xx), failed (5xx, dropped), changed (the shadow twin's "
+                                 "prediction differs: silent damage), unchanged (absorbed), answered (not "
+                                 "compared with a twin).", labels=["experiment", "fault", "outcome"])
+    for r in readings:
+        for labels, value in r.outcomes:
+            family.add_metric(labels, value)
+    return family
 
 
 def prediction_families(observed: Iterable[Samples]) -> list[Metric]:

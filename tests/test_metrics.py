@@ -18,7 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import proxy
 from proxy.cohort import bucket_of
+from proxy.hypothesis.registry import CHECK_NAMES
 from proxy.metrics import Distribution
+from proxy.observe.outcomes import OUTCOMES
 from tests.conftest import policy_from
 
 COHORT = "x-mlchaos-cohort"
@@ -134,7 +136,7 @@ async def test_label_values_come_only_from_the_policy_and_fixed_lists(upstream, 
         "experiment": {"", "exp-a", "exp-b"}, "cohort": COHORTS, "code": CODES, "fault": FAULT_TYPES,
         "kind": ERROR_KINDS, "result": {"ok", "invalid", "compared", "failed", "skipped", "read", "dropped"},
         "version": {proxy.__version__}, "guard": GUARDS,
-        "direction": {"request", "response"},
+        "direction": {"request", "response"}, "outcome": set(OUTCOMES), "check": {*CHECK_NAMES, "verdict"},
     }
     seen: dict[str, set[str]] = {}
     for name, labels, _ in samples(text):
@@ -152,6 +154,7 @@ async def test_label_values_come_only_from_the_policy_and_fixed_lists(upstream, 
     assert {"exp-a", "exp-b", ""} <= seen["experiment"]
     assert value(text, "mlchaos_proxy_errors_total", kind="malformed_request") >= 2
     assert value(text, "mlchaos_proxy_errors_total", kind="headers_too_large") == 1
+    assert seen["outcome"]  # faulted requests reached the outcome matrix
 
 
 # -- counts ------------------------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from ..cohort import CHAOS, CONTROL
+from ..hypothesis.judge import judge
 from ..logs import event
 from .shadow import send_queued
 
 if TYPE_CHECKING:
     from ..experiments import Experiments
 
-__all__ = ["OBSERVE_SECONDS", "OBSERVE_SLICE", "observe_forever", "observe_once"]
+__all__ = ["OBSERVE_SECONDS", "OBSERVE_SLICE", "judge_all", "observe_forever", "observe_once"]
 
 # How often copied responses are parsed into prediction metrics (drift runs at its own, slower interval),
 # and how many are parsed before the loop serves requests again (each takes some tens of microseconds).
@@ -45,6 +46,7 @@ async def observe_forever(experiments: Experiments, upstream_url: Callable[[], s
                     st.llm.process(limit=OBSERVE_SLICE)
                     await asyncio.sleep(0)
             observe_once(experiments)
+            judge_all(experiments)
             observers = [st.observer for st in list(experiments.states.values()) if st.observer is not None]
             send_queued(session, observers, upstream_url())
 
@@ -74,3 +76,19 @@ def observe_once(experiments: Experiments, now: float | None = None) -> None:
                           expected=obs.srm.expected_share)
         except Exception:  # one experiment's bad numbers must not stop the others' bookkeeping
             logging.getLogger("mlchaos").exception("prediction bookkeeping failed for %s", st.spec.name)
+
+
+def judge_all(experiments: Experiments) -> None:
+    """Judge each experiment's hypothesis from its current numbers; a change of verdict is logged."""
+    for st in list(experiments.states.values()):
+        try:
+            verdict = judge(st)
+        except Exception:  # one experiment's bad numbers must not stop the others' verdicts
+            logging.getLogger("mlchaos").exception("hypothesis judgement failed for %s", st.spec.name)
+            continue
+        before = st.verdict.status if st.verdict is not None else None
+        st.verdict = verdict
+        if verdict is not None and verdict.status != before:
+            event("hypothesis_verdict", logging.WARNING if verdict.status == "deviated" else logging.INFO,
+                  experiment=st.spec.name, verdict=verdict.status,
+                  checks={r.check: r.status for r in verdict.checks})

@@ -20,6 +20,7 @@ from ..payload.table import all_floats, number_rows
 from ..policy.model import ObserveSpec, PayloadSpec
 from .drift import DriftReport, learn_edges
 from .features import FeatureStats
+from .outcomes import FaultOutcomes
 from .srm import SrmResult, srm_check
 from .window import DriftHistory, PredictionWindows
 
@@ -67,12 +68,16 @@ class PredictionObserver:
         self.unparsed = [0, 0]
         self.last_compute = 0.0
         # Shadow comparison: (target, original body, chaos answer) waiting to be sent, and what was found.
-        self.shadow_queue: deque[tuple[str, bytes, list[bytes], list[tuple[str, str]]]] = deque()
+        self.shadow_queue: deque[tuple[str, bytes, list[bytes], list[tuple[str, str]], list[str]]] = deque()
         self.shadow_in_flight = 0
         self.shadow_results = {"compared": 0, "failed": 0, "skipped": 0}
         self.shadow_delta: dict[str, Distribution] = {}
         self.shadow_flips: dict[str, int] = {}
         self.shadow_rows: dict[str, int] = {}
+        # Rows whose prediction the fault left unchanged (label or argmax; an equal number): hypothesis agreement.
+        self.shadow_same: dict[str, int] = {}
+        # The experiment's fault outcome matrix (shared with its state; the twins settle answered requests).
+        self.outcomes = FaultOutcomes()
         # A feature store's answers (no predictions in them): statuses, values and drift per feature, with
         # max_outputs bounding the feature names as it bounds the outputs.
         self.features = FeatureStats(spec.max_outputs, spec.window, spec.window_seconds, spec.max_classes)
@@ -97,16 +102,18 @@ class PredictionObserver:
         self.queue.append((cohort, path, chunks))
 
     def submit_shadow(self, target: str, original: bytes, chaos_answer: list[bytes],
-                      headers: list[tuple[str, str]]) -> None:
+                      headers: list[tuple[str, str]], faults: list[str] | None = None) -> None:
         """A chaos request whose features changed: compare later with the model's answer to the original,
         asked with the client's own end-to-end ``headers`` (authorization, content type, tenant ids)."""
         if len(self.shadow_queue) + self.shadow_in_flight >= self.spec.shadow.max_concurrency:
             self.shadow_results["skipped"] += 1  # the cap bounds extra upstream load
             return
-        self.shadow_queue.append((target, original, chaos_answer, headers))
+        self.shadow_queue.append((target, original, chaos_answer, headers, faults or []))
 
-    def compare_shadow(self, target: str, chaos_body: bytes, shadow_body: bytes) -> bool:
-        """Record, row by row, how far the chaos answer is from the answer to the unchanged request."""
+    def compare_shadow(self, target: str, chaos_body: bytes, shadow_body: bytes,
+                       faults: list[str] | None = None) -> bool:
+        """Record, row by row, how far the chaos answer is from the answer to the unchanged request; the
+        request counts as changed or unchanged for each of its ``faults`` in the outcome matrix."""
         path = target.partition("?")[0]
         try:
             chaos_doc, shadow_doc = loads(chaos_body), loads(shadow_body)
@@ -119,17 +126,22 @@ class PredictionObserver:
         if not a or not b:
             self.shadow_results["failed"] += 1
             return False
+        changed = False
         for name in list(b)[: self.spec.max_outputs]:
             if name not in a or len(a[name]) != len(b[name]):
+                changed = True
                 continue
             for x, y in zip(a[name], b[name], strict=True):
-                self._shadow_pair(name, x, y)
+                changed = not self._shadow_pair(name, x, y) or changed
         self.shadow_results["compared"] += 1
+        if faults:
+            self.outcomes.settle(faults, changed)
         return True
 
-    def _shadow_pair(self, output: str, chaos: Any, original: Any) -> None:
+    def _shadow_pair(self, output: str, chaos: Any, original: Any) -> bool:
+        """Record one row; True when its prediction is unchanged."""
         if chaos is None or original is None:
-            return
+            return chaos is original
         self.shadow_rows[output] = self.shadow_rows.get(output, 0) + 1
         if isinstance(original, list) and isinstance(chaos, list) and len(chaos) == len(original) and original:
             flipped = chaos.index(max(chaos)) != original.index(max(original))
@@ -138,13 +150,17 @@ class PredictionObserver:
             flipped, delta = False, abs(float(chaos) - original)
         else:
             flipped, delta = chaos != original, None
+        same = not flipped and not (isinstance(original, float) and delta)
         if flipped:
             self.shadow_flips[output] = self.shadow_flips.get(output, 0) + 1
+        elif same:
+            self.shadow_same[output] = self.shadow_same.get(output, 0) + 1
         if delta is not None:
             dist = self.shadow_delta.get(output)
             if dist is None:
                 dist = self.shadow_delta[output] = Distribution(SHADOW_BUCKETS)
             dist.observe(delta)
+        return same
 
     # -- the background task's side
     def process(self, now: float | None = None, limit: int | None = None) -> int:

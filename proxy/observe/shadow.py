@@ -20,14 +20,15 @@ def send_queued(session: aiohttp.ClientSession, observers: list[PredictionObserv
     """Start a task for every shadow request the data plane queued since the last pass."""
     for obs in observers:
         while obs.shadow_queue:
-            target, original, chaos_answer, headers = obs.shadow_queue.popleft()
+            target, original, chaos_answer, headers, faults = obs.shadow_queue.popleft()
             obs.shadow_in_flight += 1
-            _ = _tasks.spawn(send_shadow(session, obs, upstream_url, target, original, chaos_answer, headers),
-                             name="mlchaos-shadow")
+            _ = _tasks.spawn(send_shadow(session, obs, upstream_url, target, original, chaos_answer, headers,
+                                         faults), name="mlchaos-shadow")
 
 
 async def send_shadow(session: aiohttp.ClientSession, obs: PredictionObserver, upstream_url: str, target: str,
-                      original: bytes, chaos_answer: list[bytes], headers: list[tuple[str, str]]) -> None:
+                      original: bytes, chaos_answer: list[bytes], headers: list[tuple[str, str]],
+                      faults: list[str] | None = None) -> None:
     """POST the unchanged request to ``upstream_url`` + ``target``, with the client's end-to-end headers and
     ``x-mlchaos-shadow: 1``, and compare the answer with the chaos one."""
     url = upstream_url.rstrip("/") + target
@@ -38,7 +39,7 @@ async def send_shadow(session: aiohttp.ClientSession, obs: PredictionObserver, u
         async with session.post(url, data=original, headers=sent) as resp:
             body = await resp.read()
             if resp.status == 200:
-                obs.compare_shadow(target, b"".join(chaos_answer), body)
+                obs.compare_shadow(target, b"".join(chaos_answer), body, faults)
             else:
                 obs.shadow_results["failed"] += 1
     except (aiohttp.ClientError, TimeoutError, OSError):

@@ -28,11 +28,13 @@ from ..declare.units import Address
 from ..declare.values import DAYS, TOKEN_RE, UPSTREAM_NAME_RE, compile_glob, percent, show
 from .model import (
     BUCKETS,
+    MAX_BLAST_RADIUS_PERCENT,
     PRIMARY_UPSTREAM,
     AdminSettings,
     CohortOverride,
     DailyWindow,
     Experiment,
+    HypothesisSpec,
     KillSwitch,
     Limits,
     Match,
@@ -129,10 +131,14 @@ def compile_policy(raw: object, source: str = "") -> Policy:
     timeouts = build(Timeouts, values.get("timeouts"), "timeouts", errors)
     limits = _limits(values.get("limits"), errors)
     override = build(CohortOverride, values.get("cohort_override"), "cohort_override", errors)
-    experiments, shares = _experiments(values.get("experiments"), upstreams, errors)
+    staging = values.get("environment") == "staging"
+    experiments, shares = _experiments(values.get("experiments"), upstreams, errors, staging)
     webhook = _webhook(values.get("webhook"), errors)
     blast_radius = values.get("max_blast_radius")
-    if blast_radius is not None:
+    if blast_radius is not None and not staging and blast_radius > MAX_BLAST_RADIUS_PERCENT * BUCKETS / 100:
+        errors.add("max_blast_radius", f"must be <= {MAX_BLAST_RADIUS_PERCENT:g} (100 with environment: staging), "
+                                       f"got {percent(blast_radius)}")
+    elif blast_radius is not None:
         _check_blast_radius(shares, blast_radius, errors)
     _check_total_share(shares, errors)
     errors.raise_if_any()
@@ -248,7 +254,8 @@ def _check_total_share(shares: list[_Share], errors: Errors) -> None:
 _Compiled = tuple[_Share | None, Experiment | None]
 
 
-def _experiments(raw: object, upstreams: Upstreams, errors: Errors) -> tuple[list[Experiment], list[_Share]]:
+def _experiments(raw: object, upstreams: Upstreams, errors: Errors,
+                 staging: bool = False) -> tuple[list[Experiment], list[_Share]]:
     """The experiments that compiled, and the shares of all whose shares could be read."""
     experiments: list[Experiment] = []
     shares: list[_Share] = []
@@ -265,21 +272,26 @@ def _experiments(raw: object, upstreams: Upstreams, errors: Errors) -> tuple[lis
             if name in first_index:
                 errors.add(f"{path}.name", f"duplicate name {name!r} (also experiments[{first_index[name]}])")
             first_index.setdefault(name, i)
-        share, exp = _experiment(item, path, upstreams, errors)
+        share, exp = _experiment(item, path, upstreams, errors, staging)
         shares.extend([share] if share is not None else [])
         experiments.extend([exp] if exp is not None else [])
     return experiments, shares
 
 
-def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) -> _Compiled:
+def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors, staging: bool = False) -> _Compiled:
     before = len(errors.problems)
     values = _read(Experiment, raw, path, errors)
     name, chaos = values.get("name"), values.get("chaos")
     # Absent from the values: reported; None: the default, a control cohort as large as the chaos one.
-    control = values["control"] if values.get("control") is not None else chaos if "control" in values else None
-    if chaos is not None and control is not None and chaos + control > MAX_EXPERIMENT_SHARE_BUCKETS:
+    # In staging the default is no control cohort: the experiment may take all matching traffic.
+    default_control = 0 if staging else chaos
+    control = values["control"] if values.get("control") is not None else default_control if "control" in values \
+        else None
+    limit = BUCKETS if staging else MAX_EXPERIMENT_SHARE_BUCKETS
+    if chaos is not None and control is not None and chaos + control > limit:
         errors.add(path, f"chaos ({percent(chaos)}) + control ({percent(control)}) is "
-                         f"{percent(chaos + control)}, above the 50% one experiment may take")
+                         f"{percent(chaos + control)}, above the {percent(limit)} one experiment may take"
+                         + ("" if staging else " (100% with environment: staging)"))
     share = None
     if chaos is not None and control is not None and "enabled" in values:
         share = _Share(path, name or path, chaos, control, values["enabled"])
@@ -293,6 +305,7 @@ def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors) ->
         "kill_switch": build(KillSwitch, values.get("kill_switch"), f"{path}.kill_switch", errors),
         "payload": _payload(values.get("payload"), f"{path}.payload", errors),
         "observe": _observe(values.get("observe"), f"{path}.observe", errors),
+        "hypothesis": build(HypothesisSpec, values.get("hypothesis"), f"{path}.hypothesis", errors),
     }
     if len(errors.problems) > before or name is None or chaos is None or control is None:
         return share, None

@@ -33,6 +33,7 @@ from ..declare.values import (
     upstream_parts,
     utc_datetime,
 )
+from ..hypothesis import registry as _checks
 from ..killswitch import registry as _registry
 from ..payload.adapters import ADAPTERS, formats
 
@@ -41,15 +42,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUCKETS", "PAYLOAD_FORMATS", "PRIMARY_UPSTREAM", "AdminSettings", "CohortOverride", "DailyWindow",
-    "Experiment", "KillSwitch", "Limits", "Match", "ObserveSpec", "PayloadSpec", "Policy", "Reveal", "Schedule",
-    "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
+    "Experiment", "HypothesisSpec", "KillSwitch", "Limits", "Match", "ObserveSpec", "PayloadSpec", "Policy",
+    "Reveal", "Schedule", "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
 ]
 
 StickyKind = Literal["header", "query", "cookie", "client_ip", "entity"]
 
 PRIMARY_UPSTREAM = "primary"
-# max_blast_radius itself is capped: above half the traffic it no longer bounds anything useful.
+# max_blast_radius itself is capped: above half the traffic it no longer bounds anything useful. A staging
+# policy (environment: staging) may put all traffic in chaos: the loader enforces the lower cap otherwise.
 MAX_BLAST_RADIUS_PERCENT = 50.0
+STAGING_BLAST_RADIUS_PERCENT = 100.0
+ENVIRONMENTS = ("production", "staging")
 # The formats an experiment's payload may name; "auto" detects one from the path and the body.
 # The payload formats are the adapters' own declarations (proxy/payload/adapters/__init__.py is the registry).
 PAYLOAD_FORMATS = formats()
@@ -300,6 +304,31 @@ class KillSwitch:
 
 
 @dataclass(frozen=True, slots=True)
+class HypothesisSpec:
+    """The experiment's steady-state hypothesis: the checks it declares, each of the check registry
+    (proxy/hypothesis/registry.py) under its own section, ``hypothesis.<check name>``; a check whose
+    tolerance is not set is not asked."""
+
+    confidence: float = spec("probability", 0.95, minimum=0.5, maximum=0.9999,
+                             help="Confidence of every check's interval.")
+    # One config per registered check, in registry order.
+    checks: tuple[Any, ...] = field(default_factory=lambda: tuple(c.Config() for c in _checks.CHECKS))
+
+    @staticmethod
+    def _extra_fields() -> list[Field]:
+        return [Field(c.name, "mapping", None, c.HELP, section=c.Config, ref=f"{c.name}_check", attr="checks",
+                      many=True) for c in _checks.CHECKS]
+
+    def config(self, check: str) -> Any:
+        """The config of the check named ``check``."""
+        return self.checks[_checks.CHECK_NAMES.index(check)]
+
+    def asked(self) -> list[tuple[Any, Any]]:
+        """(check class, config) of every check the experiment declared, in registry order."""
+        return [(c, config) for c, config in zip(_checks.CHECKS, self.checks, strict=True) if c.asked(config)]
+
+
+@dataclass(frozen=True, slots=True)
 class Webhook:
     url: str = spec("string", schema={"type": "string", "pattern": "^https?://[^/]+"},
                     help="POSTed when a kill switch trips: http(s)://host[:port]/path.")
@@ -315,7 +344,7 @@ class Experiment:
     # None only while loading: the default is a control cohort as large as the chaos one.
     control_buckets: int = spec(
         "percent", None, key="control", parse=buckets,
-        help="Share in the control cohort (untouched, measured alike); default the chaos share.")
+        help="Share in the control cohort (untouched, measured alike); default the chaos share (0 in staging).")
     enabled: bool = spec("bool", True)
     sticky_key: StickyKey | None = spec(  # None: a fresh random draw per request
         "string", None, schema=_pattern(STICKY_KEY_RE),
@@ -331,6 +360,8 @@ class Experiment:
     payload: PayloadSpec = section(PayloadSpec, help="How to read inference payloads: format and feature names.")
     observe: ObserveSpec = section(ObserveSpec, help="Prediction metrics, drift and shadow comparison for this "
                                                      "experiment.")
+    hypothesis: HypothesisSpec = section(HypothesisSpec, help="The steady state to check: named checks, each "
+                                                              "with a tolerance and a minimum sample.")
 
     @property
     def chaos_percent(self) -> float:
@@ -363,8 +394,14 @@ class Policy:
         help="Named alternate upstreams that faults such as fallback send to.")
     admin: AdminSettings = section(AdminSettings)
     max_blast_radius_buckets: int = spec(
-        "percent", 5, key="max_blast_radius", maximum=MAX_BLAST_RADIUS_PERCENT, parse=buckets,
-        help="Most traffic all enabled experiments together may put in chaos, in percent.")
+        "percent", 5, key="max_blast_radius", maximum=STAGING_BLAST_RADIUS_PERCENT, parse=buckets,
+        help="Most traffic all enabled experiments together may put in chaos, in percent: at most 50, or 100 "
+             "with environment: staging.")
+    # staging: no real users behind the traffic, so experiments may take all of it (no control cohort by
+    # default); the seatbelt and the hypothesis's absolute checks judge them.
+    environment: str = spec("choice", "production", choices=ENVIRONMENTS,
+                            help="staging lets experiments take up to 100% of matching traffic (control 0 by "
+                                 "default); production caps an experiment at 50% and the blast radius at 50%.")
     timeouts: Timeouts = section(Timeouts)
     limits: Limits = section(Limits)
     # Keep the client's Host header (a sidecar is transparent); false sends the upstream's authority.

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import faults as _faults
 from ..declare.fields import fields_of, fields_schema
-from .model import DailyWindow, Experiment, Policy
+from .model import MAX_BLAST_RADIUS_PERCENT, DailyWindow, Experiment, Policy
 
 __all__ = ["policy_schema"]
 
@@ -42,6 +42,10 @@ def policy_schema() -> dict[str, Any]:
             "title": "mlchaos policy",
             "description": "Chaos experiments for the mlchaos sidecar proxy in front of a model server.",
             "$defs": defs,
+            # max_blast_radius above 50 only with environment: staging (the loader's rule, as a schema can say it)
+            "if": {"properties": {"environment": {"const": "staging"}}, "required": ["environment"]},
+            "else": {"properties": {"max_blast_radius": {"oneOf": [
+                {"type": "number", "maximum": MAX_BLAST_RADIUS_PERCENT}, {"type": "string"}]}}},
         },
     )
     # fields_schema shares the declarations' nested schema objects; callers get their own.

@@ -29,6 +29,7 @@ from ...errors import (
 )
 from ...exchange import DROPPED, Exchange
 from ...faults.base import Cut, Drop, Hold, Reply, ResponseView
+from ...hypothesis.scan import seen
 from .framing import (
     CONTINUE,
     LAST_CHUNK,
@@ -323,6 +324,9 @@ class Http1Exchange(Exchange):
         """The response head for this client: the status, the upstream's header ``lines`` (hop-by-hop ones
         already gone), then this connection's framing and the experiment's reveal headers."""
         req = self.req
+        st = self.st
+        if st is not None and st.marker is not None and self.applied is not None and seen(lines, st.marker):
+            st.marker_seen += 1  # only experiments whose hypothesis declares a marker pay this head scan
         out = [status_line(status), lines]
         no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
         if not no_body and not has_length:
@@ -434,7 +438,7 @@ class Http1Exchange(Exchange):
             obs.submit(self.cohort, self.req.path, self.tee)
             original = self._payload.original if self._payload is not None else None
             if original is not None and obs.spec.shadow.enabled:
-                obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers())
+                obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers(), self.applied)
             self.tee = None
         if self.stream_hooks is not None and self._stream_end(keep_alive):
             return  # a held chunk is still to go out: the pacer finishes
@@ -680,6 +684,10 @@ class Http1Exchange(Exchange):
                  b"\r\ncontent-length: %d\r\n" % len(reply.body)]
         for name, value in reply.headers:
             parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        st = self.st
+        if st is not None and st.marker is not None and self.applied is not None \
+                and seen(b"".join(parts[4:]), st.marker):
+            st.marker_seen += 1
         parts.append(b"connection: close\r\n" if close else b"")
         if self.st is not None:
             parts.extend(self._reveal())

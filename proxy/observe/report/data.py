@@ -36,6 +36,8 @@ def report_data(st: ExperimentState, active: bool) -> dict[str, Any]:
         "state": "active" if active else "stopped", "reason": st.reason,
         "chaos_percent": st.spec.chaos_percent, "control_percent": st.spec.control_percent,
         "cohorts": cohorts, "outputs": {}, "drift_history": [], "srm": None,
+        "fault_outcomes": st.outcomes.to_dict(),
+        "hypothesis": st.verdict.to_dict() if st.verdict is not None else None,
         "kill_switch": {"enabled": st.spec.kill_switch.enabled, "tripped": st.tripped,
                         "guards": st.guards.snapshot() if st.guards is not None else {}},
     }

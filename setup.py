@@ -37,6 +37,7 @@ HOT = [
     "proxy/exchange.py",
     "proxy/edges/http1/connection.py",
     "proxy/edges/http1/exchange.py",
+    "proxy/edges/http1/pacing.py",
     "proxy/edges/http1/upstream.py",
     "proxy/edges/http1/request.py",
     "proxy/edges/http1/framing.py",

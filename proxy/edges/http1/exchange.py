@@ -5,12 +5,11 @@ protocol callbacks, with no task, future or timer per request. A coroutine takes
 wait on I/O: connecting, streaming a request body, throttling. A response is relayed from the upstream's
 parser callbacks straight into the client's transport, one write per upstream read, so a streaming
 (chunked, SSE) response reaches the client as it arrives; stream hooks see each read on the way, and one
-that holds a chunk queues the ones after it (``_Paced``).
+that holds a chunk queues the ones after it (``pacing.Paced``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from typing import TYPE_CHECKING
@@ -42,6 +41,7 @@ from .framing import (
     response_head,
     status_line,
 )
+from .pacing import RELAY_HIGH, Paced, drain_throttled
 from .request import Request
 from .upstream import UpstreamConnection, UpstreamPool
 
@@ -56,9 +56,6 @@ _NO_BODY_STATUS = frozenset({204, 304})
 # RFC 9110 9.2.2: sending these twice has the effect of sending them once.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _COHORT_HEADERS = tuple(b"x-mlchaos-cohort: %s\r\n" % c.encode() for c in COHORTS)
-# A relayed body waiting for a slow client or a throttle pauses the upstream above this, resumes below.
-_RELAY_HIGH = 262144
-_RELAY_LOW = 65536
 
 
 class Http1Exchange(Exchange):
@@ -92,7 +89,7 @@ class Http1Exchange(Exchange):
         self.rx_seen = 0
         self.relay: deque[bytes] | None = None
         self.held: tuple[ResponseView, list[bytes]] | None = None
-        self.paced: _Paced | None = None
+        self.paced: Paced | None = None
 
     # -- FaultContext: the request side
     @property
@@ -188,7 +185,7 @@ class Http1Exchange(Exchange):
             if req.streamed:
                 await self._stream_body(conn)
             if self.relay is not None:
-                await self._drain_throttled()
+                await drain_throttled(self)
         except ProxyError as exc:
             self.fail(exc)
 
@@ -244,31 +241,6 @@ class Http1Exchange(Exchange):
                     conn.write(LAST_CHUNK)
                 return
             await body.wait()
-
-    async def _drain_throttled(self) -> None:
-        """Deliver the relayed body at ``throttle_bps``, 20 slices a second."""
-        assert self.relay is not None and self.throttle_bps is not None
-        tick = 0.05
-        budget_per_tick = max(1, int(self.throttle_bps * tick))
-        relay, client = self.relay, self.client
-        while not self.finished:
-            if relay:
-                budget = budget_per_tick
-                while relay and budget > 0:
-                    piece = relay.popleft()
-                    if len(piece) > budget:
-                        relay.appendleft(piece[budget:])
-                        piece = piece[:budget]
-                    budget -= len(piece)
-                    client.write(chunk(piece) if self.to_chunk else piece)
-                if self.upstream is not None and sum(map(len, relay)) < _RELAY_LOW:
-                    self.upstream.resume_reading()
-            elif self.upstream_done:
-                if self.to_chunk:
-                    client.write(LAST_CHUNK)
-                self.finish(self.upstream_keep)
-                return
-            await asyncio.sleep(tick)
 
     def check_deadline(self, now: float) -> None:
         """Called by the data plane's sweep (every 100 ms) while the upstream is being waited on."""
@@ -398,7 +370,7 @@ class Http1Exchange(Exchange):
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)
         else:
             relay.append(data)
-            if self.upstream is not None and sum(map(len, relay)) > _RELAY_HIGH:
+            if self.upstream is not None and sum(map(len, relay)) > RELAY_HIGH:
                 self.upstream.pause_reading()
 
     def on_body(self, data: bytes) -> None:
@@ -424,7 +396,7 @@ class Http1Exchange(Exchange):
             self.client.wbuf.append(chunk(data) if self.to_chunk else data)
         else:
             relay.append(data)
-            if self.upstream is not None and sum(map(len, relay)) > _RELAY_HIGH:
+            if self.upstream is not None and sum(map(len, relay)) > RELAY_HIGH:
                 self.upstream.pause_reading()
 
     def on_complete(self, keep_alive: bool) -> None:
@@ -538,7 +510,7 @@ class Http1Exchange(Exchange):
                 self._emit(data)
             return
         if paced is None:
-            paced = self.paced = _Paced()
+            paced = self.paced = Paced()
         if paced.cut_done:
             return  # the stream was cut: nothing after it goes out
         last = paced.queue[-1][0] if paced.queue else self.loop.time()
@@ -699,16 +671,3 @@ class Http1Exchange(Exchange):
     def drop_client(self, drop: Drop) -> None:
         self.keep_alive = False
         self.client.drop(drop)
-
-
-class _Paced:
-    """Chunks a stream hook held: (when to send, bytes, a cut after them), in order."""
-
-    __slots__ = ("cut_done", "queue", "timer", "upstream_done", "upstream_keep")
-
-    def __init__(self) -> None:
-        self.queue: deque[tuple[float, bytes, Cut | None]] = deque()
-        self.timer: asyncio.TimerHandle | None = None
-        self.upstream_done = False
-        self.upstream_keep = False
-        self.cut_done = False

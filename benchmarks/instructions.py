@@ -145,8 +145,17 @@ def shift_loop() -> Callable[[], object]:
     return _proxy_loop([exp], b"x-mlchaos-cohort: chaos\r\nx-mlchaos-token: t\r\n")
 
 
+def experiment_loop() -> Callable[[], object]:
+    """The benchmark's shift experiment as run.py and paired.py run it: 5% chaos, 5% control, the rest matched
+    and untouched, drawn per request (a mean over the loop's requests)."""
+    import yaml
+
+    return _proxy_loop(yaml.safe_load((HERE / "policies" / "shift.yaml").read_text())["experiments"], b"")
+
+
 LOOPS: dict[str, Callable[[], Callable[[], object]]] = {
     "payload": payload_loop, "observe": observe_loop, "passthrough": passthrough_loop, "shift": shift_loop,
+    "experiment": experiment_loop,
 }
 
 

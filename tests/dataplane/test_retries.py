@@ -34,6 +34,35 @@ def read_then_close_after_the_first(first_answered: list[int]):
     return script
 
 
+def answer_500_then_close(conn_count: list[int]):
+    """A script: like uvicorn after the 500 of an exception, answer 500 (no Connection: close) and close."""
+    async def script(conn: RawConn) -> None:
+        conn_count.append(1)
+        while True:
+            req = await conn.read_request()
+            if req.target == "/boom":
+                await conn.send(http_response(500, b"boom"))
+                return
+            await conn.send(http_response(200, req.target.encode()))
+    return script
+
+
+async def test_a_connection_that_answered_5xx_is_not_reused(raw_upstream, start_sidecar):
+    """The POST after a 500 goes on a fresh connection, so it never meets the close that follows the 500."""
+    connections: list[int] = []
+    up = await raw_upstream(answer_500_then_close(connections))
+    sc = await start_sidecar(policy_from(up.url))
+    async with await RawClient.connect(sc.proxy_port) as c:
+        for _ in range(20):
+            # Pipelined: the proxy starts the POST the moment the 500 is relayed, before the close arrives.
+            await c.send(get("/boom", method="POST", body=b"{}") + get("/infer", method="POST", body=b'{"x": 1}'))
+            boom, r = await c.responses(2)
+            assert boom.status == 500
+            assert (r.status, r.body) == (200, b"/infer")
+    assert errors_total(sc, "upstream_stale_not_retried") == 0
+    assert len(connections) >= 20  # one fresh connection after each 500
+
+
 def seen(up, target: str) -> int:
     return sum(r.target == target for r in up.requests)
 

@@ -63,9 +63,9 @@ class Proxy:
         policy = {
             "listen": f"127.0.0.1:{self.port}", "upstream": upstream, "admin": {"listen": f"127.0.0.1:{self.admin}"},
             "cohort_override": {"enabled": True},
-            # MLServer (uvicorn) closes its connection after the 500 of an exception, without saying so: the next
-            # request on that pooled connection may meet the close. Inference is idempotent, so it is declared
-            # (as a user would), and a POST that met the close is sent again instead of answered 502.
+            # Inference is idempotent: declared as a user would, so that a POST meeting a keep-alive close is sent
+            # again rather than answered 502. (MLServer closes its connection after the 500 of an exception without
+            # saying so; the proxy no longer reuses a connection that answered 5xx, tests/dataplane/test_retries.py.)
             "upstream_idempotent": True,
             "experiments": [{"name": name, "chaos": 0.01, "control": 0.01, "faults": [fault],
                              "payload": {"features": FEATURES}, "reveal": {"fault": True, "cohort": True},

@@ -618,7 +618,9 @@ class Http1Exchange(Exchange):
         self._stop_pacing()
         up, self.upstream = self.upstream, None
         if up is not None:
-            if upstream_keep and self.pool is not None:
+            # Not after a 5xx: servers close a connection after an error without saying so (uvicorn after the 500
+            # of an exception), and the next request would meet the close, a 502 for a POST (not sent twice).
+            if upstream_keep and self.pool is not None and self.status < 500:
                 self.pool.release(up, self.rx_at)
             else:
                 up.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..declare.fields import spec
 from .guard import Guard
@@ -25,7 +25,7 @@ class LatencyConfig:
 class LatencyGuard(Guard):
     name = "latency"
     HELP = "Compare the share of requests slower than an SLO; off without one."
-    Config = LatencyConfig
+    Config: ClassVar[type] = LatencyConfig
 
     __slots__ = ("count", "slo")
 
@@ -35,7 +35,7 @@ class LatencyGuard(Guard):
 
     @classmethod
     def create(cls, config: Any, kill_switch: KillSwitch) -> Guard | None:
-        return LatencyGuard(kill_switch.alpha, config.slo) if config.slo is not None else None
+        return cls(kill_switch.alpha, config.slo) if config.slo is not None else None
 
     def observe(self, chaos: bool, bad: bool, seconds: float) -> bool:
         return self.count.observe(chaos, seconds > self.slo)

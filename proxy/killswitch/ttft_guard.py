@@ -1,18 +1,14 @@
 """The time-to-first-token guard: a streamed LLM answer whose first token took longer than the SLO is a bad
-event; trips when chaos has more than control (CountGuard). Fed by the exchanges that meter streamed answers
-(chaos and control of an OpenAI-compatible path), not by every request."""
+event; trips when chaos has more than control. The latency guard's test on another signal: it is fed by the
+exchanges that meter streamed answers (chaos and control of an OpenAI-compatible path), not by every request."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import ClassVar
 
 from ..declare.fields import spec
-from .guard import Guard
-from .sequential import CountGuard
-
-if TYPE_CHECKING:
-    from ..policy.model import KillSwitch
+from .latency_guard import LatencyGuard
 
 __all__ = ["TtftConfig", "TtftGuard"]
 
@@ -25,23 +21,16 @@ class TtftConfig:
                                   "when chaos has more than control.")
 
 
-class TtftGuard(Guard):
+class TtftGuard(LatencyGuard):
     name = "ttft"
     HELP = "Compare the share of streamed LLM answers whose first token is later than an SLO; off without one."
-    Config = TtftConfig
-
-    __slots__ = ("count", "slo")
-
-    def __init__(self, alpha: float, slo: float) -> None:
-        self.count = CountGuard(alpha)
-        self.slo = slo
-
-    @classmethod
-    def create(cls, config: Any, kill_switch: KillSwitch) -> Guard | None:
-        return TtftGuard(kill_switch.alpha, config.slo) if config.slo is not None else None
+    Config: ClassVar[type] = TtftConfig
 
     def observe(self, chaos: bool, bad: bool, seconds: float) -> bool:
         return False  # a first token is not a finished request: observe_ttft is its feed
+
+    def observe_abandoned(self, chaos: bool, seconds: float) -> bool:
+        return False  # a client that left before its first token reaches observe_ttft, abandoned
 
     def observe_ttft(self, chaos: bool, seconds: float, abandoned: bool) -> bool:
         # A client that left before its first token is a slow answer past the SLO and no evidence before it.
@@ -51,9 +40,3 @@ class TtftGuard(Guard):
 
     def reason(self) -> str:
         return f"more chaos streams than control ones wait over {self.slo:g}s for a first token"
-
-    def e_value(self) -> float | None:
-        return self.count.e_value
-
-    def snapshot(self) -> dict[str, Any]:
-        return {**self.count.snapshot(), "threshold": self.count.threshold}

@@ -28,7 +28,7 @@ from ...errors import (
 from ...faults.base import Drop
 from ...routing import UNASSIGNED
 from .exchange import Http1Exchange
-from .framing import CONTINUE, SPECIAL_REQUEST_HEADERS, is_chunked, lookalike
+from .framing import CONTINUE, LOWER, SPECIAL_REQUEST_HEADERS, is_chunked, lookalike
 from .request import STREAM_HIGH_WATER, Request
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class ClientConnection:
     __slots__ = (
         "client_ip",
         "closed",
+        "cur",
         "exchange",
         "head_at",
         "head_bytes",
@@ -97,10 +98,12 @@ class ClientConnection:
         # When the pending request head began (its first byte; the connection's start for the first request),
         # or -1 when none is pending: timeouts.header runs from it.
         self.head_at = self.last_active
-        # The reads since the pending request head began (at most a read before it, max_header_bytes + 8 KiB in
-        # it): an HTTP/1.0 request line is checked in them, as llhttp also takes RTSP/1.0 and ICE/1.0 lines and
-        # reports them as version 1.0. Empty when no head is pending.
+        # The read being parsed, and the earlier reads of a request head still pending after them (at most a
+        # read before it, max_header_bytes + 8 KiB in it): an HTTP/1.0 request line is checked in them, as llhttp
+        # also takes RTSP/1.0 and ICE/1.0 lines and reports them as version 1.0. Most heads come in one read:
+        # the list stays empty and nothing is appended or cleared per request.
         self.rdata: list[bytes] = []
+        self.cur = b""
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,7 +127,7 @@ class ClientConnection:
         self.last_active = self.loop.time()
         if not self.in_body:
             self.head_bytes += len(data)
-        self.rdata.append(data)
+        self.cur = data
         try:
             self.parser.feed_data(data)
             if not self.in_body and self.head_bytes > self.header_limit + 8192 and self.req is not None:
@@ -144,8 +147,11 @@ class ClientConnection:
             self._fail(BadRequest(f"malformed request: {exc}"))
         except HeadersTooLarge as exc:
             self._fail(exc)
-        if self.req is None or self.in_body:
-            self.rdata.clear()  # no head pending: nothing to keep (an idle connection holds no read buffer)
+        self.cur = b""  # an idle connection holds no read buffer
+        if self.req is not None and not self.in_body:
+            self.rdata.append(data)  # a head still pending: its start is in this read
+        elif self.rdata:
+            self.rdata.clear()
 
     def eof_received(self) -> bool | None:
         return None  # as asyncio.Protocol does: the transport closes itself
@@ -179,7 +185,7 @@ class ClientConnection:
         req.header_bytes += len(name) + len(value) + 4
         if req.header_bytes > self.header_limit:
             raise HeadersTooLarge("request headers exceed the limit")
-        lname = name.lower()
+        lname = name.translate(LOWER)
         if lname not in SPECIAL_REQUEST_HEADERS:
             if lookalike(lname):
                 self.plane.metrics.errors[HEADER_DROPPED].value += 1
@@ -227,8 +233,10 @@ class ClientConnection:
         if version != "1.1" and version != "1.0":
             raise BadRequest("HTTP version other than 1.0 and 1.1")  # an HTTP/0.9 line (no version) reads 0.9
         raw = parser.get_method()
-        if version == "1.0" and not _http10_line(b"".join(self.rdata), raw + b" " + req.url + b" HTTP/1.0\r\n"):
-            raise BadRequest("not an HTTP/1.0 request line")
+        if version == "1.0":
+            line = raw + b" " + req.url + b" HTTP/1.0\r\n"
+            if not _http10_line(b"".join(self.rdata) + self.cur, line):
+                raise BadRequest("not an HTTP/1.0 request line")
         # The usual methods as the module's own str constants: their hash is computed once, where a freshly
         # decoded str is hashed again by every set or dict it is looked up in (the router's method match).
         req.method = "POST" if raw == b"POST" else "GET" if raw == b"GET" else raw.decode("latin-1")

@@ -215,6 +215,12 @@ class Exchange:
             self.status = DROPPED
         self.finish()
 
+    def marked(self) -> bool:
+        """Whether this answer is one the hypothesis's marker is looked for on: a faulted one, or any chaos
+        answer of an experiment whose faults act at a dependency's sidecar (``faults_elsewhere``)."""
+        st = self.st
+        return st is not None and (self.applied is not None or (st.faults_elsewhere and self.cohort == CHAOS))
+
     # -- the record
     def unlink(self) -> None:
         """Drop what points back at this exchange (its payload, the faults' hooks): without the cycles,
@@ -260,8 +266,8 @@ class Exchange:
         applied = self.applied
         if applied is not None:
             st.outcomes.record(applied, self.status)
-            if st.marker is not None:
-                st.marker_of += 1  # a faulted response, for the hypothesis's marker share (the edge counts seen)
+        if st.marker is not None and self.marked():
+            st.marker_of += 1  # a faulted response, for the hypothesis's marker share (the edge counts seen)
         tripped = st.observe(self.cohort, self.status, seconds)
         if tripped is None and ttft >= 0.0 and st.guards is not None:
             tripped = st.guards.observe_ttft(self.cohort == CHAOS, ttft, False)

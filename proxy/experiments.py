@@ -48,6 +48,7 @@ class ExperimentState:
         "cohort_metrics",
         "errors",
         "fault_counters",
+        "faults_elsewhere",
         "faults_injected",
         "manual",
         "marker",
@@ -105,6 +106,11 @@ class ExperimentState:
         self.marker: tuple[bytes, bytes] | None = marker_bytes(header) if header is not None else None
         self.marker_seen = 0
         self.marker_of = 0
+        # No faults of its own: the experiment observes faults that act elsewhere, at the sidecar of a dependency
+        # holding an experiment of the same name and sticky key (cohorts agree with no coordination:
+        # proxy/cohort.py). Every chaos response then counts for the marker, and with observe.shadow every chaos
+        # request gets its twin (which that sidecar leaves alone: routing.py).
+        self.faults_elsewhere: bool = not spec.faults
         # The fault outcome matrix; the observer's shadow twins settle its answered requests.
         self.outcomes: FaultOutcomes = self.observer.outcomes if self.observer is not None else FaultOutcomes()
         # The hypothesis's last verdict (hypothesis.judge.Verdict), set by the bookkeeping task.

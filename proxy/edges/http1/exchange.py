@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ... import _tasks
-from ...cohort import COHORTS, sticky_value
+from ...cohort import CHAOS, COHORTS, sticky_value
 from ...errors import (
     CLIENT_DISCONNECT,
     RESPONSE_TOO_LARGE,
@@ -297,7 +297,7 @@ class Http1Exchange(Exchange):
         already gone), then this connection's framing and the experiment's reveal headers."""
         req = self.req
         st = self.st
-        if st is not None and st.marker is not None and self.applied is not None and seen(lines, st.marker):
+        if st is not None and st.marker is not None and self.marked() and seen(lines, st.marker):
             st.marker_seen += 1  # only experiments whose hypothesis declares a marker pay this head scan
         out = [status_line(status), lines]
         no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
@@ -408,9 +408,12 @@ class Http1Exchange(Exchange):
         if self.tee is not None and self.st is not None and self.st.observer is not None:
             obs = self.st.observer
             obs.submit(self.cohort, self.req.path, self.tee)
-            original = self._payload.original if self._payload is not None else None
-            if original is not None and obs.spec.shadow.enabled:
-                obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers(), self.applied)
+            if obs.spec.shadow.enabled:
+                original = self._payload.original if self._payload is not None else None
+                if original is None and self.st.faults_elsewhere and self.cohort == CHAOS:
+                    original = self.request_body()  # a dependency's sidecar faulted it: the twin is the request
+                if original is not None:
+                    obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers(), self.applied)
             self.tee = None
         if self.stream_hooks is not None and self._stream_end(keep_alive):
             return  # a held chunk is still to go out: the pacer finishes
@@ -659,8 +662,7 @@ class Http1Exchange(Exchange):
         for name, value in reply.headers:
             parts.append(f"{name}: {value}\r\n".encode("latin-1"))
         st = self.st
-        if st is not None and st.marker is not None and self.applied is not None \
-                and seen(b"".join(parts[4:]), st.marker):
+        if st is not None and st.marker is not None and self.marked() and seen(b"".join(parts[4:]), st.marker):
             st.marker_seen += 1
         parts.append(b"connection: close\r\n" if close else b"")
         if self.st is not None:

@@ -152,7 +152,11 @@ class Exchange:
     # -- the faults
     def start(self) -> None:
         """Run the chaos cohort's faults, then forward; the assignment is already made."""
-        if self.cohort == CHAOS and self.st is not None and self.st.spec.faults:
+        st = self.st
+        if self.cohort == CHAOS and st is not None and st.twin_every_chaos:
+            # The fault acts at a dependency's sidecar: the twin is the request as it came, kept before it is sent.
+            self.payload().original = self.request_body()
+        if self.cohort == CHAOS and st is not None and st.spec.faults:
             outcome = self.run_faults(0)
             if isinstance(outcome, Wait):
                 self.hold(outcome)

@@ -50,6 +50,7 @@ class ExperimentState:
         "fault_counters",
         "faults_elsewhere",
         "faults_injected",
+        "twin_every_chaos",
         "manual",
         "marker",
         "marker_of",
@@ -111,6 +112,8 @@ class ExperimentState:
         # proxy/cohort.py). Every chaos response then counts for the marker, and with observe.shadow every chaos
         # request gets its twin (which that sidecar leaves alone: routing.py).
         self.faults_elsewhere: bool = not spec.faults
+        self.twin_every_chaos: bool = self.faults_elsewhere and self.observer is not None \
+            and spec.observe.shadow.enabled
         # The fault outcome matrix; the observer's shadow twins settle its answered requests.
         self.outcomes: FaultOutcomes = self.observer.outcomes if self.observer is not None else FaultOutcomes()
         # The hypothesis's last verdict (hypothesis.judge.Verdict), set by the bookkeeping task.

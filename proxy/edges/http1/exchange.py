@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ... import _tasks
-from ...cohort import CHAOS, COHORTS, sticky_value
+from ...cohort import COHORTS, sticky_value
 from ...errors import (
     CLIENT_DISCONNECT,
     RESPONSE_TOO_LARGE,
@@ -408,12 +408,9 @@ class Http1Exchange(Exchange):
         if self.tee is not None and self.st is not None and self.st.observer is not None:
             obs = self.st.observer
             obs.submit(self.cohort, self.req.path, self.tee)
-            if obs.spec.shadow.enabled:
-                original = self._payload.original if self._payload is not None else None
-                if original is None and self.st.faults_elsewhere and self.cohort == CHAOS:
-                    original = self.request_body()  # a dependency's sidecar faulted it: the twin is the request
-                if original is not None:
-                    obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers(), self.applied)
+            original = self._payload.original if self._payload is not None else None
+            if original is not None and obs.spec.shadow.enabled:
+                obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers(), self.applied)
             self.tee = None
         if self.stream_hooks is not None and self._stream_end(keep_alive):
             return  # a held chunk is still to go out: the pacer finishes

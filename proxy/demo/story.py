@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import math
 import re
 import sys
@@ -108,7 +109,7 @@ def _num(x: Any) -> str:
 
 def verdict_rows(verdicts: Verdicts) -> list[tuple[str, ...]]:
     """(experiment, check, estimate, interval, tolerance, n, verdict) per check, then the experiment's own."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name, v in verdicts.items():
         for check in v.get("checks", {}).values():
             interval = "-" if check["low"] is None else f"[{_num(check['low'])}, {_num(check['high'])}]"
@@ -167,7 +168,7 @@ def _report_page(verdicts: Verdicts, reports: dict[str, dict[str, Any]], summary
 # --------------------------------------------------------------------------------------------------- run
 
 async def _start_all(policies: dict[str, Policy], seed: int, stack: list[Callable[[], Awaitable[Any]]],
-                     ) -> tuple[dict[str, Sidecar], InferenceService, FeatureStore, dict[str, int]]:
+                     ) -> tuple[dict[str, Sidecar], InferenceService, dict[str, int]]:
     """Start the system and its sidecars; each thing started pushes its stop onto ``stack``."""
     store = FeatureStore(seed, REFRESH_SECONDS)
     ports: dict[str, int] = {}
@@ -191,7 +192,7 @@ async def _start_all(policies: dict[str, Policy], seed: int, stack: list[Callabl
     runner, ports["inference service"] = await serve(service.app(), HOST)
     stack.append(runner.cleanup)
     await sidecar("ingress", ports["inference service"])
-    return sidecars, service, store, ports
+    return sidecars, service, ports
 
 
 async def _settle(ingress: Sidecar, limit: float) -> None:
@@ -222,6 +223,15 @@ def _intro(sidecars: dict[str, Sidecar], ports: dict[str, int], seconds: float, 
     out.flush()
 
 
+def _injected(sidecar: Sidecar) -> str:
+    """``feast_error=120 abort=118 stale=560``: the faults a sidecar injected, by type."""
+    counts: dict[str, int] = {}
+    for st in sidecar.experiments.states.values():
+        for fault, counter in zip(st.spec.faults, st.fault_counters, strict=True):
+            counts[fault.type] = counts.get(fault.type, 0) + int(counter.value)
+    return " ".join(f"{k}={v}" for k, v in counts.items()) or "none"
+
+
 def _isatty(out: TextIO) -> bool:
     try:
         return out.isatty()
@@ -241,9 +251,14 @@ async def run_story(*, seconds: float = 45.0, out: TextIO = sys.stdout, seed: in
         print("mlchaos demo: the sidecars' policies disagree: " + "; ".join(problems), file=out)
         return 1
     stack: list[Callable[[], Awaitable[Any]]] = []
+    # Sticky users send unequal traffic, so the sample ratio check of request counts warns now and then; the
+    # warning would land between progress lines. Errors still show.
+    quiet = logging.getLogger("mlchaos")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.ERROR))
     try:
         try:
-            sidecars, service, store, ports = await _start_all(policies, seed, stack)
+            sidecars, service, ports = await _start_all(policies, seed, stack)
         except Exception as exc:
             print(f"mlchaos demo: failed to start: {type(exc).__name__}: {exc}", file=out)
             return 1
@@ -254,12 +269,15 @@ async def run_story(*, seconds: float = 45.0, out: TextIO = sys.stdout, seed: in
         reports = {name: ingress.report(name) or {} for name in ingress.experiments.states}
         verdicts: Verdicts = {name: r.get("hypothesis") or {} for name, r in reports.items()}
         paths = dict(service.paths)
+        injected = {role: _injected(sidecars[role]) for role in ("features", "model")}
     finally:
         for stop in reversed(stack):
             await stop()
+        quiet.setLevel(level)
     summary = (f"{results.requests} requests in {results.elapsed:.1f} s ({results.rate:.0f} req/s), "
-               f"{results.errors} errors; the inference service used default features {paths['default_features']} "
-               f"times and the fallback model {paths['fallback']} times.")
+               f"{results.errors} errors. Faults injected by the features sidecar: {injected['features']}; by "
+               f"the model sidecar: {injected['model']}. The inference service fell back to default features "
+               f"{paths['default_features']} times and to the fallback model {paths['fallback']} times.")
     print(file=out)
     print(format_verdicts(verdicts), file=out)
     print(file=out)

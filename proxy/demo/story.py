@@ -20,7 +20,8 @@ marked request to no experiment: the twin gets fresh features and the primary mo
 "unfaulted prediction" that agreement compares with. Every number in the table is measured through the real
 sidecars; nothing is computed from the system's own knowledge of what it did.
 
-``make demo`` runs ``mlchaos demo``; ``python -m proxy.demo.story --seconds 15`` runs a shorter one.
+``make demo`` runs ``mlchaos demo``; ``python -m proxy.demo.story --seconds 15`` (or ``--requests 5000``) runs a
+shorter one.
 """
 
 from __future__ import annotations
@@ -239,9 +240,10 @@ def _isatty(out: TextIO) -> bool:
         return False
 
 
-async def run_story(*, seconds: float = 45.0, out: TextIO = sys.stdout, seed: int = 0,
+async def run_story(*, seconds: float = 45.0, requests: int | None = None, out: TextIO = sys.stdout, seed: int = 0,
                     report_dir: str | Path = "mlchaos-demo", concurrency: int = CONCURRENCY) -> int:
-    """Run the demo end to end; 0 when it ran (whatever the verdicts), 1 when something failed to start."""
+    """Run the demo end to end, for ``seconds`` or ``requests`` (whichever ends first); 0 when it ran (whatever
+    the verdicts), 1 when something failed to start."""
     try:
         policies = {role: load_policy_file(path) for role, path in POLICIES.items()}
     except Exception as exc:  # PolicyError lists every problem in its message
@@ -264,7 +266,7 @@ async def run_story(*, seconds: float = 45.0, out: TextIO = sys.stdout, seed: in
             return 1
         ingress = sidecars["ingress"]
         _intro(sidecars, ports, seconds, out)
-        results = await _load(ingress, seconds, seed, concurrency, out)
+        results = await _load(ingress, seconds, requests or 1_000_000, seed, concurrency, out)
         await _settle(ingress, SETTLE_SECONDS)
         reports = {name: ingress.report(name) or {} for name in ingress.experiments.states}
         verdicts: Verdicts = {name: r.get("hypothesis") or {} for name, r in reports.items()}
@@ -293,7 +295,8 @@ async def run_story(*, seconds: float = 45.0, out: TextIO = sys.stdout, seed: in
     return 0
 
 
-async def _load(ingress: Sidecar, seconds: float, seed: int, concurrency: int, out: TextIO) -> Results:
+async def _load(ingress: Sidecar, seconds: float, requests: int, seed: int, concurrency: int, out: TextIO,
+                ) -> Results:
     tty = _isatty(out)
     width = 0
 
@@ -307,7 +310,7 @@ async def _load(ingress: Sidecar, seconds: float, seed: int, concurrency: int, o
         out.flush()
 
     results = await drive(f"http://{HOST}:{ingress.proxy_port}", duration=seconds, concurrency=concurrency,
-                          seed=seed, users=USERS, on_progress=show, max_requests=1_000_000,
+                          seed=seed, users=USERS, on_progress=show, max_requests=requests,
                           progress_interval=TTY_PROGRESS_INTERVAL if tty else PLAIN_PROGRESS_INTERVAL,
                           make=lambda rng, seq, user: make_request(rng, seq, user, seed))
     if tty:
@@ -318,10 +321,12 @@ async def _load(ingress: Sidecar, seconds: float, seed: int, concurrency: int, o
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m proxy.demo.story", description="Run the mlchaos demo.")
     parser.add_argument("--seconds", type=float, default=45.0, help="seconds of traffic (default 45)")
+    parser.add_argument("--requests", type=int, default=None, help="stop after this many requests instead")
     parser.add_argument("--report-dir", default="mlchaos-demo", help="where report.html goes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    return asyncio.run(run_story(seconds=args.seconds, report_dir=args.report_dir, seed=args.seed))
+    return asyncio.run(run_story(seconds=args.seconds, requests=args.requests, report_dir=args.report_dir,
+                                 seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -151,18 +151,28 @@ def _report_page(verdicts: Verdicts, reports: dict[str, dict[str, Any]], summary
         body = m.group(1) if (m := re.search(r"<main>(.*)</main>", page, re.S)) else ""
         sections.append(f'<section id="{esc(name)}"><p class="meta">{esc(QUESTIONS.get(name, ""))}</p>{body}'
                         "</section>")
-    head = ("<tr><th>experiment</th><th>check</th><th>estimate</th><th>interval</th><th>tolerance</th>"
+    head = ("<tr><th>experiment</th><th>check</th><th>estimate</th><th>95% interval</th><th>tolerance</th>"
             "<th>n</th><th>verdict</th></tr>")
     cells = []
+    last = None
     for r in verdict_rows(verdicts):
         kind = {"HELD": "ok", "DEVIATED": "alarm"}.get(r[6], "muted")
-        cells.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r[:6])
+        name = "" if r[0] == last else f'<a href="#{esc(r[0])}">{esc(r[0])}</a><br><span class="muted">' \
+                                        f"{esc(QUESTIONS.get(r[0], ''))}</span>"
+        last = r[0]
+        check = "<b>the experiment</b>" if r[1].startswith("=>") else esc(r[1])
+        cells.append(f"<tr><td>{name}</td><td>{check}</td>" + "".join(f"<td>{esc(c)}</td>" for c in r[2:6])
                      + f'<td><span class="badge {kind}">{esc(r[6].lower())}</span></td></tr>')
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        "<title>mlchaos demo: three experiments, three verdicts</title>", f"<style>{style}</style></head>",
+        "<title>mlchaos demo: three experiments, three verdicts</title>",
+        f"<style>{style}\n.verdicts td, .verdicts th {{ text-align: left; white-space: nowrap; }}</style></head>",
         "<body><main>", "<h1>mlchaos demo: three experiments, three verdicts</h1>",
-        f'<p class="meta">{esc(summary)}</p>', f"<table>{head}{''.join(cells)}</table>", "</main>",
+        f'<p class="meta">{esc(summary)}</p>', f'<table class="grid verdicts">{head}{"".join(cells)}</table>',
+        '<p class="meta">A check is held when its whole interval lies within the tolerance, deviated when wholly '
+        "beyond it, inconclusive otherwise; an experiment deviates when any check does. The faults act at the "
+        "sidecars of the feature store and the model; each experiment is judged at the ingress sidecar, on what "
+        "users got (its report follows).</p>", "</main>",
         *(f"<main>{s}</main>" for s in sections), "</body></html>"])
 
 
@@ -207,7 +217,8 @@ async def _settle(ingress: Sidecar, limit: float) -> None:
         await asyncio.sleep(0.1)
 
 
-def _intro(sidecars: dict[str, Sidecar], ports: dict[str, int], seconds: float, out: TextIO) -> None:
+def _intro(sidecars: dict[str, Sidecar], ports: dict[str, int], seconds: float, requests: int | None,
+           out: TextIO) -> None:
     ingress = sidecars["ingress"]
     print("mlchaos demo: a small ML system, three real sidecars, three experiments with hypotheses", file=out)
     print(f"  client -> ingress sidecar :{ingress.proxy_port} -> inference service :{ports['inference service']}",
@@ -219,8 +230,8 @@ def _intro(sidecars: dict[str, Sidecar], ports: dict[str, int], seconds: float, 
     for exp in ingress.policy.experiments:
         print(f"  {exp.name} ({exp.chaos_percent:g}% chaos, {exp.control_percent:g}% control, by x-user-id): "
               f"{QUESTIONS.get(exp.name, '')}", file=out)
-    print(f"Sending payments to score for {seconds:g} s (per experiment: chaos requests, verdict so far) ...",
-          file=out)
+    bound = f"{seconds:g} s" + (f" or {requests} requests" if requests is not None else "")
+    print(f"Sending payments to score for {bound} (per experiment: chaos requests, verdict so far) ...", file=out)
     out.flush()
 
 
@@ -265,7 +276,7 @@ async def run_story(*, seconds: float = 45.0, requests: int | None = None, out: 
             print(f"mlchaos demo: failed to start: {type(exc).__name__}: {exc}", file=out)
             return 1
         ingress = sidecars["ingress"]
-        _intro(sidecars, ports, seconds, out)
+        _intro(sidecars, ports, seconds, requests, out)
         results = await _load(ingress, seconds, requests or 1_000_000, seed, concurrency, out)
         await _settle(ingress, SETTLE_SECONDS)
         reports = {name: ingress.report(name) or {} for name in ingress.experiments.states}

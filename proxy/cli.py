@@ -24,7 +24,8 @@ that is measured the same way but left alone, so the two can be compared.
 
 EPILOG = """\
 examples:
-  mlchaos demo                                   # 20 s of load on the embedded demo model
+  mlchaos demo                                   # three experiments on an embedded ML system: verdicts, report
+  mlchaos demo --classic                         # 20 s of delays and 503s on the embedded iris model
   mlchaos demo --llm                             # the same for an embedded streaming LLM and chat clients
   mlchaos validate policies/example.yaml         # check a policy; exit 1 with every error
   mlchaos run --config policy.yaml               # serve; SIGHUP or a file change reloads
@@ -102,11 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="FILE", default="report.html")
     report.add_argument("--json", metavar="FILE", help="also write the report's data as JSON")
 
-    demo = sub.add_parser("demo", help="run the embedded demo model behind mlchaos under load",
-                          description="Start the embedded demo model and mlchaos with policies/demo.yaml "
-                                      "on loopback, drive load, and print a per-cohort table.")
-    demo.add_argument("--duration", type=float, default=20.0, metavar="SECONDS")
-    demo.add_argument("--config", metavar="FILE", help="policy (default: policies/demo.yaml, or llm.yaml with --llm)")
+    demo = sub.add_parser("demo", help="three chaos experiments on an embedded ML system, with verdicts",
+                          description="Start an embedded inference service, its feature store and its model "
+                                      "behind three mlchaos sidecars on loopback, drive load, judge three "
+                                      "experiments' hypotheses, print one table and write report.html.")
+    demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                      help="seconds of load (default 45; 20 with --classic or --llm)")
+    demo.add_argument("--report-dir", metavar="DIR", default="mlchaos-demo", help="where report.html goes")
+    demo.add_argument("--classic", action="store_true",
+                      help="the one-sidecar demo instead: delays and 503s on the embedded iris model, per cohort")
+    demo.add_argument("--config", metavar="FILE",
+                      help="policy of the one-sidecar demo (implies --classic; default policies/demo.yaml, or "
+                           "llm.yaml with --llm)")
     demo.add_argument("--llm", action="store_true",
                       help="an embedded streaming LLM (OpenAI-compatible) and chat clients instead: per-cohort time "
                            "to first token and stream completion (policies/llm.yaml)")
@@ -261,13 +269,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         setup_logging("warning")
         _use_uvloop(False)
+        short = 20.0 if args.duration is None else args.duration
         if args.llm:
             from .demo.llm_run import run_llm_demo
 
-            return asyncio.run(run_llm_demo(duration=args.duration, policy_path=args.config))
-        from .demo.run import run_demo
+            return asyncio.run(run_llm_demo(duration=short, policy_path=args.config))
+        if args.classic or args.config:
+            from .demo.run import run_demo
 
-        return asyncio.run(run_demo(duration=args.duration, policy_path=args.config))
+            return asyncio.run(run_demo(duration=short, policy_path=args.config))
+        from .demo.story import run_story
+
+        seconds = 45.0 if args.duration is None else args.duration
+        return asyncio.run(run_story(seconds=seconds, report_dir=args.report_dir))
     _parser().print_help()
     return 2
 

@@ -152,7 +152,11 @@ class Exchange:
     # -- the faults
     def start(self) -> None:
         """Run the chaos cohort's faults, then forward; the assignment is already made."""
-        if self.cohort == CHAOS and self.st is not None and self.st.spec.faults:
+        st = self.st
+        if self.cohort == CHAOS and st is not None and st.twin_every_chaos:
+            # The fault acts at a dependency's sidecar: the twin is the request as it came, kept before it is sent.
+            self.payload().original = self.request_body()
+        if self.cohort == CHAOS and st is not None and st.spec.faults:
             outcome = self.run_faults(0)
             if isinstance(outcome, Wait):
                 self.hold(outcome)
@@ -215,6 +219,12 @@ class Exchange:
             self.status = DROPPED
         self.finish()
 
+    def marked(self) -> bool:
+        """Whether this answer is one the hypothesis's marker is looked for on: a faulted one, or any chaos
+        answer of an experiment whose faults act at a dependency's sidecar (``faults_elsewhere``)."""
+        st = self.st
+        return st is not None and (self.applied is not None or (st.faults_elsewhere and self.cohort == CHAOS))
+
     # -- the record
     def unlink(self) -> None:
         """Drop what points back at this exchange (its payload, the faults' hooks): without the cycles,
@@ -260,8 +270,8 @@ class Exchange:
         applied = self.applied
         if applied is not None:
             st.outcomes.record(applied, self.status)
-            if st.marker is not None:
-                st.marker_of += 1  # a faulted response, for the hypothesis's marker share (the edge counts seen)
+        if st.marker is not None and self.marked():
+            st.marker_of += 1  # a faulted response, for the hypothesis's marker share (the edge counts seen)
         tripped = st.observe(self.cohort, self.status, seconds)
         if tripped is None and ttft >= 0.0 and st.guards is not None:
             tripped = st.guards.observe_ttft(self.cohort == CHAOS, ttft, False)

@@ -48,7 +48,9 @@ class ExperimentState:
         "cohort_metrics",
         "errors",
         "fault_counters",
+        "faults_elsewhere",
         "faults_injected",
+        "twin_every_chaos",
         "manual",
         "marker",
         "marker_of",
@@ -105,6 +107,13 @@ class ExperimentState:
         self.marker: tuple[bytes, bytes] | None = marker_bytes(header) if header is not None else None
         self.marker_seen = 0
         self.marker_of = 0
+        # No faults of its own: the experiment observes faults that act elsewhere, at the sidecar of a dependency
+        # holding an experiment of the same name and sticky key (cohorts agree with no coordination:
+        # proxy/cohort.py). Every chaos response then counts for the marker, and with observe.shadow every chaos
+        # request gets its twin (which that sidecar leaves alone: routing.py).
+        self.faults_elsewhere: bool = not spec.faults
+        self.twin_every_chaos: bool = self.faults_elsewhere and self.observer is not None \
+            and spec.observe.shadow.enabled
         # The fault outcome matrix; the observer's shadow twins settle its answered requests.
         self.outcomes: FaultOutcomes = self.observer.outcomes if self.observer is not None else FaultOutcomes()
         # The hypothesis's last verdict (hypothesis.judge.Verdict), set by the bookkeeping task.

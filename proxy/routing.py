@@ -30,6 +30,8 @@ class RequestFacts(Protocol):
     cohort_header: bytes | None
     token_header: bytes | None
     experiment_header: bytes | None
+    # A shadow twin (x-mlchaos-shadow): an upstream sidecar's "unchanged request", never faulted here.
+    shadow: bool
 
     @property
     def path(self) -> str: ...
@@ -69,6 +71,10 @@ class Router:
         self.as_matched = tuple(Assignment(None, NONE, st) for st in active)
 
     def assign(self, req: RequestFacts) -> Assignment:
+        if req.shadow:
+            # The twin of a chaos request, sent by the sidecar in front of a service that calls this upstream:
+            # it must reach the model as an unfaulted request would, so no experiment takes it (nor counts it).
+            return UNASSIGNED
         forced = self._forced(req) if req.cohort_header is not None and self.override_token else None
         matched = -1
         active = self.active

@@ -91,3 +91,16 @@ def test_forced_cohorts_need_the_token_and_may_name_the_experiment() -> None:
     assert router.assign(req([(b"x-mlchaos-cohort", b"none"), (b"x-mlchaos-token", b"tok")])) is UNASSIGNED
     wrong = router.assign(req([(b"x-mlchaos-cohort", b"chaos"), (b"x-mlchaos-token", b"nope")]))
     assert wrong.cohort in (NONE, CHAOS, CONTROL) and (wrong.cohort == NONE) == (wrong.experiment is None)
+
+
+def test_a_shadow_twin_is_never_assigned() -> None:
+    # The twin an ingress sidecar sends of a chaos request passes through the dependency's sidecar, which holds an
+    # experiment of the same name: in chaos by its sticky key, it must still reach the model unfaulted.
+    router = _router([{"name": "e", "chaos": 50, "control": 0, "sticky_key": "header:x-user"}])
+    users = [b"user-%d" % i for i in range(100)]
+    chaos = [u for u in users if router.assign(_req(headers=[(b"x-user", u)])).cohort == CHAOS]
+    assert chaos
+    for user in chaos:
+        req = _req(headers=[(b"x-user", user), (b"x-mlchaos-shadow", b"1")])
+        req.shadow = True  # what the connection sets on reading the header
+        assert router.assign(req) is UNASSIGNED

@@ -29,7 +29,7 @@ from ..cohort import COHORTS
 from .model import FEATURES, MODEL_NAME, sample_rows
 
 __all__ = [
-    "COHORT_HEADER", "FAULT_HEADER", "NO_RESPONSE", "CohortStats", "Progress", "Results", "drive",
+    "COHORT_HEADER", "FAULT_HEADER", "NO_RESPONSE", "CohortStats", "Progress", "RequestMaker", "Results", "drive",
     "format_progress", "format_table",
 ]
 
@@ -149,6 +149,10 @@ def make_request(rng: np.random.Generator, seq: int) -> tuple[str, bytes]:
     return path, orjson.dumps({"id": f"req-{seq}", "inputs": inputs})
 
 
+# (generator, sequence number, user) -> (path, JSON body) of one request.
+RequestMaker = Callable[[np.random.Generator, int, str], tuple[str, bytes]]
+
+
 def _fault_types(value: str) -> list[str]:
     """``"delay"``, ``"delay, abort"`` or ``"abort;status=503"`` → the fault types named."""
     out = []
@@ -171,11 +175,13 @@ async def drive(
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval: float = 0.5,
     users: int = USERS,
+    make: RequestMaker | None = None,
 ) -> Results:
     """Send inference traffic to ``url_base`` (``http://host:port``) and measure it per cohort.
 
     ``concurrency`` requests are in flight at a time over one keep-alive session. ``on_progress`` is
-    called every ``progress_interval`` seconds and once at the end.
+    called every ``progress_interval`` seconds and once at the end. ``make`` builds each request from the
+    generator, its sequence number and its user (default: ``make_request``'s iris traffic).
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -216,8 +222,13 @@ async def drive(
         nonlocal issued
         while issued < max_requests and loop.time() < deadline:
             issued += 1
-            path, body = make_request(rng, issued)
-            headers = {"content-type": "application/json", "x-user-id": f"user-{int(rng.integers(users))}"}
+            if make is None:
+                path, body = make_request(rng, issued)
+                user = f"user-{int(rng.integers(users))}"
+            else:
+                user = f"user-{int(rng.integers(users))}"
+                path, body = make(rng, issued, user)
+            headers = {"content-type": "application/json", "x-user-id": user}
             t0 = time.perf_counter()
             try:
                 async with session.post(base + path, data=body, headers=headers) as resp:

@@ -1,7 +1,9 @@
 """marker: a response header (such as ``x-model-version: fallback``) seen on at least ``min_share`` of the
 faulted chaos responses: "the fallback activated". The data plane looks for it only in experiments that
 declare one, only on faulted responses, in the response head it already holds (``seen``: bounded by
-limits.max_header_bytes, no body read)."""
+limits.max_header_bytes, no body read). An experiment with no faults of its own (at the sidecar in front of a
+service, whose dependency's sidecar injects the faults under the same experiment name) counts every chaos
+response: the fault acted downstream, and the marker is seen on the service's answer."""
 
 from __future__ import annotations
 

@@ -237,7 +237,9 @@ class ShadowSpec:
     request to the same model (off the client's path) and record the damage per request."""
 
     enabled: bool = spec("bool", False, help="Also send the unchanged request of a chaos request whose features "
-                                             "changed, off the client's path.")
+                                             "changed, off the client's path (in an experiment with no faults of "
+                                             "its own, of every chaos request: its faults act at a dependency's "
+                                             "sidecar, which leaves the twin alone).")
     max_concurrency: int = spec("integer", 4, minimum=1, maximum=256,
                                 help="Shadow requests in flight at most; more are skipped (and counted).")
 

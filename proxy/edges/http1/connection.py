@@ -192,6 +192,8 @@ class ClientConnection:
                 return
             req.headers.append((lname, value))
             req.lines.append(name + b": " + value + b"\r\n")
+            if lname == b"x-mlchaos-shadow":
+                req.shadow = True  # forwarded as it came: a chain of sidecars passes it on
             return
         req.headers.append((lname, value))
         if lname == b"host":

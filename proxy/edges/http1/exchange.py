@@ -297,7 +297,7 @@ class Http1Exchange(Exchange):
         already gone), then this connection's framing and the experiment's reveal headers."""
         req = self.req
         st = self.st
-        if st is not None and st.marker is not None and self.applied is not None and seen(lines, st.marker):
+        if st is not None and st.marker is not None and self.marked() and seen(lines, st.marker):
             st.marker_seen += 1  # only experiments whose hypothesis declares a marker pay this head scan
         out = [status_line(status), lines]
         no_body = req.method == "HEAD" or status in _NO_BODY_STATUS
@@ -659,8 +659,7 @@ class Http1Exchange(Exchange):
         for name, value in reply.headers:
             parts.append(f"{name}: {value}\r\n".encode("latin-1"))
         st = self.st
-        if st is not None and st.marker is not None and self.applied is not None \
-                and seen(b"".join(parts[4:]), st.marker):
+        if st is not None and st.marker is not None and self.marked() and seen(b"".join(parts[4:]), st.marker):
             st.marker_seen += 1
         parts.append(b"connection: close\r\n" if close else b"")
         if self.st is not None:

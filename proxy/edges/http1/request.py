@@ -100,6 +100,7 @@ class Request:
         "lines",
         "method",
         "ready",
+        "shadow",
         "streamed",
         "token_header",
         "url",
@@ -126,6 +127,9 @@ class Request:
         self.cohort_header: bytes | None = None
         self.token_header: bytes | None = None
         self.experiment_header: bytes | None = None
+        # x-mlchaos-shadow: the unchanged twin an upstream sidecar sends of a chaos request. No experiment takes
+        # it (routing.py): a dependency's sidecar holding an experiment of the same name would fault it again.
+        self.shadow = False
         self.body = RequestBody()
         self.error: ProxyError | None = None
         self.client_ip = client_ip

@@ -192,8 +192,6 @@ class ClientConnection:
                 return
             req.headers.append((lname, value))
             req.lines.append(name + b": " + value + b"\r\n")
-            if lname == b"x-mlchaos-shadow":
-                req.shadow = True  # forwarded as it came: a chain of sidecars passes it on
             return
         req.headers.append((lname, value))
         if lname == b"host":
@@ -224,6 +222,11 @@ class ClientConnection:
             req.token_header = value
         elif lname == b"x-mlchaos-experiment":
             req.experiment_header = value
+        elif lname == b"x-mlchaos-shadow":
+            # Special only so that ordinary headers pay no comparison for it; forwarded as it came: a chain of
+            # sidecars passes it on.
+            req.shadow = True
+            req.lines.append(name + b": " + value + b"\r\n")
         # other hop-by-hop headers (keep-alive, te, trailer, upgrade, proxy-*) are dropped
 
     def on_headers_complete(self) -> None:

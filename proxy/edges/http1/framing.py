@@ -31,7 +31,7 @@ HOP_BY_HOP = frozenset({
 # Request headers the proxy handles itself instead of forwarding as they came.
 SPECIAL_REQUEST_HEADERS = frozenset({
     b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
-    b"x-mlchaos-cohort", b"x-mlchaos-token", b"x-mlchaos-experiment",
+    b"x-mlchaos-cohort", b"x-mlchaos-token", b"x-mlchaos-experiment", b"x-mlchaos-shadow",
 }) | HOP_BY_HOP
 
 

@@ -274,6 +274,33 @@ def test_discover_lists_every_activity_with_its_arguments() -> None:
         ("secrets", "object", None)]
 
 
+async def test_chaos_discover_finds_the_extension(tmp_path, processes) -> None:
+    """``chaos discover mlchaos`` imports the distribution's top package and calls its discover()."""
+    chaos = require_chaostoolkit()
+    out = tmp_path / "discovery.json"
+    proc = await spawn([str(chaos), "--no-version-check", "--no-log-file", "--settings", str(tmp_path / "s.yaml"),
+                        "discover", "--no-install", "--no-system-info", "--discovery-path", str(out), "mlchaos"],
+                       clean_env(), cwd=tmp_path)
+    processes.append(proc)
+    done = await proc.wait(timeout=60)
+    assert done.returncode == 0 and out.exists(), done.stdout + done.stderr
+    found = json.loads(out.read_text())
+    assert found["extension"]["name"] == "mlchaos"
+    assert sorted(a["name"] for a in found["activities"]) == sorted([*actions.__all__, *probes.__all__])
+
+
+def test_the_readme_shows_the_example_experiment() -> None:
+    """The README's JSON is deploy/chaostoolkit/experiment.json, its second probe left out for brevity."""
+    readme = (DEPLOY.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Chaos Toolkit, LitmusChaos, Chaos Mesh", 1)[1].split("\n## ", 1)[0]
+    shown = json.loads("{" + section.split("```json\n", 1)[1].split("```", 1)[0] + "}")
+    example = json.loads(EXPERIMENT_FILE.read_text(encoding="utf-8"))
+    assert shown["method"] == example["method"] and shown["rollbacks"] == example["rollbacks"]
+    hypothesis = example["steady-state-hypothesis"]
+    assert shown["steady-state-hypothesis"] == {**hypothesis, "probes": hypothesis["probes"][:1]}
+    assert "chaos run --hypothesis-strategy after-method-only --rollback-strategy deviated" in section
+
+
 # -------------------------------------------------------------------------------------- the real chaos run
 
 async def chaos_run(sc: Sidecar, tmp_path: Path, processes: list[Process]) -> tuple[int, dict[str, Any], str]:

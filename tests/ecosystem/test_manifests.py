@@ -4,6 +4,8 @@ each other and with mlchaos (ports, names, labels, the policy, the admin API's p
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 import shutil
 import subprocess
@@ -19,11 +21,13 @@ from proxy.policy.model import Policy
 
 from .conftest import DEPLOY, ROOT, tool
 
+CRDS = Path(__file__).resolve().parent / "crds"
+
 jsonschema = pytest.importorskip("jsonschema")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install -e '.[ecosystem]'")
 
 Doc = dict[str, Any]
-KUSTOMIZATIONS = ("base", "monitoring", "rollouts", "flagger", "kserve", "feast")
+KUSTOMIZATIONS = ("base", "monitoring", "rollouts", "flagger", "kserve", "feast", "litmus", "chaos-mesh")
 CORE_GROUPS = ("v1", "apps/v1")
 
 
@@ -197,6 +201,40 @@ SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+
+def strict(schema: Any) -> Any:
+    """A CRD's structural schema that refuses unknown fields: ``additionalProperties: false`` wherever
+    ``properties`` are listed and nothing else is said. kubectl's default (--validate=strict) refuses them
+    too, except under x-kubernetes-preserve-unknown-fields, which this ignores: Litmus's spec has it, and
+    its operator drops a misspelt field without a word."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) for k, v in schema.items()}
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def vendored(name: str) -> tuple[tuple[str, str], dict[str, Any]]:
+    """A CRD schema vendored by tests/ecosystem/crds/vendor.py (its "source" says from where), made strict,
+    with the metadata the other schemas here check."""
+    data = json.loads((CRDS / f"{name}.json").read_text(encoding="utf-8"))
+    schema = strict(data["schema"])
+    schema["properties"]["metadata"] = META
+    return (data["apiVersion"], data["kind"]), schema
+
+
+SCHEMAS.update(vendored(name) for name in ("chaosengines.litmuschaos.io", "workflows.chaos-mesh.org"))
+# Chaos Mesh's template types (api/v1alpha1: TemplateType and the chaos kinds a template may embed); the CRD
+# says only "string", its admission webhook refuses the rest.
+CHAOS_MESH_TEMPLATE_TYPES = {"Task", "Serial", "Parallel", "Suspend", "StatusCheck", "Schedule", "AWSChaos",
+                             "AzureChaos", "BlockChaos", "DNSChaos", "GCPChaos", "HTTPChaos", "IOChaos", "JVMChaos",
+                             "KernelChaos", "NetworkChaos", "PhysicalMachineChaos", "PodChaos", "StressChaos",
+                             "TimeChaos"}
+
+
 # --------------------------------------------------------------------------------------------- tests
 
 def test_yamllint_is_clean() -> None:
@@ -247,9 +285,13 @@ def test_strict_validation_catches_a_wrong_field() -> None:
 def test_custom_resources_match_their_crds() -> None:
     custom = [d for d in everything() if d["apiVersion"] not in CORE_GROUPS]
     assert {d["kind"] for d in custom} == {"PodMonitor", "PrometheusRule", "AnalysisTemplate", "Rollout", "Canary",
-                                          "InferenceService"}
+                                          "InferenceService", "ChaosEngine", "Workflow"}
     for doc in custom:
         jsonschema.validate(doc, SCHEMAS[(doc["apiVersion"], doc["kind"])])
+    # A Chaos Mesh Task's container is Kubernetes' own Container.
+    for template in one(custom, "Workflow")["spec"]["templates"]:
+        if "task" in template:
+            core_validator("io.k8s.api.core.v1.Container").validate(template["task"]["container"])
     # The pod parts of the InferenceService are Kubernetes' own types.
     isvc = one(custom, "InferenceService")
     for c in isvc["spec"]["predictor"]["containers"]:
@@ -449,3 +491,149 @@ def test_kserve_inference_service_has_the_sidecar() -> None:
     volume = next(v for v in predictor["volumes"] if v["name"] == mount["name"])
     assert volume["configMap"]["name"] == "mlchaos-policy-kserve" and mount["mountPath"] == "/etc/mlchaos"
     assert env(sidecar)["MLCHAOS_ADMIN_TOKEN"]["secretKeyRef"]["name"] == "mlchaos-admin"
+
+
+# ---------------------------------------------------------------------- LitmusChaos and Chaos Mesh
+
+def _verdict_path(url: str) -> str:
+    """The experiment a verdict URL asks about, after checking it is the admin Service of deploy/base."""
+    m = re.fullmatch(r"http://([\w-]+)\.([\w-]+)\.svc:(\d+)/experiments/([\w.-]+)/verdict", url)
+    assert m, url
+    service = one(render(DEPLOY / "base"), "Service", m[1])
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(int(m[3]), "admin")]
+    return m[4]
+
+
+def _judged_experiment(name: str) -> None:
+    """``name`` is an experiment of deploy/base's policy that declares a hypothesis (else its verdict is 404)."""
+    policy = policy_of(one(render(DEPLOY / "base"), "ConfigMap", "mlchaos-policy"))
+    exp = next((e for e in policy.experiments if e.name == name), None)
+    assert exp is not None, f"{name} is not an experiment of deploy/base"
+    assert exp.hypothesis.asked(), f"{name} declares no hypothesis: its verdict endpoint answers 404"
+
+
+def test_litmus_probes_judge_by_the_verdict_and_the_hypothesis_metric() -> None:
+    engine = one(render(DEPLOY / "litmus"), "ChaosEngine")
+    pod = one(render(DEPLOY / "base"), "Deployment", "model")["spec"]["template"]
+    # The Litmus fault targets the model's pods, and the model container, not mlchaos's.
+    key, value = engine["spec"]["appinfo"]["applabel"].split("=")
+    assert pod["metadata"]["labels"][key] == value and engine["spec"]["appinfo"]["appkind"] == "deployment"
+    (experiment,) = engine["spec"]["experiments"]
+    env_of = {e["name"]: e["value"] for e in experiment["spec"]["components"]["env"]}
+    container(pod["spec"], env_of["TARGET_CONTAINER"])
+    assert env_of["TARGET_CONTAINER"] != "mlchaos"
+    probes = {p["type"]: p for p in experiment["spec"]["probe"]}
+    assert set(probes) == {"httpProbe", "promProbe"}
+    http = probes["httpProbe"]["httpProbe/inputs"]
+    _judged_experiment(_verdict_path(http["url"]))
+    # 200 is held: the only answer that passes (503 deviated, 425 undecided fail it).
+    assert http["method"] == {"get": {"criteria": "==", "responseCode": "200"}}
+    prom = probes["promProbe"]["promProbe/inputs"]
+    parsed = pytest.importorskip("promql_parser").parse(prom["query"])
+    assert "mlchaos_hypothesis" in prom["query"] and 'check="verdict"' in prom["query"]
+    name = re.search(r'experiment="([\w.-]+)"', prom["query"])
+    assert name is not None and name[1] == _verdict_path(http["url"])
+    # The gauge is 1 held, 0 inconclusive, -1 deviated: the minimum over the pods, at least 0.
+    assert str(parsed).startswith("min(") and prom["comparator"] == {"criteria": ">=", "value": "0"}
+    assert probes["promProbe"]["mode"] == "Continuous"
+
+
+def test_chaos_mesh_workflow_starts_the_experiment_and_aborts_on_the_verdict() -> None:
+    workflow = one(render(DEPLOY / "chaos-mesh"), "Workflow")
+    templates = {t["name"]: t for t in workflow["spec"]["templates"]}
+    assert len(templates) == len(workflow["spec"]["templates"])
+    for t in templates.values():
+        assert t["templateType"] in CHAOS_MESH_TEMPLATE_TYPES, t["name"]
+        for child in t.get("children", []):
+            assert child in templates, f"{t['name']}: no template {child}"
+    # The entry runs the Task first, then the StatusCheck beside the chaos.
+    entry = templates[workflow["spec"]["entry"]]
+    assert entry["templateType"] == "Serial"
+    task = templates[entry["children"][0]]
+    assert task["templateType"] == "Task"
+    together = templates[entry["children"][1]]
+    kinds = {templates[c]["templateType"] for c in together["children"]}
+    assert together["templateType"] == "Parallel" and kinds == {"StatusCheck", "StressChaos"}
+    check = next(templates[c] for c in together["children"] if templates[c]["templateType"] == "StatusCheck")
+    assert check["abortWithStatusCheck"] is True
+    status = check["statusCheck"]
+    assert status["type"] == "HTTP" and status["http"]["method"] == "GET"
+    assert status["http"]["criteria"] == {"statusCode": "200"}
+    experiment = _verdict_path(status["http"]["url"])
+    _judged_experiment(experiment)
+    # The Task starts that experiment on the same admin Service, with the token of the Secret mlchaos-admin.
+    c = task["task"]["container"]
+    script = " ".join(c["args"])
+    assert re.search(r"curl -f\w* .*-X POST .*Authorization: Bearer \$MLCHAOS_ADMIN_TOKEN", script), script
+    start = re.search(r"(http://\S+)/experiments/([\w.-]+)/start", script)
+    assert start is not None and start[2] == experiment
+    assert start[1] == status["http"]["url"].split("/experiments/")[0]
+    secret = load(DEPLOY / "base" / "secret.yaml")[0]
+    assert env(c)["MLCHAOS_ADMIN_TOKEN"] == {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "token"}}
+    # The stress hits the model container of deploy/base's pods.
+    stress = next(templates[c]["stressChaos"] for c in together["children"]
+                  if templates[c]["templateType"] == "StressChaos")
+    pod = one(render(DEPLOY / "base"), "Deployment", "model")["spec"]["template"]
+    assert stress["selector"]["labelSelectors"].items() <= pod["metadata"]["labels"].items()
+    for name in stress["containerNames"]:
+        assert name != "mlchaos"
+        container(pod["spec"], name)
+
+
+def _fails(doc: Doc) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, SCHEMAS[(doc["apiVersion"], doc["kind"])])
+
+
+def test_vendored_crd_schemas_catch_broken_copies() -> None:
+    """The CRD checks above are real: each of these broken copies fails."""
+    engine = one(render(DEPLOY / "litmus"), "ChaosEngine")
+    jsonschema.validate(engine, SCHEMAS[(engine["apiVersion"], engine["kind"])])
+    probe = lambda d, i: d["spec"]["experiments"][0]["spec"]["probe"][i]  # noqa: E731
+    broken = copy.deepcopy(engine)
+    probe(broken, 0)["httpProbe/input"] = probe(broken, 0).pop("httpProbe/inputs")  # misspelt
+    _fails(broken)
+    broken = copy.deepcopy(engine)
+    probe(broken, 0)["mode"] = "AtTheEnd"  # not SOT, EOT, Edge, Continuous or OnChaos
+    _fails(broken)
+    broken = copy.deepcopy(engine)
+    probe(broken, 0)["httpProbe/inputs"]["method"]["get"]["responseCode"] = 200  # a string in the CRD
+    _fails(broken)
+    broken = copy.deepcopy(engine)
+    del probe(broken, 1)["runProperties"]
+    _fails(broken)
+    broken = copy.deepcopy(engine)
+    broken["spec"]["experiments"][0]["spec"]["probes"] = broken["spec"]["experiments"][0]["spec"].pop("probe")
+    _fails(broken)  # under Litmus's x-kubernetes-preserve-unknown-fields: strict() still refuses it
+
+    workflow = one(render(DEPLOY / "chaos-mesh"), "Workflow")
+    jsonschema.validate(workflow, SCHEMAS[(workflow["apiVersion"], workflow["kind"])])
+    check = next(t for t in workflow["spec"]["templates"] if t["templateType"] == "StatusCheck")
+    broken = copy.deepcopy(workflow)
+    next(t for t in broken["spec"]["templates"] if t["name"] == check["name"])["abortWithStatusChecks"] = True
+    _fails(broken)
+    broken = copy.deepcopy(workflow)
+    next(t for t in broken["spec"]["templates"] if t["name"] == check["name"])["statusCheck"]["http"][
+        "criteria"] = {"statusCode": 200}
+    _fails(broken)
+    broken = copy.deepcopy(workflow)
+    next(t for t in broken["spec"]["templates"] if t["templateType"] == "StressChaos")["stressChaos"]["mode"] = "half"
+    _fails(broken)
+    broken = copy.deepcopy(workflow)
+    del broken["spec"]["entry"]
+    _fails(broken)
+    task = next(t for t in workflow["spec"]["templates"] if t["templateType"] == "Task")
+    container_copy = copy.deepcopy(task["task"]["container"])
+    container_copy["env"][0]["valueFrom"]["secretKeyRef"]["key"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        core_validator("io.k8s.api.core.v1.Container").validate(container_copy)
+
+
+def test_vendored_crd_schemas_say_where_they_came_from() -> None:
+    for path in sorted(CRDS.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+ \S+\.ya?ml@[0-9a-f]{40}", data["source"]), path.name
+        group, version = data["apiVersion"].split("/")
+        assert path.name.startswith(f"{data['kind'].lower()}s.{group}") and version.startswith("v")
+        # vendor.py leaves the description texts out (a property may still be called "description").
+        assert not [n for n in walk(data["schema"]) if isinstance(n, dict) and isinstance(n.get("description"), str)]

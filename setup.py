@@ -131,7 +131,10 @@ def _mypycify() -> list[object]:
     output = io.StringIO()
     try:
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            extensions = list(mypycify([*MYPY_FLAGS, *paths], opt_level="3", debug_level="1"))
+            # group_name: the shared library is the top-level module proxy__mypyc, listed after proxy in
+            # top_level.txt, where a hash name sorts first and tools that take a distribution's first top-level
+            # name (chaostoolkit's `chaos discover mlchaos`) would import it instead of the package.
+            extensions = list(mypycify([*MYPY_FLAGS, *paths], opt_level="3", debug_level="1", group_name="proxy"))
     except (Exception, SystemExit) as exc:  # any failure of the type check or of mypyc: plain Python
         print(output.getvalue(), end="", file=sys.stderr)
         if isinstance(exc, SystemExit):  # mypy's errors, or a message of mypyc's own

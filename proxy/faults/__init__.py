@@ -19,6 +19,7 @@ from .delay import Delay
 from .drop import DropConnection
 from .drop_feature import DropFeature
 from .drop_system_prompt import DropSystemPrompt
+from .duplicate_rows import DuplicateRows
 from .empty_completion import EmptyCompletion
 from .fallback import Fallback
 from .feast_error import FeastError
@@ -36,6 +37,7 @@ from .rate_limit import RateLimit
 from .registry_version import RegistryVersion
 from .rename_feature import RenameFeature
 from .reorder_features import ReorderFeatures
+from .reorder_rows import ReorderRows
 from .scramble_metadata import ScrambleMetadata
 from .shift import Shift
 from .stale import Stale
@@ -65,6 +67,8 @@ FAULTS: dict[str, type[Fault]] = {
         Status, CorruptResponse, PerturbPredictions, Patch,
         # the model registry (MLflow): its answers and the model's files
         RegistryVersion, StripSignature, ScrambleMetadata, CorruptArtifact,
+        # a data feed's table (CSV, JSON Lines, Parquet ... from an object store or a web server)
+        ReorderRows, DuplicateRows,
         # a Feast feature server's answer
         NotFound, Misalign, FeastError,
         # LLM APIs (OpenAI-compatible): the request, the answer, and the token stream

@@ -37,9 +37,19 @@ import orjson
 from .table import MISSING, FeatureTable, is_number
 
 __all__ = [
-    "CHECKSUM_HEADERS", "GENERIC_MEDIA", "body_start", "encoded", "fix_headers", "format_cell", "json_bytes",
+    "CHECKSUM_HEADERS",
+    "GENERIC_MEDIA",
+    "body_start",
+    "encoded",
+    "fix_headers",
+    "format_cell",
+    "json_bytes",
     "looks_typed",
-    "media_type", "render", "suffix", "type_cell",
+    "media_type",
+    "null_nonfinite",
+    "render",
+    "suffix",
+    "type_cell",
 ]
 
 # Content-Types that say nothing about the format: the path's suffix decides.
@@ -164,6 +174,11 @@ def format_cell(value: Any, delimiter: str, quote: bool = False, true: str = "tr
 
 
 # --------------------------------------------------------------------------------------- a table, written anew
+
+def null_nonfinite(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record with NaN and infinities as None (JSON has no token for them)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in rec.items()}
+
 
 def _records(table: FeatureTable) -> list[dict[str, Any]]:
     out = []

@@ -28,17 +28,21 @@ from .base import (
 from .delimited import CsvAdapter
 from .feast import FeastAdapter
 from .generic import GenericAdapter
+from .json_records import JsonRecordsAdapter
+from .jsonl import JsonLinesAdapter
 from .mlflow import MLflowAdapter
 from .mlflow_registry import MlflowRegistryAdapter
 from .openai import OpenAIAdapter
+from .parquet import ParquetAdapter
 from .v1 import V1Adapter
 from .v2 import V2Adapter, binary_header_length, inline_binary, pack_binary, split_binary
 
 __all__ = [
     "ADAPTERS", "DEFAULT_OPTIONS", "PREDICTIONS", "REQUEST", "RESPONSE", "STREAM", "Adapter", "AdapterOptions",
-    "BaseAdapter", "CsvAdapter", "FeastAdapter", "GenericAdapter", "MLflowAdapter", "MlflowRegistryAdapter",
-    "OpenAIAdapter", "Parsed", "Predictions", "V1Adapter", "V2Adapter", "binary_header_length", "detect",
-    "detect_response", "formats", "get_adapter", "inline_binary", "pack_binary", "split_binary",
+    "BaseAdapter", "CsvAdapter", "FeastAdapter", "GenericAdapter", "JsonLinesAdapter", "JsonRecordsAdapter",
+    "MLflowAdapter", "MlflowRegistryAdapter", "OpenAIAdapter", "ParquetAdapter", "Parsed", "Predictions", "V1Adapter",
+    "V2Adapter", "binary_header_length", "detect", "detect_response", "formats", "get_adapter", "inline_binary",
+    "pack_binary", "split_binary",
 ]
 
 ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
@@ -50,6 +54,9 @@ ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
     OpenAIAdapter(),
     # data feeds: files answered to a GET (an object store's, a web server's), detected from the response
     CsvAdapter(),
+    JsonLinesAdapter(),
+    JsonRecordsAdapter(),
+    ParquetAdapter(),
     GenericAdapter(),
 )}
 

@@ -40,6 +40,7 @@ _BOM: Final = "\ufeff"
 # The lines the delimiter is guessed from: enough to see a consistent count, few enough to cost nothing.
 _SNIFF_LINES: Final = 16
 _FIELDS: dict[str, re.Pattern[str]] = {}
+_QUOTED: Final = re.compile(r'"(?:[^"]|"")*"?')
 
 
 class CsvDetail:
@@ -64,9 +65,13 @@ class CsvDetail:
 
 def sniff_delimiter(text: str, prefer: str = ",") -> list[str]:
     """The candidate delimiters, most likely first: those that split the first lines into the same number of
-    cells (more cells first), then the rest by their count in the first line."""
-    lines = [ln for ln in text[:65536].split("\n", _SNIFF_LINES)[:_SNIFF_LINES] if ln.strip()]
-    if len(lines) > 1 and not text[:65536].endswith("\n") and len(text) > 65536:
+    cells (more cells first), then the rest found in the first line by their count there; ``,`` alone when the
+    first line holds none (a single column)."""
+    sample = text[:65536]
+    if '"' in sample:
+        sample = _QUOTED.sub("", sample)  # what quoted cells hold is no delimiter
+    lines = [ln for ln in sample.split("\n", _SNIFF_LINES)[:_SNIFF_LINES] if ln.strip()]
+    if len(lines) > 1 and len(text) > 65536:
         lines = lines[:-1]  # a line cut by the window
     scored: list[tuple[int, int, int, str]] = []
     for rank, d in enumerate(DELIMITERS):
@@ -75,7 +80,8 @@ def sniff_delimiter(text: str, prefer: str = ",") -> list[str]:
         consistent = 1 if len(counts) == 1 and first > 0 else 0
         scored.append((-consistent, -first, 0 if d == prefer else rank + 1, d))
     scored.sort()
-    return [d for _, _, _, d in scored]
+    # A delimiter absent from the first line would read every line as one cell: only for a single column.
+    return [d for _, first, _, d in scored if first < 0] or [","]
 
 
 def _field_pattern(delimiter: str) -> re.Pattern[str]:
@@ -245,7 +251,10 @@ class CsvAdapter(BaseAdapter):
                     texts.append(format_cell(v, d, False, true, false))
             out_cols.append(texts)
         for i in range(n):
-            lines.append(d.join(c[i] for c in out_cols))
+            line = d.join(c[i] for c in out_cols)
+            # A blank line is no row to most readers (pandas skips them): one empty cell is written quoted, as
+            # the stdlib's csv writer does.
+            lines.append(line or '""')
         text = detail.terminator.join(lines)
         if detail.final and lines:
             text += detail.terminator

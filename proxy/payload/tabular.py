@@ -16,9 +16,12 @@ the wrong reason: a checksum that no longer matches is not the failure the fault
   dropped: it cannot be recomputed from the body alone. A weak ``W/`` prefix is kept.
 - ``Content-MD5``: recomputed (base64 of the new body's MD5).
 - ``x-amz-checksum-crc32``/``-crc32c``/``-crc64nvme``/``-sha1``/``-sha256`` and ``x-amz-checksum-type``:
-  dropped. botocore validates the first present of these against the body it read when the GetObject asked for
-  checksums (``ChecksumMode: ENABLED``, which botocore >= 1.36 sends by default); without them there is nothing
-  to validate. A full-object checksum could be recomputed, but a composite (multipart) one cannot.
+  dropped. botocore (read in 1.44: ``httpchecksum.handle_checksum_body``) validates the first of these present,
+  in its priority order, against the body it read, and raises FlexibleChecksumError on a mismatch, whenever the
+  GetObject asked for checksums: ``ChecksumMode: ENABLED``, which ``handlers._handle_request_validation_mode_member``
+  sets by default (``response_checksum_validation="when_supported"``, the default since 1.36). It skips a
+  composite value (with a ``-``); without any there is nothing to validate. It checks neither the ETag nor a
+  Content-MD5 of an answer (Content-MD5 only goes on requests).
 - ``Last-Modified``, ``x-amz-version-id`` and everything else: kept (``stale_object`` serves an older version's).
 """
 

@@ -273,7 +273,7 @@ class CsvAdapter(BaseAdapter):
                 looked = [i for i in range(n) if column[i] is not before[i]]
             else:
                 texts = [raws[r] if r is not None else "" for r in rows]
-                looked = [i for i in range(n) if rows[i] is None or column[i] is not before[rows[i]]]
+                looked = [i for i, r in enumerate(rows) if r is None or column[i] is not before[r]]
             spelled: tuple[str, str] | None = None
             for i in looked:
                 v, r = column[i], rows[i]

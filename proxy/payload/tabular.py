@@ -169,7 +169,12 @@ def format_cell(value: Any, delimiter: str, quote: bool = False, true: str = "tr
         return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
     if is_number(value):
         return str(value)
-    text = value if isinstance(value, str) else json_bytes(value).decode("utf-8")
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (list, dict)):
+        text = json_bytes(value).decode("utf-8")
+    else:
+        text = str(value)  # a Parquet timestamp, date or decimal
     if quote or delimiter in text or '"' in text or "\n" in text or "\r" in text or looks_typed(text) \
             or text != text.strip():
         return '"' + text.replace('"', '""') + '"'

@@ -304,3 +304,30 @@ def test_abort_s3_error_conflicts_are_refused(fault: dict[str, Any], where: str)
     errors = Errors()
     assert parse_fault({"type": "abort", **fault}, "f", errors) is None
     assert any(path == f"f.{where}" for path, _ in errors.problems), errors.problems
+
+
+def test_format_swap_of_a_file_already_in_the_format_changes_nothing() -> None:
+    from proxy.faults.format_swap import swapped
+    from proxy.payload.adapters import get_adapter
+
+    csv_table = get_adapter("csv").read(CSV_BODY, direction="response")
+    assert csv_table is not None and swapped(csv_table, "csv") is None
+    assert swapped(csv_table, "csv_pipe") == CSV_BODY.replace(b",", b"|")
+    lines = get_adapter("jsonl").read(b'{"a": 1}\n', direction="response")
+    assert lines is not None and swapped(lines, "jsonl") is None and swapped(lines, "csv") == b"a\n1\n"
+
+
+def test_format_swap_writes_parquet_cells_as_text() -> None:
+    import datetime
+
+    from proxy.faults.format_swap import swapped
+    from proxy.payload.adapters import get_adapter
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"ts": [datetime.datetime(2025, 1, 1, 12)], "x": [1.5]}), sink)
+    table = get_adapter("parquet").read(sink.getvalue().to_pybytes(), direction="response")
+    assert table is not None
+    assert swapped(table, "csv") == b"ts,x\n2025-01-01 12:00:00,1.5\n"
+    assert swapped(table, "jsonl") == b'{"ts":"2025-01-01T12:00:00","x":1.5}\n'

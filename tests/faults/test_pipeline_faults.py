@@ -40,6 +40,8 @@ class Files:
         self.objects[key] = (body, content_type, modified)
 
     async def handle(self, request: web.Request) -> web.Response:
+        if request.method != "GET":
+            return web.Response(status=200, headers={"ETag": '"d41d8cd98f00b204e9800998ecf8427e"'})  # PutObject
         self.gets += 1
         key = request.match_info["key"]
         if key not in self.objects:
@@ -331,3 +333,12 @@ def test_format_swap_writes_parquet_cells_as_text() -> None:
     assert table is not None
     assert swapped(table, "csv") == b"ts,x\n2025-01-01 12:00:00,1.5\n"
     assert swapped(table, "jsonl") == b'{"ts":"2025-01-01T12:00:00","x":1.5}\n'
+
+
+async def test_stale_object_remembers_gets_only(start_upstream, start_sidecar):
+    sc, _ = await _faulted(start_upstream, start_sidecar, [{"type": "stale_object"}], "d.csv", CSV_BODY)
+    async with aiohttp.ClientSession() as s, \
+            s.put(f"http://127.0.0.1:{sc.proxy_port}/bucket/d.csv", data=b"x", headers=FORCE_CHAOS) as r:
+        assert r.status == 200 and await r.read() == b""
+    _, _, body = await _get(sc.proxy_port, "d.csv")
+    assert body == CSV_BODY  # the PUT's answer was not taken for an earlier version

@@ -21,9 +21,9 @@ from ..wire import LEN, Field, Tensor, decode, field_string, read_tensors, write
 from .base import DEFAULT_OPTIONS, PREDICTIONS, REQUEST, RESPONSE, AdapterOptions, BaseAdapter, Parsed, Predictions
 from .v2 import V2Adapter
 
-__all__ = ["GrpcDoc", "V2GrpcAdapter"]
+__all__ = ["GRPC_INFER_PATH", "GrpcDoc", "V2GrpcAdapter"]
 
-_PATH = re.compile(r"^/inference\.GRPCInferenceService/Model(?:Stream)?Infer$")
+GRPC_INFER_PATH = re.compile(r"^/inference\.GRPCInferenceService/Model(?:Stream)?Infer$")
 _V2 = V2Adapter()
 # Marks each tensor of the JSON view with the index of the tensor it came from (kept through the V2 write).
 _ORIGIN = "_tensor"
@@ -43,12 +43,12 @@ class GrpcDoc:
         try:
             fields = decode(message)
             tensors = read_tensors(fields, direction)
+            content_type = _content_type(fields)
         except (ValueError, UnicodeDecodeError):
             return None
         key = "outputs" if direction == RESPONSE else "inputs"
         json: dict[str, Any] = {key: [{"name": t.name, "shape": list(t.shape), "datatype": t.datatype,
                                        "data": t.values, _ORIGIN: i} for i, t in enumerate(tensors)]}
-        content_type = _content_type(fields)
         if content_type is not None:
             json["parameters"] = {"content_type": content_type}
         return cls(fields, direction, tensors, json)
@@ -100,7 +100,7 @@ class V2GrpcAdapter(BaseAdapter):
     name: ClassVar[str] = "v2_grpc"
     HELP: ClassVar[str] = ("Open Inference Protocol over gRPC (ModelInfer of Triton, KServe, MLServer): tensors typed "
                            "or raw, read as v2 reads JSON.")
-    PATH: ClassVar[re.Pattern[str] | None] = _PATH
+    PATH: ClassVar[re.Pattern[str] | None] = GRPC_INFER_PATH
     READS: ClassVar[frozenset[str]] = frozenset({REQUEST, RESPONSE, PREDICTIONS})
 
     def decode(self, message: bytes, direction: str) -> GrpcDoc | None:

@@ -12,6 +12,8 @@ import pytest
 
 from tests.dataplane.conftest import FORCE_CHAOS, FORCE_CONTROL, chaos_experiment
 
+pytest.importorskip("grpc")
+
 from .conftest import UpstreamServer, grpc
 from .infer import RAW, TYPED, model, request, tensors, version
 

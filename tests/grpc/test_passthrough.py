@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+pytest.importorskip("grpc")
+
 from .conftest import INIT, TRAIL, UpstreamServer, grpc
 
 aio = grpc.aio

@@ -242,7 +242,10 @@ class GrpcEdge:
                 return await self._short_circuit(ex, context)
             call = ex.call
             assert call.body is not None
+            # The client's remaining time; without one, timeouts.response bounds the wait as it does for HTTP.
             timeout = context.time_remaining()
+            if timeout is None:
+                timeout = self.plane.timeouts.response
             upcall = self._unary_stub(ex.upstream_name, call.path)(call.body, metadata=call.metadata, timeout=timeout)
             t_up = ex.loop.time()
             try:

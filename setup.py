@@ -41,6 +41,12 @@ HOT = [
     "proxy/edges/http1/upstream.py",
     "proxy/edges/http1/request.py",
     "proxy/edges/http1/framing.py",
+    # the gRPC edge's exchange (a compiled Exchange is subclassed only by compiled classes); server.py, the
+    # grpcio side, stays interpreted
+    "proxy/edges/grpc/exchange.py",
+    "proxy/edges/grpc/call.py",
+    "proxy/edges/grpc/status.py",
+    "proxy/edges/grpc/payload.py",
     # every request an experiment matches: the router, the cohort hash, the metrics, the kill switch's guards
     "proxy/routing.py",
     "proxy/experiments.py",
@@ -77,6 +83,8 @@ HOT = [
     "proxy/payload/adapters/json_records.py",
     "proxy/payload/adapters/parquet.py",
     "proxy/payload/tabular.py",
+    "proxy/payload/adapters/v2_grpc.py",
+    "proxy/payload/wire.py",
     # LLM answers of chaos and control: the stream meter and the event framer it runs per chunk
     "proxy/payload/sse.py",
     "proxy/observe/llm.py",

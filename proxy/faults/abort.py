@@ -19,6 +19,7 @@ import orjson
 
 from ..declare.errors import Errors
 from ..declare.fields import Field
+from ..edges.grpc.status import CODE_NAMES, CODES
 from .base import Fault, FaultContext, Outcome, Reply
 
 # S3 error code -> (status, S3's message).
@@ -40,7 +41,10 @@ _VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Abort(Fault):
     type: ClassVar[str] = "abort"
-    HELP: ClassVar[str] = "Answer with an HTTP status (503, 500, 429 ...) instead of calling the model."
+    HELP: ClassVar[str] = ("Answer with an HTTP status (503, 500, 429 ...) instead of calling the model; a gRPC call "
+                           "gets grpc_status, or the code of status by gRPC's HTTP-to-gRPC table (429, 502, 503, "
+                           "504: UNAVAILABLE; 400: INTERNAL; 401: UNAUTHENTICATED; 403: PERMISSION_DENIED; 404: "
+                           "UNIMPLEMENTED; others UNKNOWN).")
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Field("status", "integer", default=503, minimum=200, maximum=599, help="Status code of the reply."),
         Field("body", "any", default=None,
@@ -52,10 +56,14 @@ class Abort(Fault):
               help="Body in the MLflow REST API's error shape {\"error_code\", \"message\"}, e.g. "
                    "RESOURCE_DOES_NOT_EXIST or TEMPORARILY_UNAVAILABLE (instead of body)."),
         Field("message", "string", default=None,
-              help="With error_code or s3_error: its message (default: the reason phrase, or S3's message)."),
+              help="With error_code or s3_error: its message (default: the reason phrase, or S3's message); with "
+                   "grpc_status: the status details."),
         Field("s3_error", "choice", default=None, choices=tuple(S3_ERRORS),
               help="An S3-shaped XML error with this code and its status (SlowDown 503, NoSuchKey 404, "
                    "AccessDenied 403, InternalError 500 ...), instead of body; a new RequestId per answer."),
+        Field("grpc_status", "choice", default=None, choices=CODE_NAMES[1:],
+              help="A gRPC call's status code (UNAVAILABLE, RESOURCE_EXHAUSTED ...); HTTP clients get it as the "
+                   "grpc-status header."),
     )
 
     reply: Reply = field(default_factory=lambda: Reply(503))
@@ -91,8 +99,8 @@ class Abort(Fault):
                 errors.add(f"{path}.error_code", "give body or error_code, not both")
                 return None
             body = {"error_code": values["error_code"], "message": values["message"] or phrase}
-        elif values["message"] is not None and s3_body is None:
-            errors.add(f"{path}.message", "message goes with error_code or s3_error")
+        elif values["message"] is not None and s3_body is None and values["grpc_status"] is None:
+            errors.add(f"{path}.message", "message goes with error_code, s3_error or grpc_status")
             return None
         if body is None:
             payload, ctype = orjson.dumps({"error": phrase}), "application/json"
@@ -118,6 +126,10 @@ class Abort(Fault):
             headers.append(("retry-after", str(round(values["retry_after"]))))
         if s3_body is not None:
             ctype = "application/xml"
+        if values["grpc_status"] is not None:
+            # The gRPC edge answers with this code; its details are the message (default: the code's name).
+            code = values["grpc_status"]
+            headers += [("grpc-status", str(CODES[code])), ("grpc-message", values["message"] or code)]
         reply = Reply(status, payload, tuple(headers), ctype)
         return cls(probability=values["probability"], reply=reply, s3_body=s3_body)
 

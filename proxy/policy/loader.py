@@ -34,6 +34,8 @@ from .model import (
     CohortOverride,
     DailyWindow,
     Experiment,
+    GrpcSettings,
+    GrpcTls,
     HypothesisSpec,
     KillSwitch,
     Limits,
@@ -134,6 +136,7 @@ def compile_policy(raw: object, source: str = "") -> Policy:
     staging = values.get("environment") == "staging"
     experiments, shares = _experiments(values.get("experiments"), upstreams, errors, staging)
     webhook = _webhook(values.get("webhook"), errors)
+    grpc = _grpc(values.get("grpc"), listen, admin.listen, errors)
     blast_radius = values.get("max_blast_radius")
     if blast_radius is not None and not staging and blast_radius > MAX_BLAST_RADIUS_PERCENT * BUCKETS / 100:
         errors.add("max_blast_radius", f"must be <= {MAX_BLAST_RADIUS_PERCENT:g} (100 with environment: staging), "
@@ -143,7 +146,8 @@ def compile_policy(raw: object, source: str = "") -> Policy:
     _check_total_share(shares, errors)
     errors.raise_if_any()
     return _assemble(Policy, values, upstreams=upstreams, admin=admin, timeouts=timeouts, limits=limits,
-                     cohort_override=override, experiments=tuple(experiments), webhook=webhook, source=source)
+                     cohort_override=override, experiments=tuple(experiments), webhook=webhook, grpc=grpc,
+                     source=source)
 
 
 def _unreachable() -> NoReturn:
@@ -198,6 +202,27 @@ def _limits(raw: object, errors: Errors) -> Limits:
     if inspect is not None and body is not None and inspect > body:
         errors.add("limits.inspect_body_bytes", f"must be <= max_body_bytes ({body}), got {inspect}")
     return Limits(**values)
+
+
+def _grpc(raw: object, listen: Address | None, admin: Address, errors: Errors) -> GrpcSettings | None:
+    """The gRPC listener's settings. Whether grpcio is installed is the sidecar's startup check: a policy
+    validates the same on any machine."""
+    if raw is None:
+        return None
+    values = read_fields(fields_of(GrpcSettings), raw, "grpc", errors)
+    if values is None:
+        return None
+    # An absent tls section is h2c, not a TLS section missing its files.
+    tls = values.get("tls")
+    values["tls"] = None if tls is None else build(GrpcTls, tls, "grpc.tls", errors)
+    address = values.get("listen")
+    if address is not None:
+        for other, name in ((listen or Address("127.0.0.1", 8000), "listen"), (admin, "admin.listen")):
+            if _same_socket(address, other):
+                errors.add("grpc.listen", f"must differ from {name} ({other})")
+    if "listen" not in values or "upstream" not in values:
+        return None
+    return GrpcSettings(**values)
 
 
 def _webhook(raw: object, errors: Errors) -> Webhook | None:
@@ -368,11 +393,33 @@ def _match(raw: object, path: str, errors: Errors) -> Match:
     if raw is None:
         return Match()
     values = _read(Match, raw, path, errors)
-    methods = _methods(values.get("method"), f"{path}.method", errors)
+    grpc = _grpc_methods(values, path, errors)
+    methods = grpc.pop("methods") if grpc else _methods(values.get("method"), f"{path}.method", errors)
     headers = _header_globs(values.get("headers"), f"{path}.headers", errors)
     # A copy, so nothing that later edits the parsed document reaches the frozen policy.
     source = copy.deepcopy(raw) if isinstance(raw, dict) else {}
-    return _assemble(Match, values, methods=methods, headers=headers, source=source)
+    return _assemble(Match, values, methods=methods, headers=headers, source=source, **grpc)
+
+
+def _grpc_methods(values: dict[str, Any], path: str, errors: Errors) -> dict[str, Any]:
+    """``method: /package.Service/Method`` names gRPC methods: a gRPC call is a POST to its method's path, so
+    they match as ``method: POST`` with a path that is one of them. Taken out of ``values``; the rest is HTTP's."""
+    given = values.get("method")
+    calls = [m for m in given or () if m.startswith("/")]
+    if not calls:
+        return {}
+    if len(calls) != len(given or ()):
+        errors.add(f"{path}.method", "list gRPC methods (/package.Service/Method) or HTTP methods, not both")
+    elif values.get("path") is not None:
+        errors.add(f"{path}.method", "a gRPC method is a path: give it in method or in path, not both")
+    for call in calls:
+        if not _GRPC_METHOD.fullmatch(call):
+            errors.add(f"{path}.method", f"{show(call)} is not a gRPC method path (/package.Service/Method)")
+    del values["method"]
+    return {"methods": frozenset({"POST"}), "path": re.compile("|".join(re.escape(c) for c in calls))}
+
+
+_GRPC_METHOD = re.compile(r"/[A-Za-z0-9_.]+/[A-Za-z0-9_]+")
 
 
 def _methods(value: tuple[str, ...] | None, path: str, errors: Errors) -> frozenset[str] | None:

@@ -19,7 +19,7 @@ class GrpcCall:
     """The request facts of one call (``routing.RequestFacts``), and the message of a unary request."""
 
     __slots__ = ("body", "client_ip", "cohort_header", "experiment_header", "metadata", "method", "path",
-                 "token_header")
+                 "shadow", "token_header")
 
     def __init__(self, path: str, metadata: list[tuple[str, str | bytes]], client_ip: bytes,
                  body: bytes | None) -> None:
@@ -33,6 +33,8 @@ class GrpcCall:
         self.cohort_header: bytes | None = None
         self.token_header: bytes | None = None
         self.experiment_header: bytes | None = None
+        # The shadow twin is HTTP-only (observe/shadow.py): no gRPC call is one.
+        self.shadow = False
         for key, value in metadata:
             if key.startswith("x-mlchaos-"):
                 if key == "x-mlchaos-cohort":

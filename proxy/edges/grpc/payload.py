@@ -61,8 +61,8 @@ class GrpcPayload(ExchangePayload):
         out = adapter.write_predictions(doc, preds, self.options)
         return None if out is None else out.encode()
 
-    def response_table(self, body: bytes) -> Parsed | None:
-        adapter = self._grpc_adapter()
+    def response_table(self, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> Parsed | None:
+        adapter = self._grpc_adapter()  # a ModelInferResponse: no file format to detect from headers
         doc = GrpcDoc.of(body, RESPONSE) if adapter is not None else None
         parsed = adapter.read(doc, self.options, direction=RESPONSE) if adapter is not None and doc is not None \
             else None

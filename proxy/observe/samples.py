@@ -242,6 +242,14 @@ class SampleWriter:
         self.open[CHAOS] = not all(self._full("chaos/" + k) for k in self.chaos_keys)
         return done
 
+    def verdicts(self) -> dict[str, Any] | None:
+        """What ``mlchaos expectations`` last wrote beside these samples (expectations.json), if it ran."""
+        try:
+            found: dict[str, Any] = json.loads((self.root / "expectations.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return found
+
     def report(self) -> dict[str, Any]:
         return {"dir": str(self.root), "files": dict(self.files), "rows": dict(self.rows), "dropped": self.dropped,
                 "unreadable": self.unreadable}

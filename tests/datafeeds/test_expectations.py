@@ -1,0 +1,116 @@
+"""Did validation notice? A real Great Expectations suite over the samples a real sidecar wrote.
+
+nginx serves the feed behind mlchaos; two experiments with ``samples`` run one after the other, each putting
+half the reads in chaos and half in control (drawn per request): ``truncated`` cuts the CSV in half (pandas
+reads a short table whose last row is cut mid-line), ``throttled`` only slows it. ``mlchaos expectations``
+runs the suite in the Great Expectations venv: the truncation is caught, the throttle missed (the data is
+intact: no data suite can see it), and the exit status says a fault was missed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.observe.report import render_report
+from tests.datafeeds import harness
+from tests.servers.harness import request
+
+pytestmark = pytest.mark.slow
+
+SUITE = {
+    "name": "feed",
+    "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "qty"}},
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "city", "value_set": ["oslo", "lima",
+                                                                                                   "pune"]}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "amount", "min_value": 0,
+                                                                   "max_value": 100}},
+    ],
+}
+READS = 24
+
+
+def _experiment(name: str, fault: dict[str, Any], samples: Path) -> dict[str, Any]:
+    return {"name": name, "chaos": 50, "control": 50, "enabled": False, "faults": [fault],
+            "kill_switch": {"enabled": False}, "samples": {"dir": str(samples), "max_files": 4}}
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("samples")
+
+
+@pytest.fixture(scope="module")
+def sidecar(nginx: harness.Nginx, samples: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[harness.Sidecar]:
+    experiments = [_experiment("truncated", {"type": "corrupt_response", "mode": "truncate"}, samples),
+                   _experiment("throttled", {"type": "throttle", "rate": "256KiB"}, samples)]
+    proxy = harness.Sidecar(nginx.url, experiments, tmp_path_factory.mktemp("mlchaos-ge"))
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def _wait_for(files: list[Path], seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not all(f.exists() for f in files):
+        assert time.monotonic() < deadline, f"no samples after {seconds:g} s: {[str(f) for f in files]}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def written(sidecar: harness.Sidecar, clients: harness.Clients, samples: Path) -> Path:
+    for name, fault in (("truncated", "corrupt_response"), ("throttled", "throttle")):
+        with sidecar.running(name):
+            for _ in range(READS):
+                clients.ok({"op": "read", "url": sidecar.url + "/feeds/data.csv", "kind": "csv"})
+        _wait_for([samples / name / "control" / "00001.jsonl", samples / name / "chaos" / fault / "00001.jsonl"])
+    return samples
+
+
+def test_samples_hold_what_each_cohort_was_served(written: Path) -> None:
+    control = [json.loads(line) for line in (written / "truncated/control/00001.jsonl").read_text().splitlines()]
+    chaos = [json.loads(line) for line in
+             (written / "truncated/chaos/corrupt_response/00001.jsonl").read_text().splitlines()]
+    assert control == harness.ROWS
+    # Half a CSV: the rows before the cut as they were, then the row the cut went through.
+    assert 0 < len(chaos) < len(harness.ROWS) and chaos[:-1] == harness.ROWS[:len(chaos) - 1]
+    assert chaos[-1] != harness.ROWS[len(chaos) - 1]
+    # Bounded: at most max_files per cohort and fault.
+    assert 1 <= len(list((written / "truncated/control").glob("*.jsonl"))) <= 4
+
+
+def test_expectations_reports_the_caught_and_the_missed_fault(written: Path, tmp_path: Path,
+                                                              sidecar: harness.Sidecar) -> None:
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps(SUITE))
+    python = harness.venv("great-expectations") / "bin" / "python"
+    done = subprocess.run([sys.executable, "-m", "proxy", "expectations", "--suite", str(suite), "--samples",
+                           str(written), "--python", str(python)], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 1, done.stdout + done.stderr  # a fault was missed
+    assert "truncated/corrupt_response: caught" in done.stdout
+    assert "throttled/throttle: missed" in done.stdout
+    found = json.loads((written / "truncated" / "expectations.json").read_text())
+    verdicts = {v["expectation"].partition("(")[0]: v["verdict"] for v in found["verdicts"]}
+    # The cut row lost its qty (null) or its city ends mid-word: one of the two catches it, nothing is broken.
+    assert "caught" in (verdicts["expect_column_values_to_not_be_null"],
+                        verdicts["expect_column_values_to_be_in_set"])
+    assert verdicts["expect_column_values_to_be_between"] == "missed"
+    throttled = json.loads((written / "throttled" / "expectations.json").read_text())
+    assert {v["verdict"] for v in throttled["verdicts"]} == {"missed"}
+
+    # The same verdicts in the experiment's report.
+    report = request("GET", f"{sidecar.admin_url}/experiments/truncated/report").json()
+    assert report["expectations"]["faults"] == {"truncated/corrupt_response": "caught"}
+    page = render_report(report)
+    assert "<h2>Data validation</h2>" in page and ">caught</span>" in page and ">missed</span>" in page

@@ -70,7 +70,7 @@ def find_tables(samples: Path) -> dict[str, dict[str, list[str]]]:
         tables = {"control": _sample_files(exp / "control")}
         chaos = exp / "chaos"
         for fault_dir in sorted(chaos.iterdir()) if chaos.is_dir() else []:
-            if fault_dir.is_dir() and fault_dir.name != "none":  # chaos requests no fault drew are no fault's
+            if fault_dir.is_dir():
                 tables[fault_dir.name] = _sample_files(fault_dir)
         if tables["control"] and any(files for name, files in tables.items() if name != "control"):
             found[exp.name] = tables

@@ -6,7 +6,7 @@ bookkeeping task drains it (``drain``), reading each body as a table in a worker
 file under::
 
     DIR/EXPERIMENT/control/00001.jsonl
-    DIR/EXPERIMENT/chaos/FAULT/00001.jsonl     # FAULT: the faults applied, joined by "+"; "none" if none drew
+    DIR/EXPERIMENT/chaos/FAULT/00001.jsonl     # FAULT: the faults applied, joined by "+"
 
 until a (cohort, fault) has ``max_files`` files or ``max_rows`` rows (then its responses are no longer copied:
 ``open`` tells the data plane). Experiments without samples cost the data plane one ``is None`` test.
@@ -183,8 +183,9 @@ class SampleWriter:
         self.open = [True, True]
         self.files: dict[str, int] = {}
         self.rows: dict[str, int] = {}
-        # The chaos keys that can occur: each fault alone, and none (a fault's probability below 1).
-        self.chaos_keys = {*fault_types, "none"}
+        # The chaos keys that fill up: each fault alone (a request several faults drew has a key of its own,
+        # bounded as every key is, but the cohort does not wait for it).
+        self.chaos_keys = set(fault_types)
         self.dropped = 0
         self.unreadable = 0
         self.written = 0
@@ -202,10 +203,12 @@ class SampleWriter:
     def key(cohort: int, applied: tuple[str, ...]) -> str:
         if cohort == CONTROL:
             return "control"
-        return "chaos/" + ("+".join(dict.fromkeys(applied)) if applied else "none")
+        return "chaos/" + "+".join(dict.fromkeys(applied))
 
     def _write_one(self, item: tuple[int, tuple[str, ...], str, str, bytes]) -> None:
         cohort, applied, path, content_type, body = item
+        if cohort != CONTROL and not applied:
+            return  # a chaos request no fault drew (probability below 1): its table is no fault's
         key = self.key(cohort, applied)
         files, rows_so_far = self.files.get(key, 0), self.rows.get(key, 0)
         if files >= self.max_files or rows_so_far >= self.max_rows:

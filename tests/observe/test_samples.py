@@ -21,7 +21,7 @@ from proxy.routing import UNASSIGNED, Assignment
 from tests.conftest import policy_from
 
 CSV = b"id,amount,city\n1,1.5,oslo\n2,,lima\n3,3,pune\n"
-ROWS = [{"id": 1, "amount": 1.5, "city": "oslo"}, {"id": 2, "amount": None, "city": "lima"},
+ROWS: list[dict[str, Any]] = [{"id": 1, "amount": 1.5, "city": "oslo"}, {"id": 2, "amount": None, "city": "lima"},
         {"id": 3, "amount": 3, "city": "pune"}]
 JSONL = b"".join(json.dumps(r).encode() + b"\n" for r in ROWS)
 

@@ -72,6 +72,11 @@ HOT = [
     "proxy/payload/adapters/generic.py",
     "proxy/payload/adapters/feast.py",
     "proxy/payload/adapters/openai.py",
+    "proxy/payload/adapters/delimited.py",
+    "proxy/payload/adapters/jsonl.py",
+    "proxy/payload/adapters/json_records.py",
+    "proxy/payload/adapters/parquet.py",
+    "proxy/payload/tabular.py",
     # LLM answers of chaos and control: the stream meter and the event framer it runs per chunk
     "proxy/payload/sse.py",
     "proxy/observe/llm.py",

@@ -581,6 +581,7 @@ def payload_chunk(seed: int, chunk: int, size: int, verbose: bool = False) -> Pa
 
     from proxy import payload as P
     from proxy.payload.adapters import AdapterOptions
+    from proxy.payload.tabular import render
 
     options = (AdapterOptions(), AdapterOptions(feature_names=("a", "b", "c")),
                AdapterOptions(features_pointer="/x", predictions_pointer="/predictions"),
@@ -621,23 +622,37 @@ def payload_chunk(seed: int, chunk: int, size: int, verbose: bool = False) -> Pa
                 crash(adapter, step, exc)
                 return None
 
-        def serializes(out: Any, nan_token: bool) -> None:
+        def serializes(out: Any, nan_token: bool, adapter: Any = None, opts: Any = None) -> None:
+            if isinstance(out, bytes):  # a file format's writer: its output must read back
+                adapter.read_response_strict(out, opts)
+                return
             P.loads(P.dumps(out, nan_token=nan_token))
 
+        # File formats (CSV, JSON Lines ...) read bytes: the document as JSON, and each table a JSON adapter read
+        # from it written afresh in a file format.
+        bodies: list[bytes] = [P.dumps(doc)]
         for name, adapter in P.ADAPTERS.items():
             opts = rng.choice(options)
+            given = rng.choice(bodies) if adapter.RAW else doc
             # Both sides an adapter may read a table from: the request's features and the answer's.
             sides = (("request", adapter.read_strict), ("response", adapter.read_response_strict))
             for direction, strict_read in sides:
                 read = "read" if direction == "request" else "read response"
                 parsed = guarded(name, read, strict_read,
                                  lambda d, o, adapter=adapter, direction=direction: adapter.read(d, o, direction),
-                                 doc, opts)
+                                 given, opts)
                 step = "write unchanged"
                 if parsed is not None:
                     try:
                         parsed.table.validate()
-                        serializes(adapter.write(parsed, parsed.table.copy(), opts), rng.random() < 0.3)
+                        if not adapter.RAW and len(bodies) < 4:
+                            step = "render"
+                            fmt, delimiter = rng.choice((("csv", ","), ("csv", ";"), ("jsonl", ","),
+                                                         ("json_records", ",")))
+                            bodies.append(render(parsed.table, fmt, delimiter))
+                            step = "write unchanged"
+                        serializes(adapter.write(parsed, parsed.table.copy(), opts), rng.random() < 0.3, adapter,
+                                   opts)
                         fname = rng.choice(mutation_names)
                         step = f"mutate {fname}"
                         m = P.MUTATIONS[fname](parsed.table, **_mutation_kwargs(fname, list(parsed.table.names), rng,
@@ -646,7 +661,7 @@ def payload_chunk(seed: int, chunk: int, size: int, verbose: bool = False) -> Pa
                         step = f"write after {fname}"
                         m.table.validate()
                         out = adapter.write(parsed, m.table, opts)
-                        serializes(out, rng.random() < 0.3)
+                        serializes(out, rng.random() < 0.3, adapter, opts)
                         if name == "v2" and direction == "request" and isinstance(out, dict) and rng.random() < 0.2:
                             step = "pack_binary"
                             body, n = P.pack_binary(out)

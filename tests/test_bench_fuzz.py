@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from proxy.payload import ADAPTERS, MUTATIONS
 from tests.benchmark_scripts import load
 
 fuzz = load("fuzz")
@@ -27,7 +28,10 @@ def test_payload_mutations_against_every_adapter_do_not_crash() -> None:
     for name in ("v2", "v1", "mlflow", "generic"):
         assert stats.steps[f"{name} read"] == 2000
         assert stats.steps[f"{name} mutate+write"] > 0, name
-    assert len(stats.mutations) == 11  # the ten table mutations and perturb
+    # File formats: the fuzzer writes the tables the JSON adapters read as CSV, JSON Lines and JSON records.
+    for name in ("csv", "jsonl", "json_records"):
+        assert ADAPTERS[name].RAW and stats.steps[f"{name} response mutate+write"] > 0, name
+    assert len(stats.mutations) == len(MUTATIONS) + 1  # the table mutations and perturb
     again = fuzz.payload_chunk(11, 2, 500)
     assert again.steps == fuzz.payload_chunk(11, 2, 500).steps
 

@@ -19,10 +19,12 @@ from .delay import Delay
 from .drop import DropConnection
 from .drop_feature import DropFeature
 from .drop_system_prompt import DropSystemPrompt
+from .duplicate_rows import DuplicateRows
 from .empty_completion import EmptyCompletion
 from .fallback import Fallback
 from .feast_error import FeastError
 from .first_token_delay import FirstTokenDelay
+from .format_swap import FormatSwap
 from .malformed_chunk import MalformedChunk
 from .max_tokens_clamp import MaxTokensClamp
 from .misalign import Misalign
@@ -36,9 +38,11 @@ from .rate_limit import RateLimit
 from .registry_version import RegistryVersion
 from .rename_feature import RenameFeature
 from .reorder_features import ReorderFeatures
+from .reorder_rows import ReorderRows
 from .scramble_metadata import ScrambleMetadata
 from .shift import Shift
 from .stale import Stale
+from .stale_object import StaleObject
 from .stall import Stall
 from .status import Status
 from .stream_error import StreamError
@@ -65,6 +69,8 @@ FAULTS: dict[str, type[Fault]] = {
         Status, CorruptResponse, PerturbPredictions, Patch,
         # the model registry (MLflow): its answers and the model's files
         RegistryVersion, StripSignature, ScrambleMetadata, CorruptArtifact,
+        # a data feed's table (CSV, JSON Lines, Parquet ... from an object store or a web server)
+        ReorderRows, DuplicateRows, FormatSwap, StaleObject,
         # a Feast feature server's answer
         NotFound, Misalign, FeastError,
         # LLM APIs (OpenAI-compatible): the request, the answer, and the token stream

@@ -17,9 +17,10 @@ import numpy as np
 
 from ..declare.fields import Field
 from ..payload import FeatureTable, Mutation, Parsed
+from ..payload.tabular import fix_headers
 from .base import Fault, FaultContext, Outcome, ResponseView
 
-__all__ = ["FEATURE_FIELDS", "RNG", "FeatureFault"]
+__all__ = ["FEATURE_FIELDS", "RNG", "FeatureFault", "rewrite"]
 
 # Which rows and cells a fault picks is a fresh draw per request, not a function of the sticky key.
 RNG = np.random.default_rng()
@@ -30,6 +31,13 @@ FEATURE_FIELDS: tuple[Field, ...] = (
     Field("target", "choice", default="request", choices=("request", "response"),
           help="Whose features: the request's, or the response's (read after the upstream answers)."),
 )
+
+
+def rewrite(view: ResponseView, body: bytes) -> None:
+    """Send ``body`` instead of the response's, its ETag, Content-MD5 and checksum headers fixed or dropped so
+    that the client does not reject it for the wrong reason (``proxy.payload.tabular``, per header)."""
+    view.headers = fix_headers(view.headers, body)
+    view.body = body
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,15 +65,15 @@ class FeatureFault(Fault):
         return None
 
     def _change_response(self, view: ResponseView, ctx: FaultContext) -> None:
-        if not 200 <= view.status < 300:
-            return  # an error answer carries no features: it goes on as it came
+        if not 200 <= view.status < 300 or view.status == 206:
+            return  # an error answer carries no features, a range (206) only part of a file: as they came
         payload = ctx.payload()
-        parsed = payload.response_table(view.body)
+        parsed = payload.response_table(view.body, view.headers)
         if parsed is None:
             return
         changed = self.change(parsed, ctx)
         if changed is not None:
-            view.body = payload.write_response_table(*changed)
+            rewrite(view, payload.write_response_table(*changed))
 
     def change(self, parsed: Parsed, ctx: FaultContext) -> tuple[Parsed, FeatureTable] | None:
         """What to write back for a response's features (None: leave the body as it came). Faults that change

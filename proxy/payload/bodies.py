@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .adapters import AdapterOptions, BaseAdapter, Parsed, Predictions, detect, get_adapter
+from .adapters import AdapterOptions, BaseAdapter, Parsed, Predictions, detect, detect_response, get_adapter
 from .adapters.v2 import inline_binary, pack_binary, split_binary
 from .codec import dumps, loads
 from .table import FeatureTable
@@ -119,9 +119,21 @@ class ExchangePayload:
         out = adapter.write_predictions(doc, preds, self.options)
         return None if out is None else dumps(out, nan_token=self.spec.nan_token)
 
-    def response_table(self, body: bytes) -> Parsed | None:
-        """The features in a response body (a model's outputs, a feature store's answer), with what is needed
-        to write them back; None (counted) when the body holds none we can read."""
+    def response_table(self, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> Parsed | None:
+        """The features in a response body (a model's outputs, a feature store's answer, a data feed's file),
+        with what is needed to write them back; None (counted) when the body holds none we can read.
+
+        A file format (CSV, JSON Lines, Parquet ...) is read when the policy's ``payload.format`` names it, or,
+        with ``auto`` and ``headers`` given, when the response says it is one (``detect_response``) and the
+        request was not read by another adapter. Anything else is read as a JSON document."""
+        raw = self._raw_adapter(body, headers)
+        if raw is not None:
+            parsed = raw.read(body, self.options, direction="response")
+            if parsed is None:
+                self.ex.count_unparsed("response")
+                return None
+            self.response_adapter = raw
+            return parsed
         try:
             doc = loads(body)
         except ValueError:
@@ -138,7 +150,19 @@ class ExchangePayload:
         """The response body with ``table`` in place of the features ``response_table`` read."""
         assert self.response_adapter is not None
         doc: Any = self.response_adapter.write(parsed, table, self.options)
+        if self.response_adapter.RAW:
+            out: bytes = doc
+            return out
         return dumps(doc, nan_token=self.spec.nan_token)
+
+    def _raw_adapter(self, body: bytes, headers: list[tuple[bytes, bytes]] | None) -> BaseAdapter | None:
+        fmt = self.spec.format
+        if fmt != "auto":
+            chosen = get_adapter(fmt)
+            return chosen if chosen.RAW else None
+        if headers is None or self.adapter is not None:
+            return None
+        return detect_response(self.ex.path, headers, body)
 
     def _adapter(self, doc: Any) -> BaseAdapter | None:
         if self.spec.format == "auto":

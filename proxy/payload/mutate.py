@@ -42,8 +42,8 @@ from .table import (
 )
 
 __all__ = [
-    "MUTATIONS", "Mutation", "default", "drop_feature", "nan", "out_of_range", "rename_feature", "reorder_features",
-    "shift", "stale", "truncate_batch", "type_swap",
+    "MUTATIONS", "Mutation", "default", "drop_feature", "duplicate_rows", "nan", "out_of_range", "rename_feature",
+    "reorder_features", "reorder_rows", "shift", "stale", "truncate_batch", "type_swap",
 ]
 
 _NON_NUMERIC: Final = frozenset({"BOOL", "BYTES", "bool", "string"})
@@ -602,8 +602,55 @@ def truncate_batch(
     return Mutation(out, k, True, "")
 
 
+def _with_rows(table: FeatureTable, order: Sequence[int]) -> FeatureTable:
+    """``table`` with its rows in ``order`` (an index may repeat: a duplicated row keeps its origin)."""
+    origins = table.row_origins()
+    return FeatureTable(
+        names=list(table.names), columns=[[c[i] for i in order] for c in table.columns], dtypes=list(table.dtypes),
+        named=table.named, col_origin=table.col_origins(), row_origin=[origins[i] for i in order],
+    )
+
+
+def reorder_rows(
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
+) -> Mutation:
+    """Data out of order: a ``fraction`` of the rows trade places among the positions they hold (every chosen
+    row moves when there are two or more). ``features`` is not used."""
+    _check_fraction(fraction)
+    n = table.n_rows
+    chosen = _pick(n, _count(n, fraction, rng), rng)
+    if len(chosen) < 2:
+        return _na(table, f"{len(chosen)} row(s) chosen: nothing to reorder")
+    # A random rotation of a random permutation: no chosen row keeps its place.
+    perm = [chosen[int(k)] for k in rng.permutation(len(chosen))]
+    shift = 1 + int(rng.integers(len(chosen) - 1))
+    order = positions(n)
+    for k in range(len(perm)):
+        order[perm[k]] = perm[(k + shift) % len(perm)]
+    return Mutation(_with_rows(table, order), len(chosen), True, "")
+
+
+def duplicate_rows(
+    table: FeatureTable, *, rng: np.random.Generator, features: Sequence[str] | None = None, fraction: float = 1.0,
+) -> Mutation:
+    """Duplicated records: a ``fraction`` of the rows appear twice, the copy right after the row.
+    ``features`` is not used."""
+    _check_fraction(fraction)
+    n = table.n_rows
+    chosen = set(_pick(n, _count(n, fraction, rng), rng))
+    if not chosen:
+        return _na(table, "no row chosen")
+    order: list[int] = []
+    for i in range(n):
+        order.append(i)
+        if i in chosen:
+            order.append(i)
+    return Mutation(_with_rows(table, order), len(chosen), True, "")
+
+
 MUTATIONS: Mapping[str, Callable[..., Mutation]] = {
     "nan": nan, "out_of_range": out_of_range, "shift": shift, "drop_feature": drop_feature,
     "rename_feature": rename_feature, "reorder_features": reorder_features, "type_swap": type_swap,
-    "default": default, "stale": stale, "truncate_batch": truncate_batch,
+    "default": default, "stale": stale, "truncate_batch": truncate_batch, "reorder_rows": reorder_rows,
+    "duplicate_rows": duplicate_rows,
 }

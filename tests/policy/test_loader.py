@@ -212,7 +212,8 @@ def test_example_policy_loads() -> None:
     policy = load_policy_file(EXAMPLE)
     assert policy.source == EXAMPLE.read_text()
     assert [exp.name for exp in policy.experiments] == [
-        "slow-model", "flaky-upstream", "feature-store-down", "fallback-model", "registry", "llm-answers"]
+        "slow-model", "flaky-upstream", "feature-store-down", "fallback-model", "registry", "llm-answers",
+        "data-feeds"]
     # It is the reference: every fault type appears in it.
     assert {fault.type for exp in policy.experiments for fault in exp.faults} == set(FAULTS)
 

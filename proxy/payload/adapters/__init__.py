@@ -8,8 +8,10 @@ whose path says nothing: the first adapter whose ``sniff`` accepts it wins.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..tabular import encoded, media_type, suffix
 from .base import (
     DEFAULT_OPTIONS,
     PREDICTIONS,
@@ -23,19 +25,24 @@ from .base import (
     Parsed,
     Predictions,
 )
+from .delimited import CsvAdapter
 from .feast import FeastAdapter
 from .generic import GenericAdapter
+from .json_records import JsonRecordsAdapter
+from .jsonl import JsonLinesAdapter
 from .mlflow import MLflowAdapter
 from .mlflow_registry import MlflowRegistryAdapter
 from .openai import OpenAIAdapter
+from .parquet import ParquetAdapter
 from .v1 import V1Adapter
 from .v2 import V2Adapter, binary_header_length, inline_binary, pack_binary, split_binary
 
 __all__ = [
     "ADAPTERS", "DEFAULT_OPTIONS", "PREDICTIONS", "REQUEST", "RESPONSE", "STREAM", "Adapter", "AdapterOptions",
-    "BaseAdapter", "FeastAdapter", "GenericAdapter", "MLflowAdapter", "MlflowRegistryAdapter", "OpenAIAdapter",
-    "Parsed", "Predictions", "V1Adapter", "V2Adapter", "binary_header_length", "detect", "formats", "get_adapter",
-    "inline_binary", "pack_binary", "split_binary",
+    "BaseAdapter", "CsvAdapter", "FeastAdapter", "GenericAdapter", "JsonLinesAdapter", "JsonRecordsAdapter",
+    "MLflowAdapter", "MlflowRegistryAdapter", "OpenAIAdapter", "ParquetAdapter", "Parsed", "Predictions", "V1Adapter",
+    "V2Adapter", "binary_header_length", "detect", "detect_response", "formats", "get_adapter", "inline_binary",
+    "pack_binary", "split_binary",
 ]
 
 ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
@@ -45,6 +52,11 @@ ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
     V1Adapter(),
     FeastAdapter(),
     OpenAIAdapter(),
+    # data feeds: files answered to a GET (an object store's, a web server's), detected from the response
+    CsvAdapter(),
+    JsonLinesAdapter(),
+    JsonRecordsAdapter(),
+    ParquetAdapter(),
     GenericAdapter(),
 )}
 
@@ -89,5 +101,17 @@ def detect(
         return None
     for adapter in adapters:
         if adapter.sniff(doc):
+            return adapter
+    return None
+
+
+def detect_response(path: str, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> BaseAdapter | None:
+    """The file-format (``RAW``) adapter a response body is of, from its Content-Type, the request path's suffix
+    and the body (``sniff_response``, in registry order); None for a body with a Content-Encoding."""
+    if encoded(headers):
+        return None
+    ext, media = suffix(path), media_type(headers)
+    for adapter in ADAPTERS.values():
+        if adapter.RAW and adapter.sniff_response(ext, media, body):
             return adapter
     return None

@@ -143,6 +143,16 @@ class BaseAdapter(ABC):
         """Whether the experiment's payload options choose this adapter whatever the path and body say."""
         return False
 
+    # A file format (CSV, JSON Lines, Parquet ...) rather than a JSON document: ``read_response_strict`` is
+    # given the response body's bytes and ``write`` returns bytes. Such adapters read responses only (a data
+    # feed's answer to a GET) and are detected from the response by ``sniff_response``.
+    RAW: ClassVar[bool] = False
+
+    def sniff_response(self, suffix: str, media_type: str, body: bytes) -> bool:
+        """Whether a response body is of this (RAW) format: from the request path's ``suffix`` (".csv", "" for
+        none), the response's ``media_type`` (lowercased, without parameters; "" when absent) and the body."""
+        return False
+
     def matches(self, path: str, doc: Any) -> bool:
         pattern = self.PATH
         return (pattern is not None and pattern.search(path.split("?", 1)[0]) is not None) or self.sniff(doc)

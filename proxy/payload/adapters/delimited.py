@@ -1,0 +1,258 @@
+"""CSV (and TSV, and ``;``/``|``-separated text): a data feed's table, as a response to a GET.
+
+Recognised by Content-Type (``text/csv``, ``application/csv``, ``text/tab-separated-values``) or, when the
+Content-Type says nothing specific, the path's suffix (``.csv``, ``.tsv``); an S3 GetObject of such a key
+alike. Read as ``csv.table``:
+
+- the delimiter is the one of ``, \\t ; |`` that splits the first lines into the same number (> 1) of cells,
+  the most cells winning (``\\t`` first for ``.tsv``); a single column reads with ``,``;
+- a header row is there when every cell of the first row is non-empty text, distinct, and not a number or a
+  bool; without one, columns are named by the policy's ``payload.features`` (when as many) or ``column_<j>``;
+- cells are typed (``tabular.type_cell``): integers, decimal numbers, true/false, empty → missing (None), any
+  other text as text; a quoted cell is typed the same by its content (as pandas does), except ``""``, which is
+  the empty string;
+- quoting is RFC 4180's (``"`` around a cell, ``""`` inside it; line breaks inside quotes); a body with a bare
+  quote inside an unquoted cell, rows of different lengths, or text that is not UTF-8 is not read (it passes
+  through, counted).
+
+Written back with the same delimiter, line ending (``\\r\\n`` or ``\\n``, of the first line), final line break
+or its absence, byte order mark and header row: every cell a fault did not change keeps its original text byte
+for byte (``007``, ``1.50``, ``"quoted"``); a changed cell is written by ``tabular.format_cell`` (quoted if it
+was, or if it must be). CSV has no types: a number sent as a string (``type_swap``) is written quoted, which
+readers that honour quoting (``csv.QUOTE_NONNUMERIC``) read as text and pandas reads as the number.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Final
+
+from ..table import FeatureTable, infer_dtype, origins, resolve_col_origin, resolve_row_origin
+from ..tabular import GENERIC_MEDIA, format_cell, type_cell
+from .base import DEFAULT_OPTIONS, RESPONSE, AdapterOptions, BaseAdapter, Parsed, Predictions
+
+__all__ = ["CsvAdapter", "CsvDetail", "parse_csv", "sniff_delimiter"]
+
+DELIMITERS: Final = (",", "\t", ";", "|")
+MEDIA: Final = frozenset({"text/csv", "application/csv", "text/x-csv", "text/tab-separated-values"})
+SUFFIXES: Final = frozenset({".csv", ".tsv"})
+_BOM: Final = "\ufeff"
+# The lines the delimiter is guessed from: enough to see a consistent count, few enough to cost nothing.
+_SNIFF_LINES: Final = 16
+_FIELDS: dict[str, re.Pattern[str]] = {}
+
+
+class CsvDetail:
+    """How the body was written, to write it back the same way."""
+
+    __slots__ = ("bom", "delimiter", "final", "header", "names", "n_rows", "raw", "terminator")
+
+    def __init__(self, delimiter: str, terminator: str, final: bool, bom: bool, header: list[str] | None,
+                 names: list[str], raw: list[list[str]], n_rows: int) -> None:
+        self.delimiter = delimiter
+        self.terminator = terminator
+        self.final = final  # the body ends with a line break
+        self.bom = bom
+        self.header = header  # the header row's cells as written (None: no header row)
+        self.names = names
+        self.raw = raw  # per column, per row: each cell's text as written (quotes included)
+        self.n_rows = n_rows
+
+    def __repr__(self) -> str:
+        return f"CsvDetail({self.delimiter!r}, {self.terminator!r}, header={self.header is not None})"
+
+
+def sniff_delimiter(text: str, prefer: str = ",") -> list[str]:
+    """The candidate delimiters, most likely first: those that split the first lines into the same number of
+    cells (more cells first), then the rest by their count in the first line."""
+    lines = [ln for ln in text[:65536].split("\n", _SNIFF_LINES)[:_SNIFF_LINES] if ln.strip()]
+    if len(lines) > 1 and not text[:65536].endswith("\n") and len(text) > 65536:
+        lines = lines[:-1]  # a line cut by the window
+    scored: list[tuple[int, int, int, str]] = []
+    for rank, d in enumerate(DELIMITERS):
+        counts = {ln.count(d) for ln in lines}
+        first = lines[0].count(d) if lines else 0
+        consistent = 1 if len(counts) == 1 and first > 0 else 0
+        scored.append((-consistent, -first, 0 if d == prefer else rank + 1, d))
+    scored.sort()
+    return [d for _, _, _, d in scored]
+
+
+def _field_pattern(delimiter: str) -> re.Pattern[str]:
+    pattern = _FIELDS.get(delimiter)
+    if pattern is None:
+        d = re.escape(delimiter)
+        pattern = re.compile(r'"(?:[^"]|"")*"|[^"' + d + r"\r\n]*")
+        _FIELDS[delimiter] = pattern
+    return pattern
+
+
+def parse_csv(text: str, delimiter: str, terminator: str) -> tuple[list[list[str]], bool] | None:
+    """Rows of raw cells (quotes kept) and whether the text ends with a line break; None when it is not CSV
+    with this delimiter (a bare quote inside a cell, a stray carriage return)."""
+    final = text.endswith(terminator)
+    if '"' not in text:
+        body = text[: len(text) - len(terminator)] if final else text
+        if terminator == "\n" and "\r" in body:
+            return None
+        return [line.split(delimiter) for line in body.split(terminator)], final
+    field = _field_pattern(delimiter)
+    rows: list[list[str]] = []
+    row: list[str] = []
+    pos, n, t = 0, len(text), len(terminator)
+    while True:
+        m = field.match(text, pos)
+        if m is None:  # never: the pattern matches the empty string
+            return None
+        row.append(m.group())
+        pos = m.end()
+        if pos >= n:
+            rows.append(row)
+            return rows, False
+        if text[pos] == delimiter:
+            pos += 1
+        elif text.startswith(terminator, pos):
+            rows.append(row)
+            row = []
+            pos += t
+            if pos >= n:
+                return rows, True
+        else:
+            return None
+
+
+def _value(raw: str) -> Any:
+    if raw[:1] == '"':
+        inner = raw[1:-1].replace('""', '"')
+        return type_cell(inner) if inner else ""
+    return type_cell(raw)
+
+
+def _text(raw: str) -> str:
+    return raw[1:-1].replace('""', '"') if raw[:1] == '"' else raw
+
+
+def _is_header(first: list[str]) -> bool:
+    seen: set[str] = set()
+    for raw in first:
+        text = _text(raw)
+        if not text or text in seen or not isinstance(type_cell(text), str):
+            return False
+        seen.add(text)
+    return True
+
+
+def _bool_spelling(raws: list[str], values: list[Any]) -> tuple[str, str]:
+    for raw, v in zip(raws, values, strict=True):
+        if v is True or v is False:
+            text = _text(raw)
+            if text.isupper():
+                return "TRUE", "FALSE"
+            if text[0].isupper():
+                return "True", "False"
+            break
+    return "true", "false"
+
+
+class CsvAdapter(BaseAdapter):
+    name: ClassVar[str] = "csv"
+    HELP: ClassVar[str] = ("CSV/TSV data feeds (responses): delimiter and header row detected, cells typed, "
+                           "untouched cells written back byte for byte.")
+    READS: ClassVar[frozenset[str]] = frozenset({RESPONSE})
+    RAW: ClassVar[bool] = True
+
+    def sniff_response(self, suffix: str, media_type: str, body: bytes) -> bool:
+        return media_type in MEDIA or (media_type in GENERIC_MEDIA and suffix in SUFFIXES)
+
+    def read_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None:
+        return None
+
+    def read_response_strict(self, doc: Any, options: AdapterOptions) -> Parsed | None:
+        if not isinstance(doc, bytes):
+            return None
+        try:
+            text = doc.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        bom = text.startswith(_BOM)
+        if bom:
+            text = text[1:]
+        if not text.strip():
+            return None
+        nl = text.find("\n")
+        terminator = "\r\n" if nl > 0 and text[nl - 1] == "\r" else "\n"
+        for delimiter in sniff_delimiter(text):
+            parsed = self._read(text, delimiter, terminator, bom, options)
+            if parsed is not None:
+                return parsed
+        return None
+
+    def _read(self, text: str, delimiter: str, terminator: str, bom: bool, options: AdapterOptions) -> Parsed | None:
+        found = parse_csv(text, delimiter, terminator)
+        if found is None:
+            return None
+        rows, final = found
+        width = len(rows[0])
+        for r in rows:
+            if len(r) != width:
+                return None
+        header: list[str] | None = rows[0] if _is_header(rows[0]) else None
+        body_rows = rows[1:] if header is not None else rows
+        if header is not None:
+            names = [_text(c) for c in header]
+        elif len(options.feature_names) == width:
+            names = list(options.feature_names)
+        else:
+            names = [f"column_{j}" for j in range(width)]
+        raw = [[r[j] for r in body_rows] for j in range(width)]
+        columns = [[_value(c) for c in col] for col in raw]
+        table = FeatureTable(names, columns, [infer_dtype(c) for c in columns],
+                             header is not None or len(options.feature_names) == width,
+                             origins(width), origins(len(body_rows)))
+        detail = CsvDetail(delimiter, terminator, final, bom, header, names[:], raw, len(body_rows))
+        return Parsed(doc=None, table=table, layout="csv.table", detail=detail, direction=RESPONSE)
+
+    def write(self, parsed: Parsed, table: FeatureTable, options: AdapterOptions = DEFAULT_OPTIONS) -> Any:
+        table.validate()
+        detail: CsvDetail = parsed.detail
+        d = detail.delimiter
+        cols = resolve_col_origin(table, detail.names)
+        rows = resolve_row_origin(table, detail.n_rows)
+        original = parsed.table.columns
+        lines: list[str] = []
+        if detail.header is not None:
+            lines.append(d.join(
+                detail.header[o] if o is not None and name == detail.names[o] else format_cell(name, d)
+                for name, o in zip(table.names, cols, strict=True)))
+        spelled = [_bool_spelling(detail.raw[o], original[o]) if o is not None else ("true", "false") for o in cols]
+        n = table.n_rows
+        out_cols: list[list[str]] = []
+        for j, column in enumerate(table.columns):
+            o = cols[j]
+            true, false = spelled[j]
+            texts: list[str] = []
+            for i in range(n):
+                v = column[i]
+                r = rows[i]
+                if o is not None and r is not None:
+                    was = original[o][r]
+                    raw = detail.raw[o][r]
+                    if v is was or (type(v) is type(was) and v == was):
+                        texts.append(raw)
+                        continue
+                    texts.append(format_cell(v, d, raw[:1] == '"', true, false))
+                else:
+                    texts.append(format_cell(v, d, False, true, false))
+            out_cols.append(texts)
+        for i in range(n):
+            lines.append(d.join(c[i] for c in out_cols))
+        text = detail.terminator.join(lines)
+        if detail.final and lines:
+            text += detail.terminator
+        return ((_BOM if detail.bom else "") + text).encode("utf-8")
+
+    def predictions_strict(self, doc: Any, options: AdapterOptions) -> Predictions | None:
+        return None
+
+    def write_predictions_strict(self, doc: Any, preds: Predictions, options: AdapterOptions) -> Any | None:
+        return None

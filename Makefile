@@ -26,7 +26,7 @@ SERVERS := $(or $(MLCHAOS_SERVERS_DIR),$(CACHE)/servers)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	MLCHAOS_PURE_PYTHON=1 $(BIN)/pip install -q -e '.[test,ecosystem]'
+	MLCHAOS_PURE_PYTHON=1 $(BIN)/pip install -q -e '.[test,ecosystem,data]'
 	rm -f $(VENV)/.installed-* $(BUILT)
 	touch $@
 

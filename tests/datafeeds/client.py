@@ -14,6 +14,8 @@ Reads one JSON object per line on stdin, answers one per line on stdout: ``{"ok"
     {"op": "step", "url": U, "out": FILE}            the pipeline step: read the CSV, total amount per city,
                                                      write the CSV; -> {"written": rows, "output": [...]}
     {"op": "write_dataset", "dir": D, "rows": [...]} data.csv, data.jsonl, data.json, data.parquet of rows
+    {"op": "timed", "url": U, "how": "pandas" | "raw"}  wall time of read_csv, or of reading the body in 1 MiB
+                                                     pieces with requests: {"seconds", "rows" | "size"}
 """
 
 from __future__ import annotations
@@ -115,6 +117,18 @@ def handle(req: dict[str, Any]) -> Any:
                    "config_kwargs": {"s3": {"addressing_style": "path"}}, "skip_instance_cache": True,
                    "use_listings_cache": False}
         return _frame_summary(_read(pd, "s3://" + req["path"], req["kind"], storage_options=options))
+    if op == "timed":
+        import pandas as pd
+        import requests
+
+        t0 = time.perf_counter()
+        if req["how"] == "pandas":
+            n = len(pd.read_csv(req["url"]))
+            return {"seconds": time.perf_counter() - t0, "rows": n}
+        with requests.get(req["url"], stream=True, timeout=60) as r:
+            r.raise_for_status()
+            size = sum(len(piece) for piece in r.iter_content(1 << 20))
+        return {"seconds": time.perf_counter() - t0, "size": size}
     if op == "write_dataset":
         import pandas as pd
 

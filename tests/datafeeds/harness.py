@@ -73,10 +73,11 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, what: str
     raise RuntimeError(f"{what} not ready after {START_TIMEOUT:g} s:\n{log.read_text(errors='replace')[-2000:]}")
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=env)
+                                   start_new_session=True, env=env, cwd=cwd)
     _LIVE[process.pid] = process
     return process
 
@@ -165,7 +166,7 @@ class Sidecar:
     starts the one it wants). ``environment: staging`` lets one experiment take all matching traffic."""
 
     def __init__(self, upstream: str, experiments: list[dict[str, Any]], workdir: Path,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, command: list[str] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port, self.admin = free_ports(2)
         policy = {"listen": f"127.0.0.1:{self.port}", "upstream": upstream, "environment": "staging",
@@ -175,7 +176,9 @@ class Sidecar:
         path.write_text(yaml.safe_dump(policy))
         self.log_path = workdir / "mlchaos.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLCHAOS_ADMIN")}
-        self.process = _spawn([sys.executable, "-m", "proxy", "run", "--config", str(path)], self.log_path, env)
+        # This tree's proxy by default (cwd: the repository); a benchmark may name an installed mlchaos.
+        argv = [*(command or [sys.executable, "-m", "proxy"]), "run", "--config", str(path)]
+        self.process = _spawn(argv, self.log_path, env, cwd=REPO)
         _wait_ready(f"{self.admin_url}/readyz", self.process, self.log_path, "mlchaos")
 
     @property

@@ -1,10 +1,11 @@
 """Did validation notice? A real Great Expectations suite over the samples a real sidecar wrote.
 
-nginx serves the feed behind mlchaos; two experiments with ``samples`` run one after the other, each putting
-half the reads in chaos and half in control (drawn per request): ``truncated`` cuts the CSV in half (pandas
-reads a short table whose last row is cut mid-line), ``throttled`` only slows it. ``mlchaos expectations``
-runs the suite in the Great Expectations venv: the truncation is caught, the throttle missed (the data is
-intact: no data suite can see it), and the exit status says a fault was missed.
+nginx serves the feed behind mlchaos; experiments with ``samples`` run one after the other, each putting half
+the reads in chaos and half in control (drawn per request): ``missing`` nulls a third of the amounts (the
+article's "missing values increase"), ``shuffled`` reorders the rows (data out of order), ``truncated`` cuts the
+CSV in half (pandas reads a short table whose last row is cut mid-line). ``mlchaos expectations`` runs the
+suite in the Great Expectations venv: the missing values and the truncation are caught, the reordering is
+missed (no expectation of the suite looks at order), and the exit status says a fault was missed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SUITE = {
     "name": "feed",
     "expectations": [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "qty"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "amount"}},
         {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "city", "value_set": ["oslo", "lima",
                                                                                                    "pune"]}},
         {"type": "expect_column_values_to_be_between", "kwargs": {"column": "amount", "min_value": 0,
@@ -51,8 +53,11 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sidecar(nginx: harness.Nginx, samples: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[harness.Sidecar]:
-    experiments = [_experiment("truncated", {"type": "corrupt_response", "mode": "truncate"}, samples),
-                   _experiment("throttled", {"type": "throttle", "rate": "256KiB"}, samples)]
+    experiments = [
+        _experiment("missing", {"type": "nan", "target": "response", "features": ["amount"], "fraction": 0.3},
+                    samples),
+        _experiment("shuffled", {"type": "reorder_rows", "target": "response", "fraction": 1.0}, samples),
+        _experiment("truncated", {"type": "corrupt_response", "mode": "truncate"}, samples)]
     proxy = harness.Sidecar(nginx.url, experiments, tmp_path_factory.mktemp("mlchaos-ge"))
     try:
         yield proxy
@@ -69,7 +74,7 @@ def _wait_for(files: list[Path], seconds: float = 15.0) -> None:
 
 @pytest.fixture(scope="module")
 def written(sidecar: harness.Sidecar, clients: harness.Clients, samples: Path) -> Path:
-    for name, fault in (("truncated", "corrupt_response"), ("throttled", "throttle")):
+    for name, fault in (("missing", "nan"), ("shuffled", "reorder_rows"), ("truncated", "corrupt_response")):
         with sidecar.running(name):
             for _ in range(READS):
                 clients.ok({"op": "read", "url": sidecar.url + "/feeds/data.csv", "kind": "csv"})
@@ -98,19 +103,28 @@ def test_expectations_reports_the_caught_and_the_missed_fault(written: Path, tmp
                            str(written), "--python", str(python)], capture_output=True, text=True, timeout=300,
                           check=False)
     assert done.returncode == 1, done.stdout + done.stderr  # a fault was missed
-    assert "truncated/corrupt_response: caught" in done.stdout
-    assert "throttled/throttle: missed" in done.stdout
+    assert "missing/nan: caught" in done.stdout and "truncated/corrupt_response: caught" in done.stdout
+    assert "shuffled/reorder_rows: missed" in done.stdout
+    missing = json.loads((written / "missing" / "expectations.json").read_text())
+    assert [v["verdict"] for v in missing["verdicts"]] == [
+        "missed",  # qty not null: untouched by the fault
+        "caught",  # amount not null
+        "missed",  # city in its set
+        "missed",  # amount between 0 and 100: a null is not out of range
+    ]
+    assert [v["expectation"] for v in missing["verdicts"]][:2] == [
+        "expect_column_values_to_not_be_null(qty)", "expect_column_values_to_not_be_null(amount)"]
     found = json.loads((written / "truncated" / "expectations.json").read_text())
-    verdicts = {v["expectation"].partition("(")[0]: v["verdict"] for v in found["verdicts"]}
+    verdicts = {v["expectation"]: v["verdict"] for v in found["verdicts"]}
     # The cut row lost its qty (null) or its city ends mid-word: one of the two catches it, nothing is broken.
-    assert "caught" in (verdicts["expect_column_values_to_not_be_null"],
-                        verdicts["expect_column_values_to_be_in_set"])
-    assert verdicts["expect_column_values_to_be_between"] == "missed"
-    throttled = json.loads((written / "throttled" / "expectations.json").read_text())
-    assert {v["verdict"] for v in throttled["verdicts"]} == {"missed"}
+    assert "caught" in (verdicts["expect_column_values_to_not_be_null(qty)"],
+                        verdicts["expect_column_values_to_be_in_set(city, value_set=['oslo', 'lima', 'pune'])"])
+    assert "broken" not in verdicts.values()
+    shuffled = json.loads((written / "shuffled" / "expectations.json").read_text())
+    assert {v["verdict"] for v in shuffled["verdicts"]} == {"missed"}
 
     # The same verdicts in the experiment's report.
-    report = request("GET", f"{sidecar.admin_url}/experiments/truncated/report").json()
-    assert report["expectations"]["faults"] == {"truncated/corrupt_response": "caught"}
+    report = request("GET", f"{sidecar.admin_url}/experiments/missing/report").json()
+    assert report["expectations"]["faults"] == {"missing/nan": "caught"}
     page = render_report(report)
     assert "<h2>Data validation</h2>" in page and ">caught</span>" in page and ">missed</span>" in page

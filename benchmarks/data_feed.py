@@ -72,15 +72,15 @@ def nan_experiment() -> list[dict[str, Any]]:
              "observe": {"predictions": False}}]
 
 
-def interval_text(values: list[float]) -> str:
-    lo, hi = paired.median_interval(values)
-    return f"{sorted(values)[len(values) // 2]:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def interval_text(values: list[float]) -> str:
+    lo, hi = paired.median_interval(values)
+    return f"{median(values):.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def part_a(args: argparse.Namespace, clients: harness.Clients, nginx: harness.Nginx, sidecar: harness.Sidecar,

@@ -5,7 +5,7 @@ versions of it it has seen (body and the headers that describe it: Last-Modified
 Content-MD5, x-amz-version-id, x-amz-checksum-*), and answers with the earlier one once the object has changed:
 its body, with its own older Last-Modified and ETag (and checksums, which match it). Until an object has
 changed under the fault's eyes there is nothing older to serve and the answer goes on as it came. Only the
-requests the fault acts on are seen: with ``probability`` below 1 it learns versions from that share of reads.
+GETs the fault acts on are seen: with ``probability`` below 1 it learns versions from that share of reads.
 
 Memory is bounded by ``memory`` (bytes of bodies and headers kept) and ``objects`` (objects remembered); least
 recently used objects go first, and a body larger than ``memory`` is not kept. Single-threaded (the event loop).
@@ -99,6 +99,8 @@ class StaleObject(Fault):
         return cls(**values, cache=ObjectCache(values["memory"], values["objects"]))
 
     def apply(self, ctx: FaultContext) -> Outcome:
+        if ctx.method != "GET":
+            return None  # a PUT's or a POST's answer is no version of the object
         host = ctx.header(b"host") or b""
         key = host.decode("latin-1") + ctx.path
         ctx.on_response(lambda view: self._serve(view, key))

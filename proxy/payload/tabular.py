@@ -16,9 +16,12 @@ the wrong reason: a checksum that no longer matches is not the failure the fault
   dropped: it cannot be recomputed from the body alone. A weak ``W/`` prefix is kept.
 - ``Content-MD5``: recomputed (base64 of the new body's MD5).
 - ``x-amz-checksum-crc32``/``-crc32c``/``-crc64nvme``/``-sha1``/``-sha256`` and ``x-amz-checksum-type``:
-  dropped. botocore validates the first present of these against the body it read when the GetObject asked for
-  checksums (``ChecksumMode: ENABLED``, which botocore >= 1.36 sends by default); without them there is nothing
-  to validate. A full-object checksum could be recomputed, but a composite (multipart) one cannot.
+  dropped. botocore (read in 1.44: ``httpchecksum.handle_checksum_body``) validates the first of these present,
+  in its priority order, against the body it read, and raises FlexibleChecksumError on a mismatch, whenever the
+  GetObject asked for checksums: ``ChecksumMode: ENABLED``, which ``handlers._handle_request_validation_mode_member``
+  sets by default (``response_checksum_validation="when_supported"``, the default since 1.36). It skips a
+  composite value (with a ``-``); without any there is nothing to validate. It checks neither the ETag nor a
+  Content-MD5 of an answer (Content-MD5 only goes on requests).
 - ``Last-Modified``, ``x-amz-version-id`` and everything else: kept (``stale_object`` serves an older version's).
 """
 
@@ -166,7 +169,12 @@ def format_cell(value: Any, delimiter: str, quote: bool = False, true: str = "tr
         return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
     if is_number(value):
         return str(value)
-    text = value if isinstance(value, str) else json_bytes(value).decode("utf-8")
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (list, dict)):
+        text = json_bytes(value).decode("utf-8")
+    else:
+        text = str(value)  # a Parquet timestamp, date or decimal
     if quote or delimiter in text or '"' in text or "\n" in text or "\r" in text or looks_typed(text) \
             or text != text.strip():
         return '"' + text.replace('"', '""') + '"'

@@ -40,6 +40,7 @@ _BOM: Final = "\ufeff"
 # The lines the delimiter is guessed from: enough to see a consistent count, few enough to cost nothing.
 _SNIFF_LINES: Final = 16
 _FIELDS: dict[str, re.Pattern[str]] = {}
+_QUOTED: Final = re.compile(r'"(?:[^"]|"")*"?')
 
 
 class CsvDetail:
@@ -64,9 +65,13 @@ class CsvDetail:
 
 def sniff_delimiter(text: str, prefer: str = ",") -> list[str]:
     """The candidate delimiters, most likely first: those that split the first lines into the same number of
-    cells (more cells first), then the rest by their count in the first line."""
-    lines = [ln for ln in text[:65536].split("\n", _SNIFF_LINES)[:_SNIFF_LINES] if ln.strip()]
-    if len(lines) > 1 and not text[:65536].endswith("\n") and len(text) > 65536:
+    cells (more cells first), then the rest found in the first line by their count there; ``,`` alone when the
+    first line holds none (a single column)."""
+    sample = text[:65536]
+    if '"' in sample:
+        sample = _QUOTED.sub("", sample)  # what quoted cells hold is no delimiter
+    lines = [ln for ln in sample.split("\n", _SNIFF_LINES)[:_SNIFF_LINES] if ln.strip()]
+    if len(lines) > 1 and len(text) > 65536:
         lines = lines[:-1]  # a line cut by the window
     scored: list[tuple[int, int, int, str]] = []
     for rank, d in enumerate(DELIMITERS):
@@ -75,7 +80,8 @@ def sniff_delimiter(text: str, prefer: str = ",") -> list[str]:
         consistent = 1 if len(counts) == 1 and first > 0 else 0
         scored.append((-consistent, -first, 0 if d == prefer else rank + 1, d))
     scored.sort()
-    return [d for _, _, _, d in scored]
+    # A delimiter absent from the first line would read every line as one cell: only for a single column.
+    return [d for _, first, _, d in scored if first < 0] or [","]
 
 
 def _field_pattern(delimiter: str) -> re.Pattern[str]:
@@ -126,6 +132,33 @@ def _value(raw: str) -> Any:
         inner = raw[1:-1].replace('""', '"')
         return type_cell(inner) if inner else ""
     return type_cell(raw)
+
+
+_INT_CELL: Final = r"[+-]?(?:0|[1-9][0-9]*)"
+_FLOAT_CELL: Final = r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+"
+# A whole column (its cells joined by line breaks) of integers, or of decimals, each cell possibly empty; or of
+# cells one of which may be typed (starts like a number, is a bool word, or is empty).
+_INTS: Final = re.compile(f"(?:{_INT_CELL})?(?:\n(?:{_INT_CELL})?)*")
+_FLOATS: Final = re.compile(f"(?:{_FLOAT_CELL})?(?:\n(?:{_FLOAT_CELL})?)*")
+_BOOL_WORDS: Final = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_MAYBE_TYPED: Final = re.compile(r"(?m)^(?:[0-9+.\-]|(?:true|True|TRUE|false|False|FALSE)$|$)")
+
+
+def _column(raws: list[str]) -> list[Any]:
+    """The values of a column of raw cells: whole-column fast paths (a regex pass over the joined cells) for
+    the usual integer, decimal and text columns, cell by cell otherwise; the same values either way."""
+    words = set(raws)
+    if len(words) <= 6 and words <= _BOOL_WORDS.keys():
+        return [_BOOL_WORDS[x] for x in raws]
+    joined = "\n".join(raws)
+    if '"' not in joined and joined.count("\n") == len(raws) - 1:  # no quotes, no line break inside a cell
+        if _INTS.fullmatch(joined) is not None:
+            return [int(x) if x else None for x in raws]
+        if _FLOATS.fullmatch(joined) is not None:
+            return [float(x) if x else None for x in raws]
+        if _MAYBE_TYPED.search(joined) is None:
+            return raws[:]
+    return [_value(c) for c in raws]
 
 
 def _text(raw: str) -> str:
@@ -204,8 +237,8 @@ class CsvAdapter(BaseAdapter):
             names = list(options.feature_names)
         else:
             names = [f"column_{j}" for j in range(width)]
-        raw = [[r[j] for r in body_rows] for j in range(width)]
-        columns = [[_value(c) for c in col] for col in raw]
+        raw = [list(col) for col in zip(*body_rows, strict=True)] if body_rows else [[] for _ in range(width)]
+        columns = [_column(col) for col in raw]
         table = FeatureTable(names, columns, [infer_dtype(c) for c in columns],
                              header is not None or len(options.feature_names) == width,
                              origins(width), origins(len(body_rows)))
@@ -224,28 +257,38 @@ class CsvAdapter(BaseAdapter):
             lines.append(d.join(
                 detail.header[o] if o is not None and name == detail.names[o] else format_cell(name, d)
                 for name, o in zip(table.names, cols, strict=True)))
-        spelled = [_bool_spelling(detail.raw[o], original[o]) if o is not None else ("true", "false") for o in cols]
         n = table.n_rows
+        # Rows as read, in order (value faults): each column starts as its raw cells; only the cells that are not
+        # the very objects read are looked at.
+        in_place = n == detail.n_rows and rows == list(range(n))
         out_cols: list[list[str]] = []
         for j, column in enumerate(table.columns):
             o = cols[j]
-            true, false = spelled[j]
-            texts: list[str] = []
-            for i in range(n):
-                v = column[i]
-                r = rows[i]
-                if o is not None and r is not None:
-                    was = original[o][r]
-                    raw = detail.raw[o][r]
-                    if v is was or (type(v) is type(was) and v == was):
-                        texts.append(raw)
+            if o is None:
+                out_cols.append([format_cell(v, d) for v in column])
+                continue
+            before, raws = original[o], detail.raw[o]
+            if in_place:
+                texts = raws[:]
+                looked = [i for i in range(n) if column[i] is not before[i]]
+            else:
+                texts = [raws[r] if r is not None else "" for r in rows]
+                looked = [i for i, r in enumerate(rows) if r is None or column[i] is not before[r]]
+            spelled: tuple[str, str] | None = None
+            for i in looked:
+                v, r = column[i], rows[i]
+                if r is not None:
+                    was = before[r]
+                    if type(v) is type(was) and v == was:
                         continue
-                    texts.append(format_cell(v, d, raw[:1] == '"', true, false))
-                else:
-                    texts.append(format_cell(v, d, False, true, false))
+                if spelled is None:
+                    spelled = _bool_spelling(raws, before)
+                texts[i] = format_cell(v, d, r is not None and raws[r][:1] == '"', spelled[0], spelled[1])
             out_cols.append(texts)
-        for i in range(n):
-            lines.append(d.join(c[i] for c in out_cols))
+        body = [d.join(cells) for cells in zip(*out_cols, strict=True)] if out_cols else ["" for _ in range(n)]
+        # A blank line is no row to most readers (pandas skips them): one empty cell is written quoted, as the
+        # stdlib's csv writer does.
+        lines.extend([line or '""' for line in body])
         text = detail.terminator.join(lines)
         if detail.final and lines:
             text += detail.terminator

@@ -18,7 +18,17 @@ from typing import Any, ClassVar, Final
 from ..codec import loads
 from ..table import FeatureTable, resolve_col_origin, resolve_row_origin
 from ..tabular import GENERIC_MEDIA, body_start, json_bytes, null_nonfinite
-from .base import DEFAULT_OPTIONS, RESPONSE, AdapterOptions, BaseAdapter, Parsed, Predictions, read_rows, write_rows
+from .base import (
+    DEFAULT_OPTIONS,
+    RESPONSE,
+    AdapterOptions,
+    BaseAdapter,
+    Parsed,
+    Predictions,
+    RowsDetail,
+    read_rows,
+    write_rows,
+)
 
 __all__ = ["JsonLinesAdapter"]
 
@@ -30,7 +40,7 @@ SUFFIXES: Final = frozenset({".jsonl", ".ndjson"})
 class JsonLinesDetail:
     __slots__ = ("final", "lines", "rows", "terminator")
 
-    def __init__(self, lines: list[bytes], rows: Any, terminator: bytes, final: bool) -> None:
+    def __init__(self, lines: list[bytes], rows: RowsDetail, terminator: bytes, final: bool) -> None:
         self.lines = lines  # each row's line as read
         self.rows = rows  # the RowsDetail of the records
         self.terminator = terminator

@@ -9,7 +9,10 @@ file under::
     DIR/EXPERIMENT/chaos/FAULT/00001.jsonl     # FAULT: the faults applied, joined by "+"
 
 until a (cohort, fault) has ``max_files`` files or ``max_rows`` rows (then its responses are no longer copied:
-``open`` tells the data plane). Experiments without samples cost the data plane one ``is None`` test.
+``open`` tells the data plane). Experiments without samples cost the data plane one ``is None`` test per
+exchange and per body chunk. The copy is what the client got where a fault rewrote the whole answer (response
+hooks); where a fault changes it chunk by chunk (stream hooks: throttle, the LLM stream faults) it is the
+upstream's body.
 
 A body is read as the client that asked for it would read it: by the path's extension (``.csv``, ``.tsv``,
 ``.jsonl``/``.ndjson``, ``.json``, ``.parquet``), else by its Content-Type, else by a sniff of the bytes. So

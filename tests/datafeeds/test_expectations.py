@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from proxy.expectations import EXIT_BROKEN
 from proxy.observe.report import render_report
 from tests.datafeeds import harness
 from tests.servers.harness import request
@@ -128,3 +129,24 @@ def test_expectations_reports_the_caught_and_the_missed_fault(written: Path, tmp
     assert report["expectations"]["faults"] == {"missing/nan": "caught"}
     page = render_report(report)
     assert "<h2>Data validation</h2>" in page and ">caught</span>" in page and ">missed</span>" in page
+
+
+def test_csv_samples_and_a_suite_in_the_0x_format(peers: None, tmp_path: Path) -> None:
+    """samples.format: csv, and a suite saved by Great Expectations 0.x (expectation_suite_name,
+    expectation_type): read alike."""
+    for rel, text in {"e/control/00001.csv": "a,b\n1,x\n2,y\n", "e/chaos/nan/00001.csv": "a,b\n,x\n2,y\n"}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"expectation_suite_name": "old", "expectations": [
+        {"expectation_type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+        {"expectation_type": "expect_column_values_to_be_in_set", "kwargs": {"column": "b", "value_set": ["x"]}}]}))
+    python = harness.venv("great-expectations") / "bin" / "python"
+    done = subprocess.run([sys.executable, "-m", "proxy", "expectations", "--suite", str(suite), "--samples",
+                           str(tmp_path), "--python", str(python)], capture_output=True, text=True, timeout=300,
+                          check=False)
+    # not null: caught; b in {x}: fails on control too (y), so broken. No fault missed, the suite broken: 3.
+    assert done.returncode == EXIT_BROKEN, done.stdout + done.stderr
+    verdicts = json.loads((tmp_path / "e" / "expectations.json").read_text())["verdicts"]
+    assert [(v["expectation"].partition("(")[0], v["verdict"]) for v in verdicts] == [
+        ("expect_column_values_to_not_be_null", "caught"), ("expect_column_values_to_be_in_set", "broken")]

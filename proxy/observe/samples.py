@@ -11,7 +11,7 @@ file under::
 until a (cohort, fault) has ``max_files`` files or ``max_rows`` rows (then its responses are no longer copied:
 ``open`` tells the data plane). Experiments without samples cost the data plane one ``is None`` test per
 exchange and per body chunk. The copy is what the client got where a fault rewrote the whole answer (response
-hooks); where a fault changes it chunk by chunk (stream hooks: throttle, the LLM stream faults) it is the
+hooks); where a fault changes it chunk by chunk (stream hooks: corrupt_artifact, the LLM stream faults) it is the
 upstream's body.
 
 A body is read as the client that asked for it would read it: by the path's extension (``.csv``, ``.tsv``,

@@ -342,3 +342,28 @@ async def test_stale_object_remembers_gets_only(start_upstream, start_sidecar):
         assert r.status == 200 and await r.read() == b""
     _, _, body = await _get(sc.proxy_port, "d.csv")
     assert body == CSV_BODY  # the PUT's answer was not taken for an earlier version
+
+
+async def test_a_key_without_a_suffix_is_read_when_the_policy_names_the_format(start_upstream, start_sidecar):
+    up, files = await _store(start_upstream)
+    files.put("exports/daily", CSV_BODY)  # binary/octet-stream and no suffix: nothing says CSV
+    fault = {"type": "truncate_batch", "target": "response", "fraction": 0.5, "where": "tail"}
+    plain = await start_sidecar(policy_from(up.url, chaos_experiment([fault])), env=OVERRIDE_ENV)
+    assert (await _get(plain.proxy_port, "exports/daily"))[2] == CSV_BODY
+    assert plain.metrics.payload_unparsed.labels("e1", "chaos", "response").value == 1
+    extra = chaos_experiment([fault])
+    extra["experiments"][0]["payload"] = {"format": "csv"}
+    told = await start_sidecar(policy_from(up.url, extra), env=OVERRIDE_ENV)
+    assert _rows((await _get(told.proxy_port, "exports/daily"))[2]) == ORIGINAL[: ROWS // 2]
+
+
+async def test_two_faults_on_one_answer_each_read_what_the_one_before_wrote(start_upstream, start_sidecar):
+    faults = [{"type": "nan", "target": "response", "features": ["price"], "fraction": 0.5},
+              {"type": "duplicate_rows", "target": "response", "fraction": 0.25}]
+    sc, _ = await _faulted(start_upstream, start_sidecar, faults, "d.csv", CSV_BODY)
+    _, headers, got = await _get(sc.proxy_port, "d.csv")
+    rows = _rows(got)
+    deduped = [r for i, r in enumerate(rows) if i == 0 or r != rows[i - 1]]
+    assert len(rows) == ROWS + ROWS // 4 and len(deduped) == ROWS
+    assert sum(r["price"] == "" for r in deduped) == ROWS // 2
+    assert headers["ETag"] == f'"{hashlib.md5(got).hexdigest()}"'

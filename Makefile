@@ -19,7 +19,8 @@ DEB_TEST := curl nginx haproxy
 CACHE   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mlchaos
 SERVERS := $(or $(MLCHAOS_SERVERS_DIR),$(CACHE)/servers)
 
-.PHONY: venv demo test test-fast lint bench system-deps model-servers check-install llm-servers clean clean-servers
+.PHONY: venv demo test test-fast lint bench system-deps model-servers check-install llm-servers data-servers clean \
+        clean-servers
 
 # Dependencies first, uncompiled (MLCHAOS_PURE_PYTHON=1); then $(BUILT) compiles with the venv's own mypy.
 $(STAMP): pyproject.toml
@@ -79,8 +80,14 @@ llm-servers:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq cmake g++; }
 	scripts/llm-servers.sh all
 
+# The data-feed peers of tests/datafeeds: moto's S3 server, the clients (pandas, pyarrow, boto3, s3fs) and Great
+# Expectations, a venv each under ~/.cache/mlchaos/servers (outside the clone): about 2 minutes once, under a
+# second after. nginx, their HTTP file server, comes with system-deps.
+data-servers:
+	scripts/data-servers.sh all
+
 # The REQUIRE variables turn "skipped: no chromium / no model server" into failures: make test installs them.
-test: $(BUILT) system-deps lint model-servers llm-servers check-install
+test: $(BUILT) system-deps lint model-servers llm-servers data-servers check-install
 	MLCHAOS_REQUIRE_CHROMIUM=1 MLCHAOS_REQUIRE_SERVERS=1 MLCHAOS_REQUIRE_COMPILED=1 $(BIN)/pytest -q
 
 # The inner loop: stop at the first failure, skip the slow tests.

@@ -34,6 +34,7 @@ examples:
   mlchaos gate --admin http://127.0.0.1:9000 --experiment slow-model   # exit 0 pass, 1 fail, 2 inconclusive
   mlchaos gate --prometheus http://prometheus:9090 --experiment slow-model
   mlchaos report --admin http://127.0.0.1:9000 --experiment slow-model --out report.html
+  mlchaos expectations --suite feed.json --samples /var/lib/mlchaos/samples   # exit 1 when a fault is missed
 
 admin API (127.0.0.1:9000 by default; mutating calls need
 'Authorization: Bearer $MLCHAOS_ADMIN_TOKEN' when that variable is set):
@@ -102,6 +103,19 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment", metavar="NAME", help="default: the only experiment of the policy")
     report.add_argument("--out", metavar="FILE", default="report.html")
     report.add_argument("--json", metavar="FILE", help="also write the report's data as JSON")
+
+    expect = sub.add_parser(
+        "expectations", help="run a Great Expectations suite over an experiment's samples: which faults it caught",
+        description="Run a Great Expectations suite (GE's JSON) over the samples an experiment's samples block "
+                    "wrote, in a process of its own, and judge each expectation per fault: caught (passed on "
+                    "control, failed on chaos), missed (passed on both) or broken (failed on control). Exit 0 "
+                    "every fault caught, 1 a fault missed, 3 none missed but the suite fails on control, 2 the "
+                    "run failed.")
+    expect.add_argument("--suite", required=True, metavar="FILE", help="the expectation suite (JSON)")
+    expect.add_argument("--samples", required=True, metavar="DIR",
+                        help="the experiment's samples.dir, or one experiment's directory under it")
+    expect.add_argument("--python", metavar="PY", help="an interpreter with great_expectations (default: this one "
+                                                       "if it has it, else scripts/data-servers.sh's venv)")
 
     demo = sub.add_parser("demo", help="three chaos experiments on an embedded ML system, with verdicts",
                           description="Start an embedded inference service, its feature store and its model "
@@ -249,6 +263,20 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expectations(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .expectations import EXIT_ERROR, ExpectationsError, exit_status, run, table_text
+
+    try:
+        verdicts = run(Path(args.suite), Path(args.samples), args.python)
+    except ExpectationsError as exc:
+        print(f"mlchaos expectations: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(table_text(verdicts))
+    return exit_status(verdicts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -266,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _gate(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "expectations":
+        return _expectations(args)
     if args.command == "demo":
         setup_logging("warning")
         _use_uvloop(False)

@@ -44,7 +44,8 @@ class Exchange:
 
     __slots__ = (
         "_payload", "applied", "cohort", "finished", "hooks", "loop", "matched", "meter", "plane", "recorded",
-        "resume_at", "st", "status", "stream_hooks", "t0", "task", "tee", "throttle_bps", "timer", "upstream_name",
+        "resume_at", "sample", "sample_type", "st", "status", "stream_hooks", "t0", "task", "tee", "throttle_bps",
+        "timer", "upstream_name",
     )
 
     def __init__(self, plane: DataPlane, assignment: Assignment, loop: asyncio.AbstractEventLoop) -> None:
@@ -75,6 +76,11 @@ class Exchange:
         # JSON only, at most inspect_body_bytes); parsed later in a background task, never here.
         self.tee: list[bytes] | None = [] if st is not None and st.observer is not None and st.observer.wants() \
             else None
+        # A copy of the response body for the experiment's samples (proxy/observe/samples.py), while its cohort
+        # still takes them; written later by a background task. None unless the experiment declares samples.
+        self.sample: list[bytes] | None = [] if st is not None and st.samples is not None \
+            and st.samples.open[self.cohort] else None
+        self.sample_type = ""
         self.finished = False
         self.recorded = False
         self.task: asyncio.Task[None] | None = None

@@ -21,6 +21,7 @@ from .metrics import CohortMetrics, Count, ExperimentFamilies, ExperimentReading
 from .observe.llm import LlmObserver
 from .observe.observer import PredictionObserver
 from .observe.outcomes import FaultOutcomes
+from .observe.samples import SampleWriter
 from .payload.bodies import adapter_options
 from .policy.model import BUCKETS, Experiment, Policy, Schedule, StickyKey
 from .routing import Router
@@ -42,6 +43,7 @@ class ExperimentState:
         "unparsed",
         "observer",
         "llm",
+        "samples",
         "outcomes",
         "bounds",
         "chaos_buckets",
@@ -97,6 +99,11 @@ class ExperimentState:
         # Prediction bookkeeping (off the request path); None costs the hot path nothing.
         self.observer: PredictionObserver | None = PredictionObserver(
             spec.name, spec.observe, spec.payload, self.adapter_options) if spec.observe.predictions else None
+        # Samples of the tables each cohort was served, per fault (off the request path); None costs nothing.
+        samples = spec.samples
+        self.samples: SampleWriter | None = SampleWriter(
+            spec.name, samples.dir, samples.max_rows, samples.max_files, samples.format,
+            tuple(f.type for f in spec.faults)) if samples.dir is not None else None
         # LLM answers of OpenAI-compatible paths (time to first token, stream outcomes, drift); None when the
         # payload format rules them out, so other experiments' exchanges pay nothing for it.
         self.llm: LlmObserver | None = LlmObserver(spec.name, metrics.llm) \
@@ -132,6 +139,8 @@ class ExperimentState:
         if prev.observer is not None and (prev.spec.observe, prev.spec.payload) == (self.spec.observe,
                                                                                     self.spec.payload):
             self.observer = prev.observer  # the windows and histograms gathered so far still count
+        if prev.samples is not None and self.samples is not None and prev.spec.samples == self.spec.samples:
+            self.samples = prev.samples  # the files written so far still count against the bounds
         if prev.llm is not None and self.llm is not None:
             self.llm = prev.llm  # the answers compared so far still count
         self.outcomes = prev.outcomes

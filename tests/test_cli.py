@@ -88,7 +88,8 @@ def test_validate_accepts_a_valid_policy_with_a_one_line_summary(tmp_path: Path)
 
 
 @pytest.mark.parametrize("shipped", ["policies/example.yaml", "policies/demo.yaml", "policies/registry.yaml",
-                                     "policies/feast.yaml", "policies/llm.yaml"])
+                                     "policies/feast.yaml", "policies/llm.yaml", "policies/data-pipeline-s3.yaml",
+                                     "policies/data-pipeline-http.yaml"])
 def test_the_shipped_policies_validate(shipped: str) -> None:
     out = mlchaos("validate", shipped)
     assert out.returncode == 0, out.stdout + out.stderr

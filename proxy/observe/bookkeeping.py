@@ -45,6 +45,11 @@ async def observe_forever(experiments: Experiments, upstream_url: Callable[[], s
                 while st.llm is not None and st.llm.pending:
                     st.llm.process(limit=OBSERVE_SLICE)
                     await asyncio.sleep(0)
+                if st.samples is not None and st.samples.queue:
+                    try:
+                        await st.samples.drain()  # in a worker thread: file I/O never runs on the loop
+                    except Exception:  # as below: one experiment's samples must not stop the others' bookkeeping
+                        logging.getLogger("mlchaos").exception("writing samples failed for %s", st.spec.name)
             observe_once(experiments)
             judge_all(experiments)
             observers = [st.observer for st in list(experiments.states.values()) if st.observer is not None]

@@ -44,6 +44,7 @@ from .model import (
     PayloadSpec,
     Policy,
     Reveal,
+    SamplesSpec,
     Schedule,
     StickyKey,
     Timeouts,
@@ -331,6 +332,7 @@ def _experiment(raw: object, path: str, upstreams: Upstreams, errors: Errors, st
         "payload": _payload(values.get("payload"), f"{path}.payload", errors),
         "observe": _observe(values.get("observe"), f"{path}.observe", errors),
         "hypothesis": build(HypothesisSpec, values.get("hypothesis"), f"{path}.hypothesis", errors),
+        "samples": build(SamplesSpec, values.get("samples"), f"{path}.samples", errors),
     }
     if len(errors.problems) > before or name is None or chaos is None or control is None:
         return share, None

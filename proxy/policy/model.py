@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BUCKETS", "PAYLOAD_FORMATS", "PRIMARY_UPSTREAM", "AdminSettings", "CohortOverride", "DailyWindow",
     "Experiment", "GrpcSettings", "GrpcTls", "HypothesisSpec", "KillSwitch", "Limits", "Match", "ObserveSpec",
-    "PayloadSpec", "Policy", "Reveal", "Schedule", "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
+    "PayloadSpec", "Policy", "Reveal", "SamplesSpec", "Schedule", "ShadowSpec", "StickyKey", "Timeouts", "Upstream",
+    "Webhook",
 ]
 
 StickyKind = Literal["header", "query", "cookie", "client_ip", "entity"]
@@ -305,6 +306,21 @@ def _guards() -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class SamplesSpec:
+    """Bounded samples of the response tables each cohort was served, written off the request path for
+    ``mlchaos expectations`` (a Great Expectations suite run over them). Off unless ``dir`` is set."""
+
+    dir: str | None = spec("string", None, help="Directory the samples go to (DIR/EXPERIMENT/control/ and "
+                                                "DIR/EXPERIMENT/chaos/FAULT/); absent writes none.")
+    max_rows: int = spec("integer", 1000, minimum=1, maximum=1_000_000,
+                         help="Rows kept per cohort and fault, over all its files; the rest are not written.")
+    max_files: int = spec("integer", 20, minimum=1, maximum=10_000,
+                          help="Responses kept per cohort and fault, one file each.")
+    format: str = spec("choice", "jsonl", choices=("jsonl", "csv"),
+                       help="jsonl keeps types and nulls; csv is what most tools open.")
+
+
+@dataclass(frozen=True, slots=True)
 class KillSwitch:
     """Guards comparing chaos against control; on by default, off only when the policy says so. Each guard of
     the registry (proxy/killswitch/registry.py) adds its own section, ``kill_switch.<guard name>``."""
@@ -396,6 +412,8 @@ class Experiment:
                                                      "experiment.")
     hypothesis: HypothesisSpec = section(HypothesisSpec, help="The steady state to check: named checks, each "
                                                               "with a tolerance and a minimum sample.")
+    samples: SamplesSpec = section(SamplesSpec, help="Samples of the tables each cohort was served, per fault, "
+                                                     "for a data validation suite (mlchaos expectations).")
 
     @property
     def chaos_percent(self) -> float:

@@ -27,8 +27,8 @@ jsonschema = pytest.importorskip("jsonschema")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install -e '.[ecosystem]'")
 
 Doc = dict[str, Any]
-KUSTOMIZATIONS = ("base", "monitoring", "rollouts", "flagger", "kserve", "feast", "litmus", "chaos-mesh")
-CORE_GROUPS = ("v1", "apps/v1")
+KUSTOMIZATIONS = ("base", "monitoring", "rollouts", "flagger", "kserve", "feast", "litmus", "chaos-mesh", "pipeline")
+CORE_GROUPS = ("v1", "apps/v1", "batch/v1")
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -268,7 +268,7 @@ def test_kubectl_kustomize_renders_the_same(name: str) -> None:
 def test_core_kinds_validate_strictly() -> None:
     version = kubernetes_validate.utils.latest_version()
     core = [d for d in everything() if d["apiVersion"] in CORE_GROUPS]
-    assert {d["kind"] for d in core} == {"ConfigMap", "Deployment", "Secret", "Service"}
+    assert {d["kind"] for d in core} == {"ConfigMap", "Deployment", "Secret", "Service", "CronJob"}
     for doc in core:
         kubernetes_validate.validate(doc, version, strict=True)
 
@@ -302,11 +302,13 @@ def test_custom_resources_match_their_crds() -> None:
 
 def test_every_policy_in_deploy_is_valid() -> None:
     configmaps = [d for d in everything() if d["kind"] == "ConfigMap" and "policy.yaml" in d["data"]]
-    assert len(configmaps) == 3
+    assert len(configmaps) == 4
     for cm in configmaps:
         policy = policy_of(cm)
         assert policy.experiments, cm["metadata"]["name"]
         assert not policy.admin.listen.is_loopback and policy.admin.token_env == "MLCHAOS_ADMIN_TOKEN"
+        if cm["metadata"]["name"] == "mlchaos-pipeline-policy":
+            continue  # an egress sidecar: its upstream is the remote store (test_pipeline_* below)
         assert policy.upstream.host == "127.0.0.1"  # the model in the same pod, on loopback
     load_policy_text((DEPLOY / "docker" / "policy.yaml").read_text(encoding="utf-8"))
 
@@ -377,6 +379,34 @@ def test_feast_sidecar_fronts_the_feature_server_on_loopback() -> None:
     for exp in policy.experiments:
         assert str(exp.sticky_key) == "entity:driver_id"
         assert exp.match.path is not None and exp.match.path.fullmatch("/get-online-features")
+
+
+def test_pipeline_job_reads_its_store_through_an_egress_sidecar() -> None:
+    docs = render(DEPLOY / "pipeline")
+    job = one(docs, "CronJob", "events-daily")
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]
+    spec = pod["spec"]
+    policy = policy_of(one(docs, "ConfigMap", "mlchaos-pipeline-policy"))
+    # A native sidecar: an init container that keeps running (restartPolicy Always), so the Job completes when
+    # the task ends, and the task starts only once mlchaos is ready.
+    sidecar = next(c for c in spec["initContainers"] if c["name"] == "mlchaos")
+    assert sidecar["restartPolicy"] == "Always" and spec["restartPolicy"] == "Never"
+    assert sidecar["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    task = container(spec, "task")
+    # The task's S3 client goes to mlchaos on loopback; mlchaos goes to the store, with the Host the client
+    # signed (SigV4 covers it).
+    assert env(task)["AWS_ENDPOINT_URL_S3"] == f"http://127.0.0.1:{policy.listen.port}"
+    assert policy.listen.is_loopback and policy.upstream.host != "127.0.0.1" and policy.preserve_host
+    assert policy.admin.listen.port == port(sidecar, "admin")
+    # Samples and the kill switch's state go to a writable volume: the root filesystem is read-only.
+    assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+    writable = [m["mountPath"] for m in sidecar["volumeMounts"] if not m.get("readOnly")]
+    dirs = [e.samples.dir for e in policy.experiments if e.samples.dir] + [policy.state_file]
+    assert dirs and all(any(str(d).startswith(w + "/") for w in writable) for d in dirs)
+    assert "mlchaos.io/sidecar" in pod["metadata"]["labels"]
+    task_py = one(docs, "ConfigMap", "events-daily-task")["data"]["task.py"]
+    compile(task_py, "task.py", "exec")
+    assert any(m["mountPath"] == "/opt/task" for m in task["volumeMounts"])
 
 
 def test_monitoring_scrapes_the_sidecar_and_alerts_on_its_gauges() -> None:

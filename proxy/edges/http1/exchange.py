@@ -273,6 +273,8 @@ class Http1Exchange(Exchange):
             st.cohort_metrics[self.cohort].upstream.observe(now - self.t_up)
             if self.tee is not None and (status >= 300 or not is_json):
                 self.tee = None
+            if self.sample is not None:
+                self._sample_head(status, block)
             if st.llm is not None and 200 <= status < 300 and req.method == "POST":
                 self.meter = st.llm.meter(self.cohort, req.path, self.t0, block)
         if (self.hooks is not None or self.stream_hooks is not None) and req.method != "HEAD" \
@@ -291,6 +293,15 @@ class Http1Exchange(Exchange):
             if up is not None:
                 up.close()
             self.on_complete(False)
+
+    def _sample_head(self, status: int, block: bytes) -> None:
+        """Samples take 2xx bodies only, and note their Content-Type (how the client is told to read them)."""
+        if not 200 <= status < 300:
+            self.sample = None
+            return
+        for name, value in parse_header_block(block):
+            if name.lower() == b"content-type":
+                self.sample_type = value.decode("latin-1")
 
     def _head(self, status: int, lines: bytes, has_length: bool) -> bytes:
         """The response head for this client: the status, the upstream's header ``lines`` (hop-by-hop ones
@@ -354,6 +365,8 @@ class Http1Exchange(Exchange):
         if self.tee is not None:
             # Observe what the client gets: after the faults changed it.
             self.tee = [view.body] if 200 <= view.status < 300 else None
+        if self.sample is not None:
+            self.sample = [view.body] if 200 <= view.status < 300 else None  # what the client gets, as above
         if self.stream_hooks is not None:
             self._stream_head(view)
             self._stream_chunk(view.body)
@@ -380,6 +393,11 @@ class Http1Exchange(Exchange):
             tee.append(data)
             if len(tee) > 1 and sum(map(len, tee)) > self.plane.limits.inspect_body_bytes:
                 self.tee = None
+        sample = self.sample
+        if sample is not None:
+            sample.append(data)
+            if len(sample) > 1 and sum(map(len, sample)) > self.plane.limits.inspect_body_bytes:
+                self.sample = None
         held = self.held
         if held is not None:
             held[1].append(data)
@@ -412,6 +430,9 @@ class Http1Exchange(Exchange):
             if original is not None and obs.spec.shadow.enabled:
                 obs.submit_shadow(self.req.target, original, self.tee, self.end_to_end_headers(), self.applied)
             self.tee = None
+        if self.sample is not None and self.st is not None and self.st.samples is not None:
+            self.st.samples.submit(self.cohort, self.applied, self.req.path, self.sample_type, self.sample)
+            self.sample = None
         if self.stream_hooks is not None and self._stream_end(keep_alive):
             return  # a held chunk is still to go out: the pacer finishes
         if self.relay is not None:

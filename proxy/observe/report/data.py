@@ -43,6 +43,9 @@ def report_data(st: ExperimentState, active: bool) -> dict[str, Any]:
     }
     if st.observer is not None:
         data.update(st.observer.report())
+    if st.samples is not None:
+        data["samples"] = st.samples.report()
+        data["expectations"] = st.samples.verdicts()
     if st.llm is not None:
         st.llm.process()
         st.llm.compute(time.monotonic())

@@ -8,6 +8,7 @@ from typing import Any
 from ...cohort import COHORT_NAMES
 from ..drift import DEFAULT_THRESHOLDS
 from .charts import classes_plot, drift_plot, histogram_plot, latency_plot
+from .samples import samples_section
 from .svg import COHORT_COLORS
 from .values import (
     as_int,
@@ -202,6 +203,7 @@ def render_report(data: Mapping[str, Any]) -> str:
          f'KS p &lt; {th["ks_p"]:g}; χ² p &lt; {th["chi2_p"]:g}; JS distance (base 2) &gt; {th["js"]:g}; '
          f'normalized Wasserstein &gt; {th["wasserstein"]:g}. Fixed-sample statistics over a sliding window: '
          "repeated looks cross a p-value level now and then by chance.</p>"),
+        samples_section(data),
         "<h2>Kill switch</h2>",
         _kill_switch(data),
         "</main></body></html>",

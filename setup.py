@@ -41,6 +41,11 @@ HOT = [
     "proxy/edges/http1/upstream.py",
     "proxy/edges/http1/request.py",
     "proxy/edges/http1/framing.py",
+    # the gRPC edge's exchange (a compiled Exchange is subclassed only by compiled classes); server.py, the
+    # grpcio side, stays interpreted
+    "proxy/edges/grpc/exchange.py",
+    "proxy/edges/grpc/call.py",
+    "proxy/edges/grpc/status.py",
     # every request an experiment matches: the router, the cohort hash, the metrics, the kill switch's guards
     "proxy/routing.py",
     "proxy/experiments.py",

@@ -74,6 +74,10 @@ def _summary(policy: Policy) -> str:
             f"(max_blast_radius {policy.max_blast_radius_buckets / 100:g}%), upstream {policy.upstream.url}")
 
 
+def _grpc_listen(policy: Policy) -> object:
+    return policy.grpc.listen if policy.grpc is not None else None
+
+
 class Sidecar:
     def __init__(self, policy: Policy, *, registry: CollectorRegistry | None = None,
                  policy_path: str | None = None, env: dict[str, str] | None = None,
@@ -88,6 +92,9 @@ class Sidecar:
         self.draining = False
         self.plane: DataPlane | None = None
         self._server: asyncio.Server | None = None
+        # The gRPC listener (proxy.edges.grpc.server.GrpcEdge) when the policy has a grpc section.
+        self._grpc: Any = None
+        self.grpc_port = 0
         self._admin: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -119,6 +126,8 @@ class Sidecar:
         except OSError as exc:
             raise StartupError(f"cannot listen on {policy.listen}: {exc.strerror or exc}") from None
         self.proxy_port = self._server.sockets[0].getsockname()[1]
+        if policy.grpc is not None:
+            await self._start_grpc(plane, policy)
         self._admin = web.AppRunner(make_admin_app(self), access_log=None, handle_signals=False)
         await self._admin.setup()
         site = web.TCPSite(self._admin, admin_addr.host, admin_addr.port, reuse_address=True)
@@ -137,12 +146,32 @@ class Sidecar:
               admin=f"{admin_addr.host}:{self.admin_port}", upstream=policy.upstream.url,
               summary=_summary(policy), admin_token=bool(self.admin_token), dataplane=build())
 
+    async def _start_grpc(self, plane: DataPlane, policy: Policy) -> None:
+        assert policy.grpc is not None
+        try:  # imported here: grpcio is an optional extra, and only a policy with a grpc section needs it
+            from .edges.grpc.server import GrpcEdge
+        except ImportError as exc:
+            await self.stop()
+            raise StartupError(f"the grpc section needs grpcio: pip install 'mlchaos[grpc]' ({exc})") from None
+        self._grpc = GrpcEdge(plane, policy.grpc, policy.limits.max_body_bytes)
+        self._grpc.apply_policy(policy)
+        try:
+            self.grpc_port = await self._grpc.start()
+        except (OSError, RuntimeError) as exc:
+            self._grpc = None
+            await self.stop()
+            raise StartupError(f"cannot listen on {policy.grpc.listen} for gRPC: {exc}") from None
+
     async def stop(self, drain: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish for at most ``drain`` seconds, close everything."""
         self.draining = True
         plane = self.plane
         if self._server is not None:
             self._server.close()
+        if self._grpc is not None:
+            # In-flight calls finish within the drain; new ones are refused meanwhile.
+            await self._grpc.stop(self.policy.timeouts.drain if drain is None else drain)
+            self._grpc = None
         if plane is not None:
             left = await plane.drain(drain)
             event("drained", unfinished=left)
@@ -164,6 +193,8 @@ class Sidecar:
             event("cohort_override_disabled", logging.WARNING,
                   reason=f"cohort_override is enabled but {policy.cohort_override.token_env} is empty")
         self.plane.apply_policy(policy)
+        if self._grpc is not None:
+            self._grpc.apply_policy(policy)
         self.experiments.apply_policy(policy, override.encode() if override else None)
         self.policy = policy
 
@@ -178,7 +209,8 @@ class Sidecar:
         fixed = [f"{name} changed from {old} to {new}; restart to apply it"
                  for name, old, new in (("listen", self.policy.listen, policy.listen),
                                         ("admin.listen", self.policy.admin.listen, policy.admin.listen),
-                                        ("admin.token_env", self.policy.admin.token_env, policy.admin.token_env))
+                                        ("admin.token_env", self.policy.admin.token_env, policy.admin.token_env),
+                                        ("grpc.listen", _grpc_listen(self.policy), _grpc_listen(policy)))
                  if old != new]
         self._apply(policy)
         self._text_hash = hashlib.sha256(text.encode()).hexdigest()

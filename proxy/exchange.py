@@ -26,6 +26,7 @@ from .payload.bodies import ExchangePayload
 if TYPE_CHECKING:
     from .dataplane.state import DataPlane
     from .experiments import ExperimentState
+    from .metrics import CohortMetrics
     from .observe.llm import StreamMeter
     from .routing import Assignment
 
@@ -240,7 +241,7 @@ class Exchange:
         st = self.st
         plane = self.plane
         if st is None:
-            plane.metrics.untouched.count(self.status, seconds)
+            self.count(plane.metrics.untouched, seconds)
             matched = self.matched
             if matched is not None and matched.tripped is None:
                 tripped = matched.observe_untouched(self.status, seconds)
@@ -256,7 +257,7 @@ class Exchange:
                 self.status = DROPPED
             if meter.sse:
                 ttft = meter.ttft(self.loop.time())
-        st.cohort_metrics[self.cohort].count(self.status, seconds)
+        self.count(st.cohort_metrics[self.cohort], seconds)
         applied = self.applied
         if applied is not None:
             st.outcomes.record(applied, self.status)
@@ -267,6 +268,10 @@ class Exchange:
             tripped = st.guards.observe_ttft(self.cohort == CHAOS, ttft, False)
         if tripped is not None:
             plane.experiments.trip(st, tripped)
+
+    def count(self, metrics: CohortMetrics, seconds: float) -> None:
+        """Count the answer in the request metrics; an edge whose protocol has its own codes labels them."""
+        metrics.count(self.status, seconds)
 
     def record_abandoned(self) -> None:
         """The client left. Answered already: an ordinary record. Gone before an answer: no error (the

@@ -19,6 +19,7 @@ from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .cohort import COHORT_NAMES, COHORTS, NONE
+from .edges.grpc.status import CODE_NAMES as GRPC_CODE_NAMES
 from .errors import ERROR_KINDS
 from .killswitch.registry import GUARD_NAMES
 
@@ -139,15 +140,28 @@ class Family(Collector, Generic[C]):
 class CohortMetrics:
     """Pre-built children for one (experiment, cohort)."""
 
-    __slots__ = ("by_class", "duration", "upstream")
+    __slots__ = ("by_class", "by_grpc", "duration", "experiment", "cohort", "requests", "upstream")
 
     def __init__(self, m: Metrics, experiment: str, cohort: str) -> None:
         self.by_class = tuple(m.requests.labels(experiment, cohort, c) for c in CODE_CLASSES)
+        self.requests = m.requests
+        self.experiment, self.cohort = experiment, cohort
+        # gRPC calls' children, labelled with the status code's name, built on a call's first use.
+        self.by_grpc: dict[int, Count] = {}
         self.duration = m.request_duration.labels(experiment, cohort)
         self.upstream = m.upstream_duration.labels(experiment, cohort)
 
     def count(self, status: int, seconds: float) -> None:
         self.by_class[status // 100 - 1 if 100 <= status < 600 else 5].value += 1
+        self.duration.observe(seconds)
+
+    def count_grpc(self, code: int, seconds: float) -> None:
+        """A gRPC call: ``code="<status name>"`` (UNAVAILABLE, OK ...), or "dropped" (``code`` -1)."""
+        child = self.by_grpc.get(code)
+        if child is None:
+            label = GRPC_CODE_NAMES[code] if 0 <= code < len(GRPC_CODE_NAMES) else CODE_CLASSES[5]
+            child = self.by_grpc[code] = self.requests.labels(self.experiment, self.cohort, label)
+        child.value += 1
         self.duration.observe(seconds)
 
 
@@ -195,7 +209,7 @@ class Metrics:
     def forget_experiment(self, experiment: str, faults: set[str]) -> None:
         """Drop the series of an experiment a reload removed, so dashboards stop showing it."""
         for cohort in COHORT_NAMES:
-            for code in CODE_CLASSES:
+            for code in (*CODE_CLASSES, *GRPC_CODE_NAMES):
                 _remove(self.requests, experiment, cohort, code)
             _remove(self.request_duration, experiment, cohort)
             _remove(self.upstream_duration, experiment, cohort)

@@ -20,7 +20,7 @@ UPSTREAM_NAME_RE = re.compile(r"[a-z0-9_-]+")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # RFC 9110 token: header names and methods.
 TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-STICKY_KEY_RE = re.compile(r"(header|query|cookie|entity):(.+)|client_ip")
+STICKY_KEY_RE = re.compile(r"(header|metadata|query|cookie|entity):(.+)|client_ip")
 CLOCK_RE = re.compile(r"(\d{1,2}):(\d{2})")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Cohorts are assigned by hashing into this many buckets: one bucket is 0.01% of traffic.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import importlib.util
 import itertools
 import re
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ from .model import (
     CohortOverride,
     DailyWindow,
     Experiment,
+    GrpcSettings,
+    GrpcTls,
     HypothesisSpec,
     KillSwitch,
     Limits,
@@ -134,6 +137,7 @@ def compile_policy(raw: object, source: str = "") -> Policy:
     staging = values.get("environment") == "staging"
     experiments, shares = _experiments(values.get("experiments"), upstreams, errors, staging)
     webhook = _webhook(values.get("webhook"), errors)
+    grpc = _grpc(values.get("grpc"), listen, admin.listen, errors)
     blast_radius = values.get("max_blast_radius")
     if blast_radius is not None and not staging and blast_radius > MAX_BLAST_RADIUS_PERCENT * BUCKETS / 100:
         errors.add("max_blast_radius", f"must be <= {MAX_BLAST_RADIUS_PERCENT:g} (100 with environment: staging), "
@@ -143,7 +147,8 @@ def compile_policy(raw: object, source: str = "") -> Policy:
     _check_total_share(shares, errors)
     errors.raise_if_any()
     return _assemble(Policy, values, upstreams=upstreams, admin=admin, timeouts=timeouts, limits=limits,
-                     cohort_override=override, experiments=tuple(experiments), webhook=webhook, source=source)
+                     cohort_override=override, experiments=tuple(experiments), webhook=webhook, grpc=grpc,
+                     source=source)
 
 
 def _unreachable() -> NoReturn:
@@ -198,6 +203,27 @@ def _limits(raw: object, errors: Errors) -> Limits:
     if inspect is not None and body is not None and inspect > body:
         errors.add("limits.inspect_body_bytes", f"must be <= max_body_bytes ({body}), got {inspect}")
     return Limits(**values)
+
+
+def _grpc(raw: object, listen: Address | None, admin: Address, errors: Errors) -> GrpcSettings | None:
+    """The gRPC listener's settings. Whether grpcio is installed is the sidecar's startup check: a policy
+    validates the same on any machine."""
+    if raw is None:
+        return None
+    values = read_fields(fields_of(GrpcSettings), raw, "grpc", errors)
+    if values is None:
+        return None
+    # An absent tls section is h2c, not a TLS section missing its files.
+    tls = values.get("tls")
+    values["tls"] = None if tls is None else build(GrpcTls, tls, "grpc.tls", errors)
+    address = values.get("listen")
+    if address is not None:
+        for other, name in ((listen or Address("127.0.0.1", 8000), "listen"), (admin, "admin.listen")):
+            if _same_socket(address, other):
+                errors.add("grpc.listen", f"must differ from {name} ({other})")
+    if "listen" not in values or "upstream" not in values:
+        return None
+    return GrpcSettings(**values)
 
 
 def _webhook(raw: object, errors: Errors) -> Webhook | None:

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUCKETS", "PAYLOAD_FORMATS", "PRIMARY_UPSTREAM", "AdminSettings", "CohortOverride", "DailyWindow",
-    "Experiment", "HypothesisSpec", "KillSwitch", "Limits", "Match", "ObserveSpec", "PayloadSpec", "Policy",
-    "Reveal", "Schedule", "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
+    "Experiment", "GrpcSettings", "GrpcTls", "HypothesisSpec", "KillSwitch", "Limits", "Match", "ObserveSpec",
+    "PayloadSpec", "Policy", "Reveal", "Schedule", "ShadowSpec", "StickyKey", "Timeouts", "Upstream", "Webhook",
 ]
 
 StickyKind = Literal["header", "query", "cookie", "client_ip", "entity"]
@@ -142,6 +142,33 @@ class AdminSettings:
                           help="Environment variable that holds the admin bearer token.")
 
 
+def _grpc_upstream(value: object) -> Upstream:
+    # gRPC users write host:port; an http:// URL (h2c) is the same upstream.
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and "://" not in text:
+        text = f"http://{text}"
+    return parse_upstream_url(PRIMARY_UPSTREAM, text)
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcTls:
+    cert: str = spec("string", help="PEM certificate chain the gRPC listener presents.")
+    key: str = spec("string", help="PEM private key of that certificate.")
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcSettings:
+    """A gRPC listener beside the HTTP one (needs the grpc extra: pip install 'mlchaos[grpc]'). Calls reach
+    the experiments as POSTs to their method path (/package.Service/Method) with their metadata as headers;
+    faults name fallback upstreams from `upstreams` (dialled as h2c at their host:port)."""
+
+    listen: Address = spec("any", schema=_ADDRESS_SCHEMA, parse=parse_address,
+                           help="Address the gRPC listener serves on (h2c, or TLS with tls).")
+    upstream: Upstream = spec("string", schema={"type": "string", "pattern": r"^(http://)?[^/?#]+:[0-9]+/?$"},
+                              parse=_grpc_upstream, help="The model server's gRPC port: host:port (h2c).")
+    tls: GrpcTls | None = section(GrpcTls, default=None, help="Serve TLS instead of h2c.")
+
+
 @dataclass(frozen=True, slots=True)
 class StickyKey:
     kind: StickyKind
@@ -152,19 +179,22 @@ class StickyKey:
         return self.kind if self.kind == "client_ip" else f"{self.kind}:{self.name}"
 
 
-_STICKY_KINDS: dict[str, StickyKind] = {"header": "header", "query": "query", "cookie": "cookie", "entity": "entity"}
+# metadata:NAME is header:NAME: a gRPC call's metadata are its HTTP/2 headers.
+_STICKY_KINDS: dict[str, StickyKind] = {"header": "header", "query": "query", "cookie": "cookie", "entity": "entity",
+                                        "metadata": "header"}
 
 
 def parse_sticky_key(value: str) -> StickyKey:
     m = STICKY_KEY_RE.fullmatch(value.strip())
     if m is None:
-        raise ValueError(f"expected header:NAME, query:NAME, cookie:NAME, entity:NAME or client_ip, got {show(value)}")
+        raise ValueError(f"expected header:NAME, metadata:NAME, query:NAME, cookie:NAME, entity:NAME or client_ip, "
+                         f"got {show(value)}")
     if m.group(1) is None:
         return StickyKey("client_ip")
     kind, name = _STICKY_KINDS[m.group(1)], m.group(2).strip()
     if not TOKEN_RE.fullmatch(name):
         raise ValueError(f"{show(name)} is not a valid {kind} name")
-    # Header names are case-insensitive; query parameters and cookies are not.
+    # Header (and metadata) names are case-insensitive; query parameters and cookies are not.
     return StickyKey(kind, name.lower() if kind == "header" else name)
 
 
@@ -348,7 +378,8 @@ class Experiment:
     enabled: bool = spec("bool", True)
     sticky_key: StickyKey | None = spec(  # None: a fresh random draw per request
         "string", None, schema=_pattern(STICKY_KEY_RE),
-        help="header:NAME, query:NAME, cookie:NAME, client_ip, or entity:NAME (a Feast request's first entity key "
+        help="header:NAME, metadata:NAME (a gRPC call's; the same as header:NAME), query:NAME, cookie:NAME, client_ip, "
+             "or entity:NAME (a Feast request's first entity key "
              "value); absent draws a cohort per request.")
     match: Match = section(Match, help="Which requests; default all.")
     faults: tuple[Fault, ...] = spec("any", None, model_default=(), schema={"type": "array", "items": _ref("fault")},
@@ -418,6 +449,8 @@ class Policy:
                                                schema={"type": "array", "items": _ref("experiment")})
     # Where tripped kill switches are remembered across restarts; None keeps them in memory only.
     state_file: str | None = spec("string", None, help="File that remembers tripped kill switches across restarts.")
+    grpc: GrpcSettings | None = section(GrpcSettings, default=None,
+                                        help="A gRPC listener forwarding to the model server's gRPC port.")
     # POSTed (Slack- and Alertmanager-compatible JSON) when a kill switch trips.
     webhook: Webhook | None = section(Webhook, default=None)
     # The YAML text this was compiled from, served by GET /policy.

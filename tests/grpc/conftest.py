@@ -1,0 +1,141 @@
+"""An in-process gRPC upstream (grpc.aio generic handlers, raw bytes) and a sidecar with a gRPC listener."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+grpc = pytest.importorskip("grpc")
+from grpc import aio  # noqa: E402
+
+from proxy.app import Sidecar  # noqa: E402
+from tests.conftest import policy_from  # noqa: E402
+
+INIT = (("x-init", "i"), ("x-init-bin", b"\x00\xff"))
+TRAIL = (("x-trail", "t"), ("x-trail-bin", b"\x01\x02"))
+
+
+class Seen:
+    """What the upstream saw of the last call."""
+
+    def __init__(self) -> None:
+        self.metadata: list[tuple[str, str | bytes]] = []
+        self.time_remaining: float | None = None
+        self.requests: list[bytes] = []
+        self.calls = 0
+
+
+class UpstreamServer:
+    def __init__(self, server: aio.Server, port: int, seen: Seen) -> None:
+        self.server, self.port, self.seen = server, port, seen
+        self.address = f"127.0.0.1:{port}"
+
+
+def _md(context: Any) -> list[tuple[str, str | bytes]]:
+    return [(m.key, m.value) for m in context.invocation_metadata() if m.key != "user-agent"]
+
+
+def make_handler(seen: Seen, infer: Callable[[bytes], bytes] | None) -> Any:
+    async def unary(request: bytes, context: Any) -> bytes:
+        seen.calls += 1
+        seen.metadata, seen.time_remaining, seen.requests = _md(context), context.time_remaining(), [request]
+        md = dict(seen.metadata)
+        if "x-sleep" in md:
+            await asyncio.sleep(float(md["x-sleep"]))
+        await context.send_initial_metadata(INIT)
+        if "x-fail" in md:
+            await context.abort(grpc.StatusCode[str(md["x-fail"])], "upstream says no", TRAIL)
+        context.set_trailing_metadata(TRAIL)
+        return request[::-1]
+
+    async def model_infer(request: bytes, context: Any) -> bytes:
+        seen.calls += 1
+        seen.metadata, seen.requests = _md(context), [request]
+        assert infer is not None
+        return infer(request)
+
+    async def server_stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
+        seen.calls += 1
+        seen.metadata, seen.requests = _md(context), [request]
+        await context.send_initial_metadata(INIT)
+        for i in range(3):
+            yield request + b"%d" % i
+        context.set_trailing_metadata(TRAIL)
+
+    async def bidi(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        seen.calls += 1
+        seen.metadata, seen.requests = _md(context), []
+        await context.send_initial_metadata(INIT)
+        async for request in requests:
+            seen.requests.append(request)
+            yield request.upper()
+        context.set_trailing_metadata(TRAIL)
+        context.set_code(grpc.StatusCode.OK)
+
+    handlers = {
+        "/test.Echo/Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "/test.Echo/ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+        "/test.Echo/Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+        "/inference.GRPCInferenceService/ModelInfer": grpc.unary_unary_rpc_method_handler(model_infer),
+    }
+    return _Generic(handlers)
+
+
+class _Generic(grpc.GenericRpcHandler):  # type: ignore[name-defined]
+    def __init__(self, handlers: dict[str, Any]) -> None:
+        self.handlers = handlers
+
+    def service(self, details: Any) -> Any:
+        return self.handlers.get(details.method)
+
+
+@pytest.fixture
+async def start_grpc_upstream() -> AsyncIterator[Callable[..., Awaitable[UpstreamServer]]]:
+    servers: list[aio.Server] = []
+
+    async def start(infer: Callable[[bytes], bytes] | None = None) -> UpstreamServer:
+        seen = Seen()
+        server = aio.server()
+        server.add_generic_rpc_handlers((make_handler(seen, infer),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        servers.append(server)
+        return UpstreamServer(server, port, seen)
+
+    yield start
+    for server in servers:
+        await server.stop(0)
+
+
+@pytest.fixture
+async def grpc_upstream(start_grpc_upstream: Callable[..., Awaitable[UpstreamServer]]) -> UpstreamServer:
+    return await start_grpc_upstream()
+
+
+@pytest.fixture
+async def grpc_sidecar(start_sidecar: Callable[..., Awaitable[Sidecar]]) -> Callable[..., Awaitable[Sidecar]]:
+    """``await grpc_sidecar(upstream, extra)``: a sidecar whose gRPC listener forwards to ``upstream``."""
+
+    async def start(up: UpstreamServer, extra: dict[str, Any] | str | None = None, **top: Any) -> Sidecar:
+        policy = policy_from("http://127.0.0.1:1", extra,
+                             grpc={"listen": "127.0.0.1:0", "upstream": up.address}, **top)
+        return await start_sidecar(policy)
+
+    return start
+
+
+@pytest.fixture
+async def channel_to() -> AsyncIterator[Callable[[int], aio.Channel]]:
+    channels: list[aio.Channel] = []
+
+    def open_channel(port: int) -> aio.Channel:
+        ch = aio.insecure_channel(f"127.0.0.1:{port}")
+        channels.append(ch)
+        return ch
+
+    yield open_channel
+    for ch in channels:
+        await ch.close()

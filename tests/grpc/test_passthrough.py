@@ -1,0 +1,133 @@
+"""Calls no experiment touches pass through byte for byte: messages, metadata, trailers, status and details,
+for unary, server-streaming and bidirectional calls; deadlines travel; upstream failures are marked as ours."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from .conftest import INIT, TRAIL, UpstreamServer, grpc
+
+aio = grpc.aio
+MD = (("x-user-id", "u1"), ("x-blob-bin", b"\x00\x01\xfe"))
+
+
+async def outcome(call: Any) -> dict[str, Any]:
+    return {"initial": tuple(await call.initial_metadata()), "trailing": tuple(await call.trailing_metadata()),
+            "code": await call.code(), "details": await call.details()}
+
+
+async def test_unary_identical_to_direct(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                         channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream)
+    answers = []
+    for port in (grpc_upstream.port, sc.grpc_port):
+        call = channel_to(port).unary_unary("/test.Echo/Unary")(b"\x00hello\xff", metadata=MD, timeout=5)
+        message = await call
+        answers.append((message, await outcome(call), list(grpc_upstream.seen.metadata)))
+    assert answers[0] == answers[1]
+    message, out, seen = answers[1]
+    assert message == b"\xffolleh\x00"
+    assert out["initial"] == INIT and out["trailing"] == TRAIL and out["code"] == grpc.StatusCode.OK
+    assert seen == list(MD)
+
+
+async def test_upstream_error_status_relayed(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                             channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream)
+    errors = []
+    for port in (grpc_upstream.port, sc.grpc_port):
+        with pytest.raises(aio.AioRpcError) as info:
+            await channel_to(port).unary_unary("/test.Echo/Unary")(b"x", metadata=(("x-fail", "NOT_FOUND"),))
+        err = info.value
+        errors.append((err.code(), err.details(), tuple(err.initial_metadata()), tuple(err.trailing_metadata())))
+    assert errors[0] == errors[1]
+    assert errors[1][:2] == (grpc.StatusCode.NOT_FOUND, "upstream says no")
+    assert errors[1][3] == TRAIL
+
+
+async def test_deadline_propagates(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                   channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream)
+    await channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")(b"x", timeout=3.0)
+    remaining = grpc_upstream.seen.time_remaining
+    # grpc-timeout travels rounded up to its unit: a few ms over, never the client's whole budget again.
+    assert remaining is not None and 2.0 < remaining < 3.05
+    await channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")(b"x")
+    assert grpc_upstream.seen.time_remaining is None  # no deadline: none invented
+
+
+async def test_deadline_exceeded_upstream_slow(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                               channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream)
+    t0 = time.monotonic()
+    with pytest.raises(aio.AioRpcError) as info:
+        await channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")(b"x", metadata=(("x-sleep", "2"),),
+                                                                       timeout=0.3)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - t0 < 1.5
+
+
+async def test_unreachable_upstream_is_unavailable_and_ours(
+        grpc_sidecar: Any, channel_to: Callable[[int], Any], start_grpc_upstream: Any) -> None:
+    up = await start_grpc_upstream()
+    await up.server.stop(0)  # the port is closed: nothing listens there any more
+    sc = await grpc_sidecar(up)
+    with pytest.raises(aio.AioRpcError) as info:
+        await channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")(b"x", timeout=5)
+    err = info.value
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert ("x-mlchaos-error", "upstream") in tuple(err.trailing_metadata())
+    assert sc.metrics.errors["upstream_connect"].value == 1
+
+
+async def test_server_streaming_identical(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                          channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream)
+    results = []
+    for port in (grpc_upstream.port, sc.grpc_port):
+        call = channel_to(port).unary_stream("/test.Echo/ServerStream")(b"m", metadata=MD, timeout=5)
+        messages = [m async for m in call]
+        results.append((messages, await outcome(call), list(grpc_upstream.seen.metadata)))
+    assert results[0] == results[1]
+    assert results[1][0] == [b"m0", b"m1", b"m2"] and results[1][1]["trailing"] == TRAIL
+
+
+async def test_bidi_identical(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                              channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream)
+    results = []
+    for port in (grpc_upstream.port, sc.grpc_port):
+        call = channel_to(port).stream_stream("/test.Echo/Bidi")(metadata=MD, timeout=5)
+        got = []
+        for word in (b"a", b"bc", b"\x00d"):
+            await call.write(word)
+            got.append(await call.read())  # one answer per message, before the next is sent
+        await call.done_writing()
+        assert await call.read() == aio.EOF
+        results.append((got, await outcome(call), list(grpc_upstream.seen.requests)))
+    assert results[0] == results[1]
+    assert results[1][0] == [b"A", b"BC", b"\x00D"]
+    assert results[1][1]["initial"] == INIT and results[1][1]["trailing"] == TRAIL
+
+
+async def test_metrics_label_grpc_codes(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                        channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream)
+    stub = channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")
+    await stub(b"x")
+    with pytest.raises(aio.AioRpcError):
+        await stub(b"x", metadata=(("x-fail", "UNAVAILABLE"),))
+    requests = sc.metrics.requests.children
+    assert requests[("", "none", "OK")].value == 1
+    assert requests[("", "none", "UNAVAILABLE")].value == 1
+
+
+async def test_starts_without_grpc_section(start_sidecar: Callable[..., Awaitable[Any]]) -> None:
+    from tests.conftest import policy_from
+
+    sc = await start_sidecar(policy_from("http://127.0.0.1:1"))
+    assert sc.grpc_port == 0 and sc._grpc is None

@@ -16,7 +16,7 @@ job, in order, on stdout. Jobs:
         raw_input_contents (tritonclient always writes raw: the typed request goes through the client's own
         stub, grpc_service_pb2_grpc, with the client's metadata). The outputs as lists, or the
         InferenceServerException's status and message.
-    {"client": "encode", "model": ..., "features": ..., "contents": "raw" | "typed", "version": ""}
+    {"client": "encode", "model": ..., "features": ..., "contents": "raw" | "typed", "version": "", "id": "..."}
         The serialized ModelInferRequest bytes only (base64), for the raw client's jobs.
 
 Nothing here retries or catches on the client's behalf beyond turning the exception into data.
@@ -95,7 +95,9 @@ def _inputs(features: dict[str, list[float]]) -> list[tc.InferInput]:
 
 def _request(job: dict[str, Any]) -> service_pb2.ModelInferRequest:
     """The ModelInferRequest tritonclient would send (raw contents), or its typed-contents twin."""
-    request = service_pb2.ModelInferRequest(model_name=job["model"], model_version=job.get("version", ""))
+    # An id of our own: KServe answers a request without one with a fresh uuid, different on every call.
+    request = service_pb2.ModelInferRequest(model_name=job["model"], model_version=job.get("version", ""),
+                                            id=job.get("id", "iris-request"))
     request.parameters["content_type"].string_param = "pd"
     for name, values in job["features"].items():
         tensor = request.inputs.add(name=name, datatype="FP64", shape=[len(values)])
@@ -145,7 +147,8 @@ def _triton(job: dict[str, Any]) -> dict[str, Any]:
             result = tc.InferResult(response)
         else:
             result = client.infer(job["model"], _inputs(job["features"]), model_version=job.get("version", ""),
-                                  headers=headers, client_timeout=timeout, parameters={"content_type": "pd"})
+                                  request_id=job.get("id", "iris-request"), headers=headers, client_timeout=timeout,
+                                  parameters={"content_type": "pd"})
         return {"ok": True, "outputs": _outputs(result), "seconds": time.monotonic() - t0}
     except InferenceServerException as e:
         return {**_exc(e), "seconds": time.monotonic() - t0}

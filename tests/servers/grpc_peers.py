@@ -160,8 +160,9 @@ class GrpcProxy:
             "grpc": {"listen": self.target, "upstream": grpc_target},
             "cohort_override": {"enabled": True},
             "experiments": [
-                {"name": name, "chaos": 0.01, "control": 0.01, "faults": [fault], "match": {"headers": {"x-chaos": "on"}},
-                 "payload": payload or {"features": list(FEATURES)}, "kill_switch": {"enabled": False}}
+                {"name": name, "chaos": 0.01, "control": 0.01, "faults": [fault],
+                 "match": {"headers": {"x-chaos": "on"}}, "payload": payload or {"features": list(FEATURES)},
+                 "kill_switch": {"enabled": False}}
                 for name, fault in experiments.items()
             ],
         }

@@ -131,7 +131,8 @@ def _triton(target: str, **job: Any) -> dict[str, Any]:
 def test_tritonclient_unary_infer_answers_the_same_through_mlchaos(mlserver, via_mlserver, kserve, via_kserve):
     jobs = []
     for target in (mlserver.grpc_target, via_mlserver.target):
-        jobs += [_triton(target), _triton(target, contents="typed"), _triton(target, headers=forced("shift", "control"))]
+        jobs += [_triton(target), _triton(target, contents="typed"),
+                 _triton(target, headers=forced("shift", "control"))]
     ml = run_clients(jobs)
     assert all(r["ok"] and r["outputs"] == {"predict": EXPECTED} for r in ml), ml
     ks = run_clients([_triton(t, contents="typed") for t in (kserve.grpc_target, via_kserve.target)]

@@ -16,6 +16,7 @@ from ..cohort import COHORT_NAMES
 from ..metrics import Distribution, Samples
 from ..payload import AdapterOptions, BaseAdapter, detect, get_adapter, loads
 from ..payload.adapters import RESPONSE
+from ..payload.adapters.v2_grpc import GRPC_INFER_PATH, GrpcDoc
 from ..payload.table import all_floats, number_rows
 from ..policy.model import ObserveSpec, PayloadSpec
 from .drift import DriftReport, learn_edges
@@ -187,11 +188,18 @@ class PredictionObserver:
 
     def _read(self, cohort: str, path: str, body: bytes, batch: dict[tuple[str, str], list[Any]],
               t: float) -> bool:
-        try:
-            doc = loads(body)
-        except ValueError:
-            return False
-        adapter = self._adapter(path, doc)
+        doc: Any
+        adapter: BaseAdapter | None
+        if GRPC_INFER_PATH.search(path) is not None:  # a gRPC ModelInfer answer: protobuf (proxy/edges/grpc)
+            doc, adapter = GrpcDoc.of(body, RESPONSE), get_adapter("v2_grpc")
+            if doc is None:
+                return False
+        else:
+            try:
+                doc = loads(body)
+            except ValueError:
+                return False
+            adapter = self._adapter(path, doc)
         if adapter is None:
             return False
         preds = adapter.predictions(doc, self.options)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import importlib.util
 import itertools
 import re
 from collections.abc import Mapping

@@ -13,6 +13,7 @@ from grpc import aio  # noqa: E402
 
 from proxy.app import Sidecar  # noqa: E402
 from tests.conftest import policy_from  # noqa: E402
+from tests.dataplane.conftest import OVERRIDE_ENV  # noqa: E402
 
 INIT = (("x-init", "i"), ("x-init-bin", b"\x00\xff"))
 TRAIL = (("x-trail", "t"), ("x-trail-bin", b"\x01\x02"))
@@ -122,7 +123,7 @@ async def grpc_sidecar(start_sidecar: Callable[..., Awaitable[Sidecar]]) -> Call
     async def start(up: UpstreamServer, extra: dict[str, Any] | str | None = None, **top: Any) -> Sidecar:
         policy = policy_from("http://127.0.0.1:1", extra,
                              grpc={"listen": "127.0.0.1:0", "upstream": up.address}, **top)
-        return await start_sidecar(policy)
+        return await start_sidecar(policy, env=OVERRIDE_ENV)
 
     return start
 

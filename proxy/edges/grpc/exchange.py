@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 from ...cohort import sticky_value
 from ...exchange import DROPPED, Exchange
 from ...faults.base import Cut, Drop, Hold, Reply, ResponseView
+from ...payload.bodies import ExchangePayload
 from .call import GrpcCall, metadata_bytes
+from .payload import GrpcPayload
 from .status import CODES, OK, code_of_http, http_of_code
 
 if TYPE_CHECKING:
@@ -95,6 +97,13 @@ class GrpcExchange(Exchange):
         st = self.st
         key = st.spec.sticky_key if st is not None else None
         return sticky_value(key, self.call) if key is not None else None
+
+    def payload(self) -> ExchangePayload:
+        """The call's messages, read as protobuf (``GrpcPayload``)."""
+        if self._payload is None:
+            assert self.st is not None
+            self._payload = GrpcPayload(self, self.st.spec.payload, self.st.adapter_options)
+        return self._payload
 
     # -- the decision, for the edge's coroutine
     def forward(self) -> None:

@@ -91,8 +91,12 @@ def drop_connection(peer: str, local_port: int, reset: bool) -> bool:
             continue
         with sock:
             try:
-                if sock.type != socket.SOCK_STREAM or sock.getsockname()[1] != local_port \
-                        or sock.getpeername()[:2] != want:
+                if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM \
+                        or sock.getsockname()[1] != local_port:
+                    continue
+                host, port = sock.getpeername()[:2]
+                # grpc listens dual-stack: an IPv4 peer shows as ::ffff:a.b.c.d on the socket
+                if (host.removeprefix("::ffff:"), port) != want:
                     continue
                 if reset:  # linger 0: grpc's own close of the socket sends RST, not FIN
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -30,16 +30,18 @@ from .mlflow_registry import MlflowRegistryAdapter
 from .openai import OpenAIAdapter
 from .v1 import V1Adapter
 from .v2 import V2Adapter, binary_header_length, inline_binary, pack_binary, split_binary
+from .v2_grpc import V2GrpcAdapter
 
 __all__ = [
     "ADAPTERS", "DEFAULT_OPTIONS", "PREDICTIONS", "REQUEST", "RESPONSE", "STREAM", "Adapter", "AdapterOptions",
     "BaseAdapter", "FeastAdapter", "GenericAdapter", "MLflowAdapter", "MlflowRegistryAdapter", "OpenAIAdapter",
-    "Parsed", "Predictions", "V1Adapter", "V2Adapter", "binary_header_length", "detect", "formats", "get_adapter",
-    "inline_binary", "pack_binary", "split_binary",
+    "Parsed", "Predictions", "V1Adapter", "V2Adapter", "V2GrpcAdapter", "binary_header_length", "detect", "formats",
+    "get_adapter", "inline_binary", "pack_binary", "split_binary",
 ]
 
 ADAPTERS: dict[str, BaseAdapter] = {a.name: a for a in (
     V2Adapter(),
+    V2GrpcAdapter(),
     MLflowAdapter(),
     MlflowRegistryAdapter(),
     V1Adapter(),

@@ -144,16 +144,6 @@ def test_tritonclient_unary_infer_answers_the_same_through_mlchaos(mlserver, via
 
 
 @pytest.fixture(scope="module")
-def stream_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamPeer]:
-    require_clients()
-    peer = StreamPeer(tmp_path_factory.mktemp("stream-peer"))
-    try:
-        yield peer
-    finally:
-        peer.stop()
-
-
-@pytest.fixture(scope="module")
 def via_stream_peer(stream_peer: StreamPeer, mlserver: RunningServer,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcProxy]:
     # The HTTP side needs an upstream too: MLServer's REST port, unused here.

@@ -393,11 +393,33 @@ def _match(raw: object, path: str, errors: Errors) -> Match:
     if raw is None:
         return Match()
     values = _read(Match, raw, path, errors)
-    methods = _methods(values.get("method"), f"{path}.method", errors)
+    grpc = _grpc_methods(values, path, errors)
+    methods = grpc.pop("methods") if grpc else _methods(values.get("method"), f"{path}.method", errors)
     headers = _header_globs(values.get("headers"), f"{path}.headers", errors)
     # A copy, so nothing that later edits the parsed document reaches the frozen policy.
     source = copy.deepcopy(raw) if isinstance(raw, dict) else {}
-    return _assemble(Match, values, methods=methods, headers=headers, source=source)
+    return _assemble(Match, values, methods=methods, headers=headers, source=source, **grpc)
+
+
+def _grpc_methods(values: dict[str, Any], path: str, errors: Errors) -> dict[str, Any]:
+    """``method: /package.Service/Method`` names gRPC methods: a gRPC call is a POST to its method's path, so
+    they match as ``method: POST`` with a path that is one of them. Taken out of ``values``; the rest is HTTP's."""
+    given = values.get("method")
+    calls = [m for m in given or () if m.startswith("/")]
+    if not calls:
+        return {}
+    if len(calls) != len(given or ()):
+        errors.add(f"{path}.method", "list gRPC methods (/package.Service/Method) or HTTP methods, not both")
+    elif values.get("path") is not None:
+        errors.add(f"{path}.method", "a gRPC method is a path: give it in method or in path, not both")
+    for call in calls:
+        if not _GRPC_METHOD.fullmatch(call):
+            errors.add(f"{path}.method", f"{show(call)} is not a gRPC method path (/package.Service/Method)")
+    del values["method"]
+    return {"methods": frozenset({"POST"}), "path": re.compile("|".join(re.escape(c) for c in calls))}
+
+
+_GRPC_METHOD = re.compile(r"/[A-Za-z0-9_.]+/[A-Za-z0-9_]+")
 
 
 def _methods(value: tuple[str, ...] | None, path: str, errors: Errors) -> frozenset[str] | None:

@@ -200,7 +200,8 @@ def parse_sticky_key(value: str) -> StickyKey:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    methods: frozenset[str] | None = spec("string_list", None, key="method", help="A method or a list of them.")
+    methods: frozenset[str] | None = spec("string_list", None, key="method", help="A method or a list of them; or gRPC "
+                                                                             "methods (/package.Service/Method).")
     path: re.Pattern[str] | None = spec(
         "string", None, schema={"type": "string", "pattern": "^/"}, parse=compile_glob,
         help="Glob over the path without the query: * within a segment, ** across, ? one character.")

@@ -3,6 +3,7 @@ values the model received or the predictions the client got, changed exactly as 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -10,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from proxy.payload.wire import decode
 from tests.dataplane.conftest import FORCE_CHAOS, FORCE_CONTROL, chaos_experiment
+
+pytest.importorskip("grpc")
 
 from .conftest import UpstreamServer, grpc
 from .infer import RAW, TYPED, model, request, tensors, version
@@ -138,7 +142,7 @@ async def test_shift_on_raw_contents(model_upstream: UpstreamServer, grpc_sideca
     answer, _ = await infer(sc, channel_to, RAW)
     sent = model_upstream.seen.requests[0]
     assert tensors(sent) == {"a": ("INT32", [3], [1, -2, 3]), "b": ("FP64", [3], [2.0, 4.0, -4.0])}
-    assert sum(1 for n, _, _ in __import__("proxy.payload.wire", fromlist=["decode"]).decode(sent) if n == 7) == 2
+    assert sum(1 for n, _, _ in decode(sent) if n == 7) == 2  # still raw: two raw_input_contents
     assert tensors(answer, "response")["predict"][2] == [3.0, 2.0, -1.0]
 
 
@@ -168,3 +172,47 @@ async def test_drop_feature_removes_the_tensor(model_upstream: UpstreamServer, g
     await infer(sc, channel_to, TYPED)
     sent = model_upstream.seen.requests[0]
     assert list(tensors(sent)) == ["x", "n"]
+
+
+async def test_stall_until_the_client_deadline(model_upstream: UpstreamServer, grpc_sidecar: Any,
+                                               channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(model_upstream, chaos_experiment([{"type": "stall", "cap": "10s"}]))
+    t0 = time.monotonic()
+    with pytest.raises(aio.AioRpcError) as info:
+        await infer(sc, channel_to, TYPED, timeout=0.3)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - t0 < 2
+    for _ in range(100):  # the proxy learns of the deadline from grpc, a moment after the client
+        if sc.metrics.errors["client_disconnect"].value:
+            break
+        await asyncio.sleep(0.02)
+    assert sc.metrics.errors["client_disconnect"].value == 1
+    assert model_upstream.seen.calls == 0
+
+
+async def test_abort_on_a_bidirectional_call(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                             channel_to: Callable[[int], Any]) -> None:
+    fault = {"type": "abort", "grpc_status": "UNAVAILABLE", "message": "stream refused"}
+    extra = chaos_experiment([fault])
+    extra["experiments"][0]["match"] = {"method": "/test.Echo/Bidi"}
+    sc = await grpc_sidecar(grpc_upstream, extra)
+    call = channel_to(sc.grpc_port).stream_stream("/test.Echo/Bidi")(metadata=CHAOS_MD, timeout=5)
+    with pytest.raises(aio.AioRpcError) as info:
+        await call.write(b"a")  # raises when the status came first
+        await call.read()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and info.value.details() == "stream refused"
+    assert grpc_upstream.seen.calls == 0
+    # The same experiment leaves the unary method alone.
+    assert await channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")(b"ab", metadata=CHAOS_MD) == b"ba"
+
+
+async def test_delay_on_a_bidirectional_call(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                             channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream, chaos_experiment([{"type": "delay", "duration": "300ms"}]))
+    t0 = time.monotonic()
+    call = channel_to(sc.grpc_port).stream_stream("/test.Echo/Bidi")(metadata=CHAOS_MD, timeout=5)
+    await call.write(b"a")
+    assert await call.read() == b"A"
+    assert time.monotonic() - t0 >= 0.3
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+    assert sc.metrics.requests.children[("e1", "chaos", "OK")].value == 1

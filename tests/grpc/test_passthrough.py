@@ -3,11 +3,19 @@ for unary, server-streaming and bidirectional calls; deadlines travel; upstream 
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("grpc")
+
+from tests.conftest import policy_from
 
 from .conftest import INIT, TRAIL, UpstreamServer, grpc
 
@@ -127,7 +135,39 @@ async def test_metrics_label_grpc_codes(grpc_upstream: UpstreamServer, grpc_side
 
 
 async def test_starts_without_grpc_section(start_sidecar: Callable[..., Awaitable[Any]]) -> None:
-    from tests.conftest import policy_from
-
     sc = await start_sidecar(policy_from("http://127.0.0.1:1"))
     assert sc.grpc_port == 0 and sc._grpc is None
+
+
+async def test_tls_listener(grpc_upstream: UpstreamServer, start_sidecar: Any, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=mlchaos-test", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    policy = policy_from("http://127.0.0.1:1", grpc={"listen": "127.0.0.1:0", "upstream": grpc_upstream.address,
+                                                     "tls": {"cert": str(cert), "key": str(key)}})
+    sc = await start_sidecar(policy)
+    creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    async with aio.secure_channel(f"127.0.0.1:{sc.grpc_port}", creds) as channel:
+        assert await channel.unary_unary("/test.Echo/Unary")(b"tls", timeout=5) == b"slt"
+    async with aio.insecure_channel(f"127.0.0.1:{sc.grpc_port}") as plain:
+        with pytest.raises(aio.AioRpcError):
+            await plain.unary_unary("/test.Echo/Unary")(b"tls", timeout=2)
+
+
+async def test_client_cancel_abandons_the_call(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                               channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream)
+    call = channel_to(sc.grpc_port).stream_stream("/test.Echo/Bidi")(timeout=5)
+    await call.write(b"a")
+    assert await call.read() == b"A"
+    call.cancel()
+    for _ in range(100):
+        if sc.metrics.errors["client_disconnect"].value:
+            break
+        await asyncio.sleep(0.02)
+    assert sc.metrics.errors["client_disconnect"].value == 1
+    # Not an answer the proxy gave: no request is counted for it.
+    assert all(c.value == 0 for c in sc.metrics.requests.children.values())

@@ -101,7 +101,7 @@ experiments:
   - name: grpc-bench-shift
     chaos: 5
     control: 5
-    match: {method: POST, path: /inference.GRPCInferenceService/ModelInfer}
+    match: {method: /inference.GRPCInferenceService/ModelInfer}
     payload: {features: [sepal_length, sepal_width, petal_length, petal_width]}
     kill_switch: {enabled: false}
     faults:

@@ -491,7 +491,9 @@ def summarise(rates: dict[str, list[float]], opened: dict[str, list[dict[str, An
 
 
 def report(summary: dict[str, Any], args: argparse.Namespace, started: datetime.datetime) -> int:
-    print(f"grpc_bench {started:%Y-%m-%d %H:%M} UTC, nproc {os.cpu_count()} (shared machine), {args.rounds} rounds; "
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"grpc_bench {started:%Y-%m-%d %H:%M} UTC, nproc {os.cpu_count()} (shared machine; load average at the end "
+          f"{load}), {args.rounds} rounds; "
           f"closed loop {args.workers} processes x {args.concurrency} in flight, {args.seconds:g} s per path; "
           f"open loop {args.rate:g} calls/s for {args.open_seconds:g} s per path")
     print()
@@ -533,6 +535,7 @@ def report(summary: dict[str, Any], args: argparse.Namespace, started: datetime.
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "mode"},
                                                "date": f"{started:%Y-%m-%d %H:%M} UTC", "nproc": os.cpu_count(),
+                                               "loadavg": os.getloadavg(),
                                                **summary}, indent=2))
     return 0 if ok else 1
 

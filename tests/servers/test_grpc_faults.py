@@ -189,3 +189,28 @@ def test_tritonclient_stream_raises_an_abort_in_its_callback(stream_faults):
     _raised(aborted, "RESOURCE_EXHAUSTED", "chaos: the model is overloaded")
     sums = [sum(col[i] for col in COLUMNS.values()) for i in range(2)]
     assert plain["ok"] and plain["outputs"] == {"sum": pytest.approx(sums)}, plain
+
+
+def _count(metrics: str, experiment: str, cohort: str, code: str) -> float:
+    """mlchaos_requests_total for these labels, in whatever order the exposition writes them."""
+    want = {f'experiment="{experiment}"', f'cohort="{cohort}"', f'code="{code}"'}
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("mlchaos_requests_total{"):
+            labels, value = line[len("mlchaos_requests_total{"):].rsplit("} ", 1)
+            if set(labels.split(",")) == want:
+                total += float(value)
+    return total
+
+
+def test_metrics_count_real_outcomes_by_grpc_status(mlserver_faults):
+    """The status the client saw is the code label: the fault's own (abort), the server's (MLServer's INTERNAL
+    for a NaN), and OK for the control cohort."""
+    seen = [("abort", "chaos", "RESOURCE_EXHAUSTED"), ("nan", "chaos", "INTERNAL"), ("nan", "control", "OK")]
+    before = mlserver_faults.metrics()
+    run_clients([{**_job(mlserver_faults, experiment), "headers": forced(experiment, cohort)}
+                 for experiment, cohort, _ in seen])
+    after = mlserver_faults.metrics()
+    for experiment, cohort, code in seen:
+        assert _count(after, experiment, cohort, code) - _count(before, experiment, cohort, code) == 1, (
+            experiment, cohort, code, [line for line in after.splitlines() if line.startswith("mlchaos_requests_")])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cohort import CHAOS, CONTROL
+from .edges.grpc.status import ERROR_CODE_NAMES
 from .experiments import Experiments, ExperimentState
 
 __all__ = ["experiment_verdict", "overall_verdict"]
@@ -122,6 +123,8 @@ def gate_from_prometheus(prom_url: str, experiment: str, *, alpha: float = 0.01,
     from .killswitch.sequential import CountGuard
 
     sel = f'experiment="{experiment}"'
+    # 5xx, drops, and the gRPC codes whose HTTP equivalent is a 5xx (a gRPC call's code label is its status name).
+    errors = "|".join(("5xx", "dropped", *ERROR_CODE_NAMES))
 
     def total(selector: str) -> str:
         series = f"mlchaos_requests_total{{{selector}}}"
@@ -130,8 +133,8 @@ def gate_from_prometheus(prom_url: str, experiment: str, *, alpha: float = 0.01,
     q = {
         "n_chaos": total(f'{sel},cohort="chaos"'),
         "n_control": total(f'{sel},cohort="control"'),
-        "errors_chaos": total(f'{sel},cohort="chaos",code=~"5xx|dropped"'),
-        "errors_control": total(f'{sel},cohort="control",code=~"5xx|dropped"'),
+        "errors_chaos": total(f'{sel},cohort="chaos",code=~"{errors}"'),
+        "errors_control": total(f'{sel},cohort="control",code=~"{errors}"'),
         "tripped_sidecars": f"sum(mlchaos_killswitch_tripped{{{sel}}})",
         "sidecars": f"count(mlchaos_experiment_active{{{sel}}})",
     }

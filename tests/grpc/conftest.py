@@ -80,7 +80,12 @@ def make_handler(seen: Seen, infer: Callable[[bytes], bytes] | None) -> Any:
         context.set_trailing_metadata(TRAIL)
         context.set_code(grpc.StatusCode.OK)
 
+    async def bidi_bare(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:  # no initial metadata of its own: the headers go with the first answer
+            yield request[::-1]
+
     handlers = {
+        "/test.Echo/BidiBare": grpc.stream_stream_rpc_method_handler(bidi_bare),
         "/test.Echo/Unary": grpc.unary_unary_rpc_method_handler(unary),
         "/test.Echo/ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
         "/test.Echo/Bidi": grpc.stream_stream_rpc_method_handler(bidi),

@@ -16,7 +16,7 @@ from tests.conftest import policy_from
 
 pytest.importorskip("grpc")
 
-from .conftest import UpstreamServer
+from .conftest import UpstreamServer, grpc
 from .infer import model, request
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -97,3 +97,31 @@ async def test_predictions_of_model_infer_feed_drift(start_grpc_upstream: Any, g
     psi = sc.metrics.registry.get_sample_value(
         "mlchaos_prediction_drift", {"experiment": "g", "output": "predict", "statistic": "psi"})
     assert psi is not None and psi > 0.25
+
+
+async def test_the_kill_switch_trips_on_grpc_errors(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                                    channel_to: Callable[[int], Any]) -> None:
+    """UNAVAILABLE answers of the chaos cohort are errors to the guards (their HTTP equivalent is 503): the
+    experiment stops, and calls after it are no longer faulted."""
+    exp = {"name": "k", "chaos": 20, "control": 20, "faults": [{"type": "abort", "grpc_status": "UNAVAILABLE"}]}
+    sc = await grpc_sidecar(grpc_upstream, {"experiments": [exp]}, max_blast_radius=20)
+    stub = channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")
+    st = sc.experiments.states["k"]
+
+    async def one() -> grpc.StatusCode:
+        try:
+            await stub(b"x", timeout=5)
+        except grpc.aio.AioRpcError as err:
+            return err.code()
+        return grpc.StatusCode.OK
+
+    codes: list[grpc.StatusCode] = []
+    for _ in range(60):  # at most 3000 calls
+        codes += await asyncio.gather(*(one() for _ in range(50)))
+        if st.tripped is not None:
+            break
+    assert st.tripped is not None, f"no trip after {len(codes)} calls"
+    assert st.tripped["guard"] in {"errors", "seatbelt"} and st.tripped["errors_control"] == 0
+    assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+    after = await asyncio.gather(*(one() for _ in range(100)))
+    assert set(after) == {grpc.StatusCode.OK}

@@ -122,6 +122,19 @@ async def test_bidi_identical(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
     assert results[1][1]["initial"] == INIT and results[1][1]["trailing"] == TRAIL
 
 
+async def test_bidi_without_initial_metadata_relays_each_answer(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                                                channel_to: Callable[[int], Any]) -> None:
+    """Each answer reaches the client before the next message is sent, though the upstream sent no headers of
+    its own before its first answer."""
+    sc = await grpc_sidecar(grpc_upstream)
+    call = channel_to(sc.grpc_port).stream_stream("/test.Echo/BidiBare")(timeout=5)
+    for word in (b"ab", b"cd"):
+        await call.write(word)
+        assert await asyncio.wait_for(call.read(), 2) == word[::-1]
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+
+
 async def test_metrics_label_grpc_codes(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
                                         channel_to: Callable[[int], Any]) -> None:
     sc = await grpc_sidecar(grpc_upstream)

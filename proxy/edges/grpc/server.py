@@ -283,7 +283,8 @@ class GrpcEdge:
             try:
                 initial = list(await upcall.initial_metadata() or ())
                 self._observe_upstream(ex, t_up)
-                if initial or await upcall.code() is None:  # a trailers-only answer has no headers to relay
+                # initial_metadata() returns at the headers, or at the end of a trailers-only answer (no headers)
+                if initial or not upcall.done():
                     await context.send_initial_metadata(initial + self._reveal(ex))
                     headers_sent = True
                 async for message in upcall:

@@ -46,6 +46,7 @@ HOT = [
     "proxy/edges/grpc/exchange.py",
     "proxy/edges/grpc/call.py",
     "proxy/edges/grpc/status.py",
+    "proxy/edges/grpc/payload.py",
     # every request an experiment matches: the router, the cohort hash, the metrics, the kill switch's guards
     "proxy/routing.py",
     "proxy/experiments.py",
@@ -77,6 +78,8 @@ HOT = [
     "proxy/payload/adapters/generic.py",
     "proxy/payload/adapters/feast.py",
     "proxy/payload/adapters/openai.py",
+    "proxy/payload/adapters/v2_grpc.py",
+    "proxy/payload/wire.py",
     # LLM answers of chaos and control: the stream meter and the event framer it runs per chunk
     "proxy/payload/sse.py",
     "proxy/observe/llm.py",

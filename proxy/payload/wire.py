@@ -263,11 +263,11 @@ def read_tensors(fields: list[Field], direction: str) -> list[Tensor]:
 
 def _fits(datatype: str, values: list[Any]) -> bool:
     if datatype == "BYTES":
-        return all(isinstance(v, str | bytes) for v in values)
+        return all(isinstance(v, (str, bytes)) for v in values)
     if datatype == "BOOL":
         return all(isinstance(v, bool) for v in values)
     if datatype in ("FP16", "FP32", "FP64"):
-        return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     lo, hi = _INT_RANGE[datatype]
     return all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in values)
 
@@ -278,7 +278,7 @@ def fitting_datatype(datatype: str, values: list[Any]) -> str:
     if datatype in CONTENTS_FIELD or datatype in RAW_DTYPE:
         if _fits(datatype, values):
             return datatype
-    if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
         return "FP64"
     return "BYTES"
 

@@ -58,9 +58,11 @@ def make_handler(seen: Seen, infer: Callable[[bytes], bytes] | None) -> Any:
 
     async def model_infer(request: bytes, context: Any) -> bytes:
         seen.calls += 1
-        seen.metadata, seen.requests = _md(context), [request]
-        assert infer is not None
-        return infer(request)
+        seen.metadata, seen.time_remaining, seen.requests = _md(context), context.time_remaining(), [request]
+        md = dict(seen.metadata)
+        if "x-sleep" in md:
+            await asyncio.sleep(float(md["x-sleep"]))
+        return infer(request) if infer is not None else request[::-1]
 
     async def server_stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
         seen.calls += 1
@@ -72,7 +74,7 @@ def make_handler(seen: Seen, infer: Callable[[bytes], bytes] | None) -> Any:
 
     async def bidi(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
         seen.calls += 1
-        seen.metadata, seen.requests = _md(context), []
+        seen.metadata, seen.time_remaining, seen.requests = _md(context), context.time_remaining(), []
         await context.send_initial_metadata(INIT)
         async for request in requests:
             seen.requests.append(request)

@@ -216,3 +216,23 @@ async def test_delay_on_a_bidirectional_call(grpc_upstream: UpstreamServer, grpc
     await call.done_writing()
     assert await call.code() == grpc.StatusCode.OK
     assert sc.metrics.requests.children[("e1", "chaos", "OK")].value == 1
+
+
+async def test_status_after_the_model_answered(model_upstream: UpstreamServer, grpc_sidecar: Any,
+                                               channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(model_upstream, chaos_experiment([{"type": "status", "status": 504}]))
+    with pytest.raises(aio.AioRpcError) as info:
+        await infer(sc, channel_to, TYPED)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # 504 by gRPC's HTTP-to-gRPC table
+    assert model_upstream.seen.calls == 1  # the work was done
+    assert sc.metrics.requests.children[("e1", "chaos", "UNAVAILABLE")].value == 1
+
+
+async def test_corrupt_response_reaches_the_client_undecodable(model_upstream: UpstreamServer,
+                                                               grpc_sidecar: Any,
+                                                               channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(model_upstream, chaos_experiment([{"type": "corrupt_response", "mode": "truncate",
+                                                               "keep": 0.5}]))
+    answer, _ = await infer(sc, channel_to, TYPED)
+    direct = model(TYPED)
+    assert answer == direct[: len(direct) // 2]

@@ -20,6 +20,7 @@ from tests.conftest import policy_from
 from .conftest import INIT, TRAIL, UpstreamServer, grpc
 
 aio = grpc.aio
+INFER = "/inference.GRPCInferenceService/ModelInfer"
 MD = (("x-user-id", "u1"), ("x-blob-bin", b"\x00\x01\xfe"))
 
 
@@ -64,8 +65,25 @@ async def test_deadline_propagates(grpc_upstream: UpstreamServer, grpc_sidecar: 
     remaining = grpc_upstream.seen.time_remaining
     # grpc-timeout travels rounded up to its unit: a few ms over, never the client's whole budget again.
     assert remaining is not None and 2.0 < remaining < 3.05
-    await channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")(b"x")
-    assert grpc_upstream.seen.time_remaining is None  # no deadline: none invented
+    assert await channel_to(sc.grpc_port).stream_stream("/test.Echo/Bidi")(iter([b"x"])).read() == b"X"
+    stream_remaining = grpc_upstream.seen.time_remaining
+    assert stream_remaining is None  # a stream may last: no deadline is invented for it
+    await channel_to(sc.grpc_port).unary_unary(INFER)(b"x")
+    # A unary call without a deadline of the client's: the policy's timeouts.response bounds it, as for HTTP.
+    remaining = grpc_upstream.seen.time_remaining
+    assert remaining is not None and 59.0 < remaining <= 60.2  # grpc-timeout rounds up to its unit
+
+
+async def test_timeouts_response_bounds_a_call_without_deadline(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                                                 channel_to: Callable[[int], Any]) -> None:
+    sc = await grpc_sidecar(grpc_upstream, timeouts={"response": "300ms"})
+    t0 = time.monotonic()
+    with pytest.raises(aio.AioRpcError) as info:
+        await channel_to(sc.grpc_port).unary_unary(INFER)(b"x", metadata=(("x-sleep", "2"),))
+    err = info.value
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - t0 < 1.5
+    assert ("x-mlchaos-error", "upstream") in tuple(err.trailing_metadata())
+    assert sc.metrics.errors["upstream_timeout"].value == 1
 
 
 async def test_deadline_exceeded_upstream_slow(grpc_upstream: UpstreamServer, grpc_sidecar: Any,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ...metrics import CohortMetrics
     from ...routing import Assignment
 
-__all__ = ["GrpcExchange", "Metadata"]
+__all__ = ["GrpcExchange", "Metadata", "reply_code"]
 
 log = logging.getLogger("mlchaos")
 Metadata = list[tuple[str, str | bytes]]
@@ -35,6 +35,16 @@ Metadata = list[tuple[str, str | bytes]]
 _RESERVED = frozenset({"content-type", "te", "user-agent", "host", "connection", "keep-alive", "upgrade",
                        "transfer-encoding", "proxy-connection", "grpc-timeout", "grpc-encoding",
                        "grpc-accept-encoding", "grpc-status", "grpc-message", "grpc-status-details-bin"})
+
+
+def reply_code(reply: Reply) -> int:
+    """A reply's gRPC code: its ``grpc-status`` header (abort's ``grpc_status``), or the code of its HTTP status
+    by gRPC's HTTP-to-gRPC table."""
+    code = code_of_http(reply.status)
+    for name, value in reply.headers:
+        if name.lower() == "grpc-status":
+            code = int(value) if value.isdigit() else CODES.get(value.upper(), code)
+    return code
 
 
 class GrpcExchange(Exchange):
@@ -112,11 +122,7 @@ class GrpcExchange(Exchange):
     def local_reply(self, reply: Reply) -> None:
         """The reply's gRPC code: its ``grpc-status`` header (abort's ``grpc_status``), or the code of its HTTP
         status by gRPC's HTTP-to-gRPC table; the status recorded is that code's HTTP equivalent."""
-        code = code_of_http(reply.status)
-        for name, value in reply.headers:
-            if name.lower() == "grpc-status":
-                code = int(value) if value.isdigit() else CODES.get(value.upper(), code)
-        self.grpc_code = code
+        code = self.grpc_code = reply_code(reply)
         self.status = reply.status if code == OK else http_of_code(code)
         self.outcome = reply
         self._decide()
@@ -170,9 +176,10 @@ class GrpcExchange(Exchange):
     def wants_response(self) -> bool:
         return self.hooks is not None or self.stream_hooks is not None
 
-    def respond(self, metadata: Metadata, message: bytes) -> bytes | Cut:
+    def respond(self, metadata: Metadata, message: bytes) -> bytes | Cut | Reply:
         """The upstream's answer message through the faults' response hooks, then their stream hooks (as one
-        chunk, then the end); a Hold becomes ``delay``; a Cut drops the call."""
+        chunk, then the end); a Hold becomes ``delay``; a Cut drops the call; a hook that changed the status
+        (the ``status`` fault) makes the answer that status's gRPC code (a Reply)."""
         view = ResponseView(200, [(k.encode("latin-1"), metadata_bytes(v)) for k, v in metadata], message)
         if self.hooks is not None:
             for hook in self.hooks:
@@ -181,6 +188,9 @@ class GrpcExchange(Exchange):
                 except Exception:  # a hook never fails the call: the answer goes on as it came
                     self.plane.metrics.errors["internal"].value += 1
                     log.exception("response hook failed; the answer is sent as it is")
+        if view.status != 200:
+            return Reply(view.status, b"", tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in view.headers
+                                                 if n.lower() in (b"grpc-status", b"grpc-message")))
         data = view.body
         hooks = self.stream_hooks
         if hooks is None:

@@ -33,7 +33,7 @@ from ...cohort import COHORTS
 from ...faults.base import Cut, Drop, Reply
 from ...logs import event
 from .call import GrpcCall
-from .exchange import GrpcExchange, Metadata
+from .exchange import GrpcExchange, Metadata, reply_code
 from .status import OK, UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ class GrpcEdge:
         self.settings = settings
         self.max_message_bytes = max_message_bytes
         self.channels: dict[tuple[str, int], aio.Channel] = {}
+        self.stubs: dict[tuple[str | None, str], Any] = {}
         self.primary: Upstream = settings.upstream
         self.upstreams: dict[str, Upstream] = {}
         self.server: aio.Server | None = None
@@ -190,6 +191,7 @@ class GrpcEdge:
             self.primary = policy.grpc.upstream
         self.upstreams = dict(policy.upstreams)
         wanted = {(u.host, u.port) for u in (self.primary, *self.upstreams.values())}
+        self.stubs.clear()  # an upstream name may now point elsewhere
         for key in [k for k in self.channels if k not in wanted]:
             # Calls in flight on a channel the policy no longer names get a few seconds to finish.
             _ = _tasks.spawn(self.channels.pop(key).close(grace=5.0))
@@ -202,6 +204,16 @@ class GrpcEdge:
             target = f"[{up.host}]:{up.port}" if ":" in up.host else f"{up.host}:{up.port}"
             channel = self.channels[key] = aio.insecure_channel(target, options=self._options())
         return channel
+
+    def _unary_stub(self, name: str | None, path: str) -> Any:
+        """The unary multi-callable of ``path`` on the upstream's channel, made once per method."""
+        key = (name, path)
+        stub = self.stubs.get(key)
+        if stub is None:
+            stub = self.channel(name).unary_unary(path)
+            if len(self.stubs) < _MAX_CACHED_METHODS:
+                self.stubs[key] = stub
+        return stub
 
     async def stop(self, grace: float) -> None:
         if self.server is not None:
@@ -224,14 +236,17 @@ class GrpcEdge:
         ex = self._exchange(method, context, request)
         try:
             ex.start()
-            await ex.decision()
+            if not ex.decided:
+                await ex.decision()
             if ex.outcome is not None:
                 return await self._short_circuit(ex, context)
             call = ex.call
             assert call.body is not None
+            # The client's remaining time; without one, timeouts.response bounds the wait as it does for HTTP.
             timeout = context.time_remaining()
-            upcall = self.channel(ex.upstream_name).unary_unary(call.path)(
-                call.body, metadata=call.metadata, timeout=timeout)
+            if timeout is None:
+                timeout = self.plane.timeouts.response
+            upcall = self._unary_stub(ex.upstream_name, call.path)(call.body, metadata=call.metadata, timeout=timeout)
             t_up = ex.loop.time()
             try:
                 response: bytes = await upcall
@@ -246,10 +261,18 @@ class GrpcEdge:
                     ex.done(-1)
                     await self._drop(context, Drop(reset=answer.reset))
                     return b""
+                if isinstance(answer, Reply):  # the status fault: the model answered, the client gets an error
+                    code = reply_code(answer)
+                    ex.done(code)
+                    message = dict(answer.headers).get("grpc-message") or f"mlchaos: status {answer.status}"
+                    await context.abort(_STATUS[code], message, tuple(self._reveal(ex)))
+                    return b""  # not reached: abort raises
                 response = answer
                 if ex.delay > 0.0:
                     await asyncio.sleep(ex.delay)
-            await context.send_initial_metadata(initial + self._reveal(ex))
+            reveal = self._reveal(ex)
+            if initial or reveal:  # else grpc sends the (empty) headers with the answer: one call fewer
+                await context.send_initial_metadata(initial + reveal if reveal else initial)
             trailing = await upcall.trailing_metadata()
             if trailing:
                 context.set_trailing_metadata(tuple(trailing))
@@ -268,7 +291,8 @@ class GrpcEdge:
         ex = self._exchange(method, context, None)
         try:
             ex.start()
-            await ex.decision()
+            if not ex.decided:
+                await ex.decision()
             if ex.outcome is not None:
                 message = await self._short_circuit(ex, context)
                 if message:

@@ -161,18 +161,24 @@ def _triton_stream(client: Any, job: dict[str, Any], headers: dict[str, str], ti
     results: queue.Queue[Any] = queue.Queue()
     client.start_stream(callback=lambda result, error: results.put((result, error)), stream_timeout=timeout,
                         headers=headers)
+    sent = True
     try:
-        client.async_stream_infer(job["model"], _inputs(job["features"]), model_version=job.get("version", ""),
-                                  parameters={"content_type": "pd"})
+        try:
+            client.async_stream_infer(job["model"], _inputs(job["features"]), model_version=job.get("version", ""),
+                                      parameters={"content_type": "pd"})
+        except InferenceServerException:
+            # The stream ended before the request went out (a status at once, e.g. an abort): tritonclient says
+            # so here and hands the status to the callback, where a caller reads it.
+            sent = False
         try:
             result, error = results.get(timeout=timeout + 5.0)  # the stream's own timeout comes first
         except queue.Empty:
-            return {"ok": False, "error": "NoCallback", "status": None, "message": "no callback",
+            return {"ok": False, "error": "NoCallback", "status": None, "message": "no callback", "sent": sent,
                     "seconds": time.monotonic() - t0}
     finally:
         client.stop_stream(cancel_requests=False)
     if error is not None:
-        return {**_exc(error), "seconds": time.monotonic() - t0}
+        return {**_exc(error), "sent": sent, "seconds": time.monotonic() - t0}
     return {"ok": True, "outputs": _outputs(result), "seconds": time.monotonic() - t0}
 
 

@@ -31,6 +31,8 @@ class Seen:
         self.time_remaining: float | None = None
         self.requests: list[bytes] = []
         self.calls = 0
+        self.ended = False
+        self.cancelled = False
 
 
 class UpstreamServer:
@@ -44,12 +46,20 @@ def _md(context: Any) -> list[tuple[str, str | bytes]]:
 
 
 def make_handler(seen: Seen, infer: Callable[[bytes], bytes] | None) -> Any:
+    async def sleep_if_asked(md: dict[str, Any]) -> None:
+        """x-sleep: SECONDS holds the answer; a cancellation meanwhile is seen."""
+        if "x-sleep" in md:
+            try:
+                await asyncio.sleep(float(md["x-sleep"]))
+            except asyncio.CancelledError:
+                seen.cancelled = True
+                raise
+
     async def unary(request: bytes, context: Any) -> bytes:
         seen.calls += 1
         seen.metadata, seen.time_remaining, seen.requests = _md(context), context.time_remaining(), [request]
         md = dict(seen.metadata)
-        if "x-sleep" in md:
-            await asyncio.sleep(float(md["x-sleep"]))
+        await sleep_if_asked(md)
         await context.send_initial_metadata(INIT)
         if "x-fail" in md:
             await context.abort(grpc.StatusCode[str(md["x-fail"])], "upstream says no", TRAIL)
@@ -59,9 +69,7 @@ def make_handler(seen: Seen, infer: Callable[[bytes], bytes] | None) -> Any:
     async def model_infer(request: bytes, context: Any) -> bytes:
         seen.calls += 1
         seen.metadata, seen.time_remaining, seen.requests = _md(context), context.time_remaining(), [request]
-        md = dict(seen.metadata)
-        if "x-sleep" in md:
-            await asyncio.sleep(float(md["x-sleep"]))
+        await sleep_if_asked(dict(seen.metadata))
         return infer(request) if infer is not None else request[::-1]
 
     async def server_stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
@@ -76,9 +84,12 @@ def make_handler(seen: Seen, infer: Callable[[bytes], bytes] | None) -> Any:
         seen.calls += 1
         seen.metadata, seen.time_remaining, seen.requests = _md(context), context.time_remaining(), []
         await context.send_initial_metadata(INIT)
-        async for request in requests:
-            seen.requests.append(request)
-            yield request.upper()
+        try:
+            async for request in requests:
+                seen.requests.append(request)
+                yield request.upper()
+        finally:
+            seen.ended = True
         context.set_trailing_metadata(TRAIL)
         context.set_code(grpc.StatusCode.OK)
 

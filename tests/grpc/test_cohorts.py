@@ -4,13 +4,19 @@ gRPC codes in the metrics; ModelInfer predictions in the drift statistics."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import numpy as np
 import pytest
 
+from proxy.gate import gate_from_prometheus
 from proxy.policy import PolicyError
 from tests.conftest import policy_from
 
@@ -125,3 +131,62 @@ async def test_the_kill_switch_trips_on_grpc_errors(grpc_upstream: UpstreamServe
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
     after = await asyncio.gather(*(one() for _ in range(100)))
     assert set(after) == {grpc.StatusCode.OK}
+
+
+class _FakePrometheus(ThreadingHTTPServer):
+    """Answers /api/v1/query for ``sum(mlchaos_requests_total{...})`` over one sidecar's registry, with the
+    label matchers (= and =~) PromQL applies; every other query is 0."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        super().__init__(("127.0.0.1", 0), _PromHandler)
+
+
+class _PromHandler(BaseHTTPRequestHandler):
+    server: _FakePrometheus
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)["query"][0]
+        m = re.fullmatch(r"sum\(mlchaos_requests_total\{(.*)\}\)", query)
+        total = 0.0
+        if m is not None:
+            matchers = re.findall(r'(\w+)(=~|=)"([^"]*)"', m.group(1))
+            for fam in self.server.registry.collect():
+                for s in fam.samples:
+                    if s.name == "mlchaos_requests_total" and all(
+                            (re.fullmatch(v, s.labels.get(k, "")) if op == "=~" else s.labels.get(k) == v)
+                            for k, op, v in matchers):
+                        total += s.value
+        body = json.dumps({"status": "success", "data": {"result": [{"value": [0, str(total)]}]}}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_the_fleet_gate_counts_grpc_error_codes(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                                      channel_to: Callable[[int], Any]) -> None:
+    exp = {"name": "k", "chaos": 50, "control": 50, "kill_switch": {"enabled": False},
+           "faults": [{"type": "abort", "grpc_status": "UNAVAILABLE"}]}
+    sc = await grpc_sidecar(grpc_upstream, {"experiments": [exp], "environment": "staging"}, max_blast_radius=100)
+    stub = channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")
+    failed = 0
+    for _ in range(200):
+        try:
+            await stub(b"x", timeout=5)
+        except grpc.aio.AioRpcError:
+            failed += 1
+    prom = _FakePrometheus(sc.metrics.registry)
+    thread = threading.Thread(target=prom.serve_forever, daemon=True)
+    thread.start()
+    try:
+        verdict = await asyncio.to_thread(gate_from_prometheus, f"http://127.0.0.1:{prom.server_port}", "k")
+    finally:
+        prom.shutdown()
+        prom.server_close()
+    assert 0 < failed < 200
+    assert verdict["errors_chaos"] == verdict["n_chaos"] == failed and verdict["errors_control"] == 0
+    assert verdict["verdict"] == "fail"

@@ -188,6 +188,21 @@ async def test_tls_listener(grpc_upstream: UpstreamServer, start_sidecar: Any, t
             await plain.unary_unary("/test.Echo/Unary")(b"tls", timeout=2)
 
 
+@pytest.mark.parametrize("method", ["/test.Echo/Unary", INFER])
+async def test_client_cancel_cancels_the_upstream_call(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
+                                                       channel_to: Callable[[int], Any], method: str) -> None:
+    """Whether relayed as a stream or as a unary call, a call the client cancels is cancelled upstream."""
+    sc = await grpc_sidecar(grpc_upstream)
+    call = channel_to(sc.grpc_port).unary_unary(method)(b"x", metadata=(("x-sleep", "3"),), timeout=10)
+    await asyncio.sleep(0.3)
+    call.cancel()
+    for _ in range(100):
+        if grpc_upstream.seen.cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert grpc_upstream.seen.cancelled
+
+
 async def test_client_cancel_abandons_the_call(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
                                                channel_to: Callable[[int], Any]) -> None:
     sc = await grpc_sidecar(grpc_upstream)
@@ -200,5 +215,10 @@ async def test_client_cancel_abandons_the_call(grpc_upstream: UpstreamServer, gr
             break
         await asyncio.sleep(0.02)
     assert sc.metrics.errors["client_disconnect"].value == 1
+    for _ in range(100):
+        if grpc_upstream.seen.ended:
+            break
+        await asyncio.sleep(0.02)
+    assert grpc_upstream.seen.ended  # the call upstream ended with the client's, long before its 5 s deadline
     # Not an answer the proxy gave: no request is counted for it.
     assert all(c.value == 0 for c in sc.metrics.requests.children.values())

@@ -234,6 +234,7 @@ class GrpcEdge:
 
     async def unary(self, method: str, request: bytes, context: aio.ServicerContext) -> bytes:
         ex = self._exchange(method, context, request)
+        upcall: Any = None
         try:
             ex.start()
             if not ex.decided:
@@ -283,12 +284,16 @@ class GrpcEdge:
             ex.done(OK)
             return response
         except asyncio.CancelledError:
+            # The client went (cancelled, or its deadline passed): so does the call upstream.
+            if upcall is not None:
+                upcall.cancel()
             ex.abandon()
             raise
 
     async def stream(self, method: str, requests: AsyncIterator[bytes],
                      context: aio.ServicerContext) -> None:
         ex = self._exchange(method, context, None)
+        upcall: Any = None
         try:
             ex.start()
             if not ex.decided:
@@ -329,6 +334,10 @@ class GrpcEdge:
                 context.set_details(details)
             ex.done(OK)
         except asyncio.CancelledError:
+            # The client went: so does the call upstream. (grpc ends the client's request stream before it
+            # cancels the handler, so the upstream may first see its requests end, then the reset.)
+            if upcall is not None:
+                upcall.cancel()
             ex.abandon()
             raise
 

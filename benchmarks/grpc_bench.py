@@ -6,8 +6,8 @@ answers ``/inference.GRPCInferenceService/ModelInfer`` with one fixed ModelInfer
 work), and in front of it nginx (1 worker, ``listen ... http2``, ``grpc_pass`` to a keep-alive upstream), mlchaos
 in pass-through (a ``grpc:`` listener, no experiment) and mlchaos with a 5% feature-fault experiment (``shift`` on
 one input tensor of a ModelInferRequest in raw_input_contents, as tritonclient sends it; control 5%). Why this
-upstream and not MLServer: MLServer's gRPC answers a few hundred calls/s on this machine, so every path would
-measure MLServer; a fixed answer leaves the proxies as the bottleneck, which is what the ratios are about. The
+upstream and not MLServer: MLServer's gRPC answers about 600 calls/s on this machine (2026-12-05), so every path
+would measure MLServer; a fixed answer leaves the proxies as the bottleneck, which is what the ratios are about. The
 request is small: the iris model's four FP64 features of one row (4 inputs of shape [1], 32 bytes of tensor).
 
 Two measurements, paths interleaved and rotated over ``--rounds`` rounds (the pairs share a machine state):

@@ -60,7 +60,8 @@ lint: $(BUILT)
 	$(BIN)/python scripts/check_imports.py proxy
 
 # Real model servers for tests/servers: MLServer, KServe and MLflow, a virtualenv each under $(SERVERS)
-# (their pins clash with each other and with ours): about 3.5 minutes once, under a second after.
+# (their pins clash with each other and with ours), and the gRPC clients of tests/servers/test_grpc_*.py
+# (tritonclient.grpc, grpcio: `all` includes grpc-clients): about 3.5 minutes once, under a second after.
 model-servers:
 	scripts/model-servers.sh all
 	scripts/feature-servers.sh feast

@@ -2,7 +2,10 @@
 # Install the real model servers that tests/servers runs against, each in its own venv, and train the tiny
 # iris model each one serves:
 #
-#   scripts/model-servers.sh [mlserver|kserve|mlflow|all]...      (default: all)
+#   scripts/model-servers.sh [mlserver|kserve|mlflow|grpc-clients|all]...      (default: all)
+#
+# grpc-clients is no server: the gRPC clients of tests/servers/test_grpc_*.py (tritonclient.grpc, grpcio) in a
+# venv of their own (scripts/servers/grpc-clients.txt), with no model; the servers' gRPC ports are theirs.
 #
 # They live outside the clone, so a fresh clone (CI) or another worktree finds them installed: under
 # CACHE = ${XDG_CACHE_HOME:-~/.cache}/mlchaos/servers, or $MLCHAOS_SERVERS_DIR. For each server NAME, keyed by
@@ -21,20 +24,20 @@
 # Environment: PY (default python3; CPython 3.11 — the pins are its wheels; mlserver 1.7 refuses 3.13),
 # MLCHAOS_SERVERS_DIR (CACHE above; tests/servers reads the same variable and default), XDG_CACHE_HOME.
 # From scratch on a 2-core machine: about 3 minutes and 2 GB (mlserver 45 s/530 MB, kserve 55 s/650 MB,
-# mlflow 65 s/850 MB); with everything current: under a second.
+# mlflow 65 s/850 MB, grpc-clients 15 s/150 MB); with everything current: under a second.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SPEC="$ROOT/scripts/servers"
 CACHE="${MLCHAOS_SERVERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlchaos/servers}"
 PY="${PY:-python3}"
-ALL=(mlserver kserve mlflow)
+ALL=(mlserver kserve mlflow grpc-clients)
 
 say() { printf '[model-servers] %s\n' "$*"; }
 die() { printf '[model-servers] ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    echo "usage: scripts/model-servers.sh [mlserver|kserve|mlflow|all]..." >&2
+    echo "usage: scripts/model-servers.sh [mlserver|kserve|mlflow|grpc-clients|all]..." >&2
     exit 2
 }
 
@@ -124,7 +127,8 @@ train() {
 
 one() {
     install "$1"
-    train "$1"
+    # The clients' venv serves no model.
+    [ "$1" = grpc-clients ] || train "$1"
 }
 
 main() {
@@ -133,7 +137,7 @@ main() {
     for arg in "$@"; do
         case "$arg" in
             all) names+=("${ALL[@]}") ;;
-            mlserver|kserve|mlflow) names+=("$arg") ;;
+            mlserver|kserve|mlflow|grpc-clients) names+=("$arg") ;;
             -h|--help) usage ;;
             *) echo "model-servers.sh: unknown server '$arg'" >&2; usage ;;
         esac

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.servers import harness
+from tests.servers import grpc_peers, harness
 from tests.servers.harness import RunningServer
 
 
@@ -53,6 +53,18 @@ def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """MLflow 3.17 scoring server (`mlflow models serve --env-manager local`): /invocations at ``.url``."""
     yield from run_server("mlflow", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def stream_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc_peers.StreamPeer]:
+    """A Triton-shaped ModelStreamInfer peer (scripts/servers/grpc_stream_server.py) for tritonclient's stream,
+    which neither MLServer nor KServe answers in that shape; from the grpc-clients venv."""
+    grpc_peers.require_clients()
+    peer = grpc_peers.StreamPeer(tmp_path_factory.mktemp("stream-peer"))
+    try:
+        yield peer
+    finally:
+        peer.stop()
 
 
 @dataclass

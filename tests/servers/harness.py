@@ -117,6 +117,11 @@ class RunningServer:
     def log_tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
 
+    @property
+    def grpc_target(self) -> str:
+        """host:port of the server's Open Inference Protocol gRPC port (MLServer and KServe)."""
+        return f"127.0.0.1:{self.ports['grpc']}"
+
 
 def log_tail(path: Path, lines: int = 40) -> str:
     try:

@@ -41,6 +41,8 @@ HOT = [
     "proxy/edges/http1/upstream.py",
     "proxy/edges/http1/request.py",
     "proxy/edges/http1/framing.py",
+    # what the edges read per request off the plane (native attributes, not lookups on a Python object)
+    "proxy/dataplane/state.py",
     # the gRPC edge's exchange (a compiled Exchange is subclassed only by compiled classes); server.py, the
     # grpcio side, stays interpreted
     "proxy/edges/grpc/exchange.py",

@@ -30,11 +30,23 @@ class DataPlane:
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.pools: dict[str, UpstreamPool] = {}
-        self.primary: UpstreamPool = None  # type: ignore[assignment]  # set by apply_policy before serving
+        self.primary: UpstreamPool | None = None  # set by apply_policy before serving
         self.timeouts = Timeouts()
         self.limits = Limits()
+        # The limits the edge reads per request, as native integers (this module is compiled: setup.py's HOT),
+        # where Limits is a frozen policy object whose fields are generic attribute lookups.
+        self.max_body_bytes = self.limits.max_body_bytes
+        self.inspect_body_bytes = self.limits.inspect_body_bytes
+        self.pipeline_depth = self.limits.pipeline_depth
         self.preserve_host = True
         self.upstream_idempotent = False
+
+    def pool(self, name: str | None) -> UpstreamPool:
+        """The pool of a named upstream (``upstreams:``), or of the primary one."""
+        if name:
+            return self.pools[name]
+        assert self.primary is not None, "apply_policy runs before the plane serves"
+        return self.primary
 
     def _all_pools(self) -> dict[_PoolKey, UpstreamPool]:
         pools = [*self.pools.values(), *([self.primary] if self.primary is not None else [])]
@@ -57,6 +69,10 @@ class DataPlane:
         self.primary = pool(policy.upstream)
         self.pools = {name: pool(up) for name, up in policy.upstreams.items()}
         self.timeouts, self.limits, self.preserve_host = policy.timeouts, policy.limits, policy.preserve_host
+        limits = policy.limits
+        self.max_body_bytes = limits.max_body_bytes
+        self.inspect_body_bytes = limits.inspect_body_bytes
+        self.pipeline_depth = limits.pipeline_depth
         self.upstream_idempotent = policy.upstream_idempotent
         for key, p in old.items():
             if kept.get(key) is not p:

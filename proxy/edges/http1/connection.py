@@ -28,7 +28,7 @@ from ...errors import (
 from ...faults.base import Drop
 from ...routing import UNASSIGNED
 from .exchange import Http1Exchange
-from .framing import CONTINUE, LOWER, SPECIAL_REQUEST_HEADERS, is_chunked, lookalike
+from .framing import COMMON_NAMES, CONTINUE, LOWER, SPECIAL_REQUEST_HEADERS, is_chunked, lookalike
 from .request import STREAM_HIGH_WATER, Request
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class ClientConnection:
             raise HeadersTooLarge("request headers exceed the limit")
         lname = name.translate(LOWER)
         if lname not in SPECIAL_REQUEST_HEADERS:
-            if lookalike(lname):
+            if lname not in COMMON_NAMES and lookalike(lname):
                 self.plane.metrics.errors[HEADER_DROPPED].value += 1
                 return
             req.headers.append((lname, value))
@@ -272,23 +272,23 @@ class ClientConnection:
             raise BadRequest("protocol upgrades with a request body are not supported")
         if req.version == "1.1" and req.host is None:
             raise BadRequest("missing Host header")
-        limits = self.plane.limits
-        if req.content_length is not None and req.content_length > limits.max_body_bytes:
-            req.error = BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+        plane = self.plane
+        if req.content_length is not None and req.content_length > plane.max_body_bytes:
+            req.error = BodyTooLarge(f"request body over {plane.max_body_bytes} bytes")
             req.body.discard = True
             req.keep_alive = False
             req.ready = True
         elif req.content_length is None and not req.chunked:
             req.body.done = req.ready = True
-        elif not req.chunked and req.content_length > limits.inspect_body_bytes:  # type: ignore[operator]
+        elif not req.chunked and req.content_length > plane.inspect_body_bytes:  # type: ignore[operator]
             req.streamed = req.ready = True
         else:
             # Held until complete (at most inspect_body_bytes): reading must not pause for it. A chunked body is
             # held too, so that its framing is checked whole before a byte of the request goes upstream; past
             # inspect_body_bytes it streams (on_body).
-            req.body.high_water = limits.inspect_body_bytes + 1
+            req.body.high_water = plane.inspect_body_bytes + 1
         self.queue.append(req)
-        if len(self.queue) > limits.pipeline_depth:
+        if len(self.queue) > plane.pipeline_depth:
             self._pause()
         if req.ready or req.expect_continue:  # else its body completes it (on_message_complete)
             self._next()
@@ -297,10 +297,10 @@ class ClientConnection:
         req = self.req
         assert req is not None
         behind = req.body.feed(body)
-        if req.body.size > self.plane.limits.max_body_bytes and req.body.error is None:
+        if req.body.size > self.plane.max_body_bytes and req.body.error is None:
             req.body.discard = True
             req.body.chunks.clear()
-            req.body.fail(BodyTooLarge(f"request body over {self.plane.limits.max_body_bytes} bytes"))
+            req.body.fail(BodyTooLarge(f"request body over {self.plane.max_body_bytes} bytes"))
             self._pause()
         elif behind:
             if not req.ready:
@@ -353,7 +353,7 @@ class ClientConnection:
             if not self.closed:
                 self.transport.close()
             return
-        if self.paused and len(queue) <= self.plane.limits.pipeline_depth \
+        if self.paused and len(queue) <= self.plane.pipeline_depth \
                 and (self.req is None or self.req.body.error is None):
             self.paused = False
             self.transport.resume_reading()
@@ -384,7 +384,7 @@ class ClientConnection:
 
     def body_drained(self) -> None:
         if self.paused and self.req is not None and self.req.body.error is None \
-                and len(self.queue) <= self.plane.limits.pipeline_depth:
+                and len(self.queue) <= self.plane.pipeline_depth:
             self.paused = False
             self.transport.resume_reading()
 

@@ -156,7 +156,7 @@ class Http1Exchange(Exchange):
     def forward(self) -> None:
         """After the faults: send upstream at once on a pooled connection, or from a task when it has to wait."""
         if not self.req.streamed and self.throttle_bps is None:
-            pool = self.plane.pools[self.upstream_name] if self.upstream_name else self.plane.primary
+            pool = self.plane.pool(self.upstream_name)
             conn = pool.take_idle()
             if conn is not None:
                 self._send(pool, conn, reused=True)
@@ -167,7 +167,7 @@ class Http1Exchange(Exchange):
         """The path that has to wait: a new upstream connection, a streamed body, throttling."""
         try:
             plane = self.plane
-            pool = plane.pools[self.upstream_name] if self.upstream_name else plane.primary
+            pool = plane.pool(self.upstream_name)
             if self.throttle_bps:
                 self.relay = deque()
             conn = pool.take_idle()
@@ -391,17 +391,17 @@ class Http1Exchange(Exchange):
         tee = self.tee
         if tee is not None:
             tee.append(data)
-            if len(tee) > 1 and sum(map(len, tee)) > self.plane.limits.inspect_body_bytes:
+            if len(tee) > 1 and sum(map(len, tee)) > self.plane.inspect_body_bytes:
                 self.tee = None
         sample = self.sample
         if sample is not None:
             sample.append(data)
-            if len(sample) > 1 and sum(map(len, sample)) > self.plane.limits.inspect_body_bytes:
+            if len(sample) > 1 and sum(map(len, sample)) > self.plane.inspect_body_bytes:
                 self.sample = None
         held = self.held
         if held is not None:
             held[1].append(data)
-            if sum(map(len, held[1])) > self.plane.limits.inspect_body_bytes:
+            if sum(map(len, held[1])) > self.plane.inspect_body_bytes:
                 self._release_held()
             return
         if self.stream_hooks is not None:

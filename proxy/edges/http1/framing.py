@@ -5,6 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 __all__ = [
+    "COMMON_NAMES",
     "CONTINUE",
     "HOP_BY_HOP",
     "LAST_CHUNK",
@@ -43,6 +44,16 @@ def mimics_special(lname: bytes) -> bool:
     hold ``_`` or ``--``."""
     canonical = b"-".join(part for part in lname.replace(b"_", b"-").split(b"-") if part)
     return canonical in SPECIAL_REQUEST_HEADERS
+
+
+# Names clients send most that hold neither "_" nor "--": a set lookup (the name's hash is already computed by
+# the SPECIAL_REQUEST_HEADERS test before it) spares them lookalike's byte loop (~30 instructions a byte).
+COMMON_NAMES = frozenset({
+    b"content-type", b"user-agent", b"accept", b"accept-encoding", b"accept-language", b"authorization",
+    b"cache-control", b"cookie", b"origin", b"referer", b"traceparent", b"tracestate", b"x-request-id",
+    b"x-user-id", b"x-api-key", b"x-amz-date", b"x-amz-content-sha256", b"x-amz-security-token", b"range",
+    b"if-none-match", b"if-modified-since", b"pragma", b"baggage",
+})
 
 
 def lookalike(lname: bytes) -> bool:

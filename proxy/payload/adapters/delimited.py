@@ -43,6 +43,7 @@ SUFFIXES: Final = frozenset({".csv", ".tsv"})
 _BOM: Final = "\ufeff"
 # The lines the delimiter is guessed from: enough to see a consistent count, few enough to cost nothing.
 _SNIFF_LINES: Final = 16
+_SNIFF_CHARS: Final = 65536
 _FIELDS: dict[str, re.Pattern[str]] = {}
 _QUOTED: Final = re.compile(r'"(?:[^"]|"")*"?')
 
@@ -71,11 +72,11 @@ def sniff_delimiter(text: str, prefer: str = ",") -> list[str]:
     """The candidate delimiters, most likely first: those that split the first lines into the same number of
     cells (more cells first), then the rest found in the first line by their count there; ``,`` alone when the
     first line holds none (a single column)."""
-    sample = text[:65536]
+    sample = text[:_SNIFF_CHARS]
     if '"' in sample:
         sample = _QUOTED.sub("", sample)  # what quoted cells hold is no delimiter
     lines = [ln for ln in sample.split("\n", _SNIFF_LINES)[:_SNIFF_LINES] if ln.strip()]
-    if len(lines) > 1 and len(text) > 65536:
+    if len(lines) > 1 and len(text) > _SNIFF_CHARS:
         lines = lines[:-1]  # a line cut by the window
     scored: list[tuple[int, int, int, str]] = []
     for rank, d in enumerate(DELIMITERS):
@@ -324,50 +325,89 @@ class CsvAdapter(BaseAdapter):
 _LF: Final = 10
 
 
-def _cells(body: bytes, start: int, end: int, delimiter: int, crlf: bool, width: int) -> tuple[Any, Any] | None:
-    """The start and end offsets in ``body`` (arrays of rows x ``width``) of the cells of ``body[start:end]``
-    split into lines and lines into cells by ``delimiter``; None unless every line has ``width`` cells."""
+class _Cells:
+    """Where each cell of ``body[start:end]`` ends, read with one delimiter (every line with ``width`` cells):
+    cell ``k`` (row ``k // width``, column ``k % width``) ends at ``start + ends[k]`` and starts right after the
+    separator before it; with CRLF the last cell of a line ends before its ``\\r``."""
+
+    __slots__ = ("crlf", "ends", "rows", "start", "width")
+
+    def __init__(self, ends: Any, start: int, width: int, crlf: bool) -> None:
+        self.ends = ends
+        self.start = start
+        self.width = width
+        self.rows = ends.size // width
+        self.crlf = crlf
+
+    def first_row(self) -> list[tuple[int, int]]:
+        """The start and end offsets in the body of the first line's cells."""
+        out: list[tuple[int, int]] = []
+        pos = self.start
+        for k in range(self.width):
+            stop = int(self.ends[k]) + self.start
+            if self.crlf and k == self.width - 1 and self.rows > 1:
+                stop -= 1
+            out.append((pos, stop))
+            pos = stop + 1 + (1 if self.crlf and k == self.width - 1 else 0)
+        return out
+
+    def column(self, j: int) -> tuple[Any, Any]:
+        """The start and end offsets in the body of column ``j``'s cells, row by row."""
+        e, w = self.ends, self.width
+        stop = e[j::w].copy()
+        if j > 0:
+            first = e[j - 1::w] + 1
+        else:
+            first = np.empty(self.rows, dtype=np.int64)
+            first[0] = 0
+            first[1:] = e[w - 1::w][:-1] + 1
+        if self.crlf and j == w - 1:
+            stop[:-1] -= 1  # the "\\r" of each line break but the body's last
+        return first + self.start, stop + self.start
+
+
+def _cells(body: bytes, start: int, end: int, delimiter: int, crlf: bool, width: int) -> _Cells | None:
+    """The cells of ``body[start:end]`` split into lines and lines into cells by ``delimiter``; None unless
+    every line has ``width`` cells."""
     arr = np.frombuffer(body, dtype=np.uint8, count=end - start, offset=start)
     seps = np.flatnonzero((arr == delimiter) | (arr == _LF))
     n = seps.size + 1
     if n % width:
         return None
-    is_lf = np.ones(n, dtype=bool)
-    is_lf[:-1] = arr[seps] == _LF
-    grid = is_lf.reshape(-1, width)
-    if grid[:, :-1].any() or not grid[:, -1].all():
-        return None
-    starts = np.empty(n, dtype=np.int64)
-    starts[0] = 0
-    starts[1:] = seps + 1
     ends = np.empty(n, dtype=np.int64)
     ends[:-1] = seps
     ends[-1] = end - start
-    if crlf:
-        ends[:-1][is_lf[:-1]] -= 1  # the cell before each line break ends at its "\r"
-    return (starts + start).reshape(-1, width), (ends + start).reshape(-1, width)
+    # Each line's last cell, and only it, ends at a line break (the body's last line at its end).
+    row_ends = ends[width - 1:-1:width]
+    lfs = int(np.count_nonzero(arr[seps] == _LF))
+    if lfs != row_ends.size or (lfs and not bool((arr[row_ends] == _LF).all())):
+        return None
+    return _Cells(ends, start, width, crlf)
 
 
 def _blank_cells(body: bytes, options: AdapterOptions, features: Sequence[str] | None, fraction: float,
                  rng: Any) -> tuple[bool, bytes | None]:
     """``CsvAdapter.blank_cells``: reading, ``mutate.nan`` and writing, for a body without quotes."""
-    if b'"' in body or not 0.0 <= fraction <= 1.0:
+    if body.find(b'"') >= 0 or not 0.0 <= fraction <= 1.0:
         return False, None
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False, None  # not read either way: the table's way counts it
-    bom = text.startswith(_BOM)
+    bom = body.startswith(b"\xef\xbb\xbf")
     start = 3 if bom else 0
-    if not text.strip():
+    if body.isascii():  # valid UTF-8, and the delimiter is guessed from the first 64 KiB: decode no more
+        text = body[start:start + _SNIFF_CHARS + 1].decode("ascii")
+    else:
+        try:
+            text = body[start:].decode("utf-8")
+        except UnicodeDecodeError:
+            return False, None  # not read either way: the table's way counts it
+    if not text or text.isspace():
         return False, None
     nl = body.find(b"\n")
     crlf = nl > 0 and body[nl - 1] == 13
-    n_lf = body.count(b"\n")
     if crlf:
+        n_lf = body.count(b"\n")
         if body.count(b"\r") != n_lf or body.count(b"\r\n") != n_lf:
             return False, None  # a carriage return or a line break inside a cell
-    elif b"\r" in body:
+    elif body.find(b"\r") >= 0:
         return False, None
     terminator = b"\r\n" if crlf else b"\n"
     end = len(body) - len(terminator) if body.endswith(terminator) else len(body)
@@ -377,16 +417,15 @@ def _blank_cells(body: bytes, options: AdapterOptions, features: Sequence[str] |
         d = ord(delimiter)
         found = _cells(body, start, end, d, crlf, first_line.count(d) + 1)
         if found is not None:
-            return _blank(body, found[0], found[1], options, features, fraction, rng)
+            return _blank(body, found, options, features, fraction, rng)
     return False, None
 
 
-def _blank(body: bytes, starts: Any, ends: Any, options: AdapterOptions, features: Sequence[str] | None,
+def _blank(body: bytes, cells: _Cells, options: AdapterOptions, features: Sequence[str] | None,
            fraction: float, rng: Any) -> tuple[bool, bytes | None]:
-    """The cells ``mutate.nan`` would pick, cut out of ``body``; ``starts``/``ends``: every cell's bounds."""
-    width = starts.shape[1]
-    lengths = ends - starts
-    first = [body[a:b].decode("utf-8") for a, b in zip(starts[0].tolist(), ends[0].tolist(), strict=True)]
+    """The cells ``mutate.nan`` would pick, cut out of ``body``."""
+    width = cells.width
+    first = [body[a:b].decode("utf-8") for a, b in cells.first_row()]
     header = _is_header(first)
     if header:
         names = first
@@ -395,20 +434,22 @@ def _blank(body: bytes, starts: Any, ends: Any, options: AdapterOptions, feature
     else:
         names = [f"column_{j}" for j in range(width)]
     h = 1 if header else 0
-    if width == 1 and not lengths[h:].all():
-        return False, None  # an empty line is written back as '""' (a blank line is no row): the table's way
+    if width == 1:
+        only, stop0 = cells.column(0)
+        if not bool((stop0[h:] > only[h:]).all()):
+            return False, None  # an empty line is written back as '""' (a blank line is no row): the table's way
     cols = feature_columns(names, features)
     if not cols:
         return True, None
-    present = [np.flatnonzero(lengths[h:, j] > 0) for j in cols]
-    chosen = pick_cells(sum(p.size for p in present), fraction, rng)
-    if not chosen:
+    bounds = [cells.column(j) for j in cols]
+    present = [np.flatnonzero(stop[h:] > first_[h:]) + h for first_, stop in bounds]
+    chosen = np.asarray(pick_cells(sum(p.size for p in present), fraction, rng), dtype=np.int64)
+    if not chosen.size:
         return True, None
-    rows = np.concatenate(present)[chosen] + h
-    which = np.concatenate([np.full(p.size, j, dtype=np.int64) for p, j in zip(present, cols, strict=True)])[chosen]
-    cut_from = starts[rows, which]
-    order = np.argsort(cut_from, kind="stable")
-    cut_to = ends[rows, which][order].tolist()
+    cut_from = np.concatenate([first_[p] for (first_, _), p in zip(bounds, present, strict=True)])[chosen]
+    cut_stop = np.concatenate([stop[p] for (_, stop), p in zip(bounds, present, strict=True)])[chosen]
+    order = np.argsort(cut_from, kind="stable")  # the columns' cells in the body's order
+    cut_to: list[int] = cut_stop[order].tolist()
     blank = b'""' if width == 1 else b""
     pieces: list[bytes] = []
     pos = 0

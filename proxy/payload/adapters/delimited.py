@@ -20,6 +20,10 @@ or its absence, byte order mark and header row: every cell a fault did not chang
 for byte (``007``, ``1.50``, ``"quoted"``); a changed cell is written by ``tabular.format_cell`` (quoted if it
 was, or if it must be). CSV has no types: a number sent as a string (``type_swap``) is written quoted, which
 readers that honour quoting (``csv.QUOTE_NONNUMERIC``) read as text and pandas reads as the number.
+
+``nan`` on a body without quotes does not read the table (``blank_cells``): the cells are found by their
+delimiters and line breaks, picked with the same draws, and cut out, giving the same bytes as reading, mutating
+and writing would (~4 ms for 1 MB instead of ~0.35 s); anything else takes the table's way.
 """
 
 from __future__ import annotations

@@ -439,19 +439,20 @@ def _blank(body: bytes, cells: _Cells, options: AdapterOptions, features: Sequen
         names = [f"column_{j}" for j in range(width)]
     h = 1 if header else 0
     if width == 1:
-        only, stop0 = cells.column(0)
-        if not bool((stop0[h:] > only[h:]).all()):
+        lo, hi = cells.column(0)
+        if not bool((hi[h:] > lo[h:]).all()):
             return False, None  # an empty line is written back as '""' (a blank line is no row): the table's way
     cols = feature_columns(names, features)
     if not cols:
         return True, None
     bounds = [cells.column(j) for j in cols]
-    present = [np.flatnonzero(stop[h:] > first_[h:]) + h for first_, stop in bounds]
+    present = [np.flatnonzero(hi[h:] > lo[h:]) + h for lo, hi in bounds]  # non-empty: a value
     chosen = np.asarray(pick_cells(sum(p.size for p in present), fraction, rng), dtype=np.int64)
     if not chosen.size:
         return True, None
-    cut_from = np.concatenate([first_[p] for (first_, _), p in zip(bounds, present, strict=True)])[chosen]
-    cut_stop = np.concatenate([stop[p] for (_, stop), p in zip(bounds, present, strict=True)])[chosen]
+    # In mutate.nan's order: column by column, row by row; chosen indexes that list of present cells.
+    cut_from = np.concatenate([lo[p] for (lo, _), p in zip(bounds, present, strict=True)])[chosen]
+    cut_stop = np.concatenate([hi[p] for (_, hi), p in zip(bounds, present, strict=True)])[chosen]
     order = np.argsort(cut_from, kind="stable")  # the columns' cells in the body's order
     cut_to: list[int] = cut_stop[order].tolist()
     blank = b'""' if width == 1 else b""

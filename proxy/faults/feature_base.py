@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..declare.fields import Field
-from ..payload import FeatureTable, Mutation, Parsed
+from ..payload import AdapterOptions, BaseAdapter, FeatureTable, Mutation, Parsed
 from ..payload.tabular import fix_headers
 from .base import Fault, FaultContext, Outcome, ResponseView
 
@@ -68,12 +68,25 @@ class FeatureFault(Fault):
         if not 200 <= view.status < 300 or view.status == 206:
             return  # an error answer carries no features, a range (206) only part of a file: as they came
         payload = ctx.payload()
+        adapter = payload.response_file(view.body, view.headers)
+        if adapter is not None:
+            done, body = self.change_file(adapter, view.body, payload.options)
+            if done:
+                if body is not None:
+                    rewrite(view, body)
+                return
         parsed = payload.response_table(view.body, view.headers)
         if parsed is None:
             return
         changed = self.change(parsed, ctx)
         if changed is not None:
             rewrite(view, payload.write_response_table(*changed))
+
+    def change_file(self, adapter: BaseAdapter, body: bytes, options: AdapterOptions) -> tuple[bool, bytes | None]:
+        """A file's body changed without reading its whole table (``(True, None)``: left as it came), exactly as
+        ``change`` would; ``(False, None)``: read the table. Faults with such a way for some formats override
+        this (``nan``: ``BaseAdapter.blank_cells``)."""
+        return False, None
 
     def change(self, parsed: Parsed, ctx: FaultContext) -> tuple[Parsed, FeatureTable] | None:
         """What to write back for a response's features (None: leave the body as it came). Faults that change

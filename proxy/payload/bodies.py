@@ -146,6 +146,12 @@ class ExchangePayload:
         self.response_adapter = adapter
         return parsed
 
+    def response_file(self, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> BaseAdapter | None:
+        """The file-format adapter (CSV, JSON Lines ...) ``response_table`` would read this response with, for
+        a fault that can change such a body without reading the whole table (``BaseAdapter.blank_cells``);
+        None for a JSON document."""
+        return self._raw_adapter(body, headers)
+
     def write_response_table(self, parsed: Parsed, table: FeatureTable) -> bytes:
         """The response body with ``table`` in place of the features ``response_table`` read."""
         assert self.response_adapter is not None

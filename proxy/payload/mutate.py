@@ -42,8 +42,9 @@ from .table import (
 )
 
 __all__ = [
-    "MUTATIONS", "Mutation", "default", "drop_feature", "duplicate_rows", "nan", "out_of_range", "rename_feature",
-    "reorder_features", "reorder_rows", "shift", "stale", "truncate_batch", "type_swap",
+    "MUTATIONS", "Mutation", "default", "drop_feature", "duplicate_rows", "feature_columns", "nan", "out_of_range",
+    "pick_cells", "rename_feature", "reorder_features", "reorder_rows", "shift", "stale", "truncate_batch",
+    "type_swap",
 ]
 
 _NON_NUMERIC: Final = frozenset({"BOOL", "BYTES", "bool", "string"})
@@ -94,17 +95,31 @@ def _pick(n: int, k: int, rng: np.random.Generator) -> list[int]:
         return []
     if k >= n:
         return positions(n)
-    return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
+    chosen: list[int] = np.sort(rng.choice(n, size=k, replace=False)).tolist()  # the same ints, sorted natively
+    return chosen
+
+
+def pick_cells(n: int, fraction: float, rng: np.random.Generator) -> list[int]:
+    """Which of ``n`` cells a value fault acting on a ``fraction`` of them changes (sorted indices): the draws
+    ``nan`` makes, for a reader that finds the cells without a table (``CsvAdapter.blank_cells``)."""
+    return _pick(n, _count(n, fraction, rng), rng)
+
+
+def feature_columns(names: Sequence[str], features: Sequence[str] | None) -> list[int]:
+    """The indices of the columns named by ``features`` (all when None), in the table's order."""
+    if features is None:
+        return positions(len(names))
+    wanted = {features} if isinstance(features, str) else set(features)
+    return [j for j, n in enumerate(names) if n in wanted]
 
 
 def _candidates(table: FeatureTable, features: Sequence[str] | None) -> tuple[list[int], str]:
     """Column indices to act on and a note naming requested features the table lacks."""
+    cols = feature_columns(table.names, features)
     if features is None:
-        return positions(table.n_cols), ""
+        return cols, ""
     if isinstance(features, str):
         features = [features]
-    wanted = set(features)
-    cols = [j for j, n in enumerate(table.names) if n in wanted]
     missing = [f for f in dict.fromkeys(features) if f not in table.names]
     return cols, (f"not in the payload: {', '.join(missing)}" if missing else "")
 
@@ -237,7 +252,7 @@ def nan(
         return _no_features(table, features, note)
     cells = _present_cells(table, cols)
     out = table.copy()
-    chosen = _pick(len(cells), _count(len(cells), fraction, rng), rng)
+    chosen = pick_cells(len(cells), fraction, rng)
     for c in chosen:
         j, i = cells[c]
         out.columns[j][i] = math.nan

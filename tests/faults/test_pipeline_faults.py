@@ -96,6 +96,20 @@ async def test_nan_on_a_csv_object_empties_cells_and_fixes_the_headers(start_ups
     assert control == CSV_BODY and "x-amz-checksum-crc32" in control_headers
 
 
+async def test_nan_on_a_csv_with_quoted_line_breaks_reads_the_table(start_upstream, start_sidecar):
+    # A quoted cell may hold a line break: such a body is not cut by its line breaks but read as a table; the
+    # answer is the same kind of answer (every price emptied, every other cell as it was written).
+    body = ('id,note,price\n' + "".join(f'{i},"line {i}\nand, more",{i * 1.5}\n' for i in range(12))).encode()
+    up, files = await _store(start_upstream)
+    files.put("notes.csv", body)
+    fault = {"type": "nan", "target": "response", "features": ["price"], "fraction": 1.0}
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([fault])), env=OVERRIDE_ENV)
+    status, headers, got = await _get(sc.proxy_port, "notes.csv")
+    assert status == 200
+    assert got == b"id,note,price\n" + b"".join(b'%d,"line %d\nand, more",\n' % (i, i) for i in range(12))
+    assert int(headers["Content-Length"]) == len(got) and headers["ETag"] == f'"{hashlib.md5(got).hexdigest()}"'
+
+
 async def _faulted(start_upstream: Any, start_sidecar: Any, faults: list[dict[str, Any]], key: str, body: bytes,
                    content_type: str = "binary/octet-stream", **policy: Any) -> tuple[Any, Files]:
     up, files = await _store(start_upstream)

@@ -194,6 +194,92 @@ def test_csv_round_trip_keeps_every_untouched_cell_byte_for_byte(
         assert read(CSV, out).detail.delimiter == delimiter
 
 
+def _nan_the_table_way(body: bytes, features: tuple[str, ...] | None, fraction: float, seed: int,
+                       names: tuple[str, ...] = ()) -> bytes | None:
+    """What reading the table, ``mutate.nan`` and writing give (None: the body is left as it came)."""
+    from proxy.payload.adapters.base import AdapterOptions
+
+    options = AdapterOptions(feature_names=names)
+    parsed = CSV.read(body, options, direction="response")
+    assert parsed is not None
+    m = mutate.nan(parsed.table, features=features, fraction=fraction, rng=np.random.default_rng(seed))
+    return CSV.write(parsed, m.table, options) if m.applicable and m.changed else None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(csv_files(), st.floats(0, 1), st.integers(0, 2**32 - 1), st.booleans(), st.booleans(), st.booleans(),
+       st.data())
+def test_csv_nan_without_the_table_is_the_table_s_result(
+        case: tuple[bytes, str, list[str], list[list[Any]]], fraction: float, seed: int, bom: bool, final: bool,
+        header: bool, data: Any) -> None:
+    body, _, names, _ = case
+    sep = b"\r\n" if body.endswith(b"\r\n") else b"\n"
+    if not header:
+        body = body[body.index(sep) + len(sep):]
+    if not final:
+        body = body[: -len(sep)]
+    if bom:
+        body = b"\xef\xbb\xbf" + body
+    features = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([*names, "absent"]), max_size=3).map(tuple)))
+    from proxy.payload.adapters.base import AdapterOptions
+
+    done, out = CSV.blank_cells(body, AdapterOptions(), features, fraction, np.random.default_rng(seed))
+    if b'"' not in body:  # nothing that might read differently: the cells are found without the table
+        assert done
+    if done:
+        assert out == _nan_the_table_way(body, features, fraction, seed)
+        if out is not None:
+            assert len(out) < len(body)
+    else:
+        assert out is None
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b'id,note,price\n1,"two\nlines",3.5\n2,plain,4.5\n', "a quoted cell with a line break"),
+    (b'id,note,price\n1,"a,b",3.5\n', "a quoted delimiter"),
+    (b"id,note,price\r\n1,a\nb,3.5\r\n2,c,4.5\r\n", "a bare line break inside a CRLF file's cell"),
+    (b"id,note,price\r\n1,a\rb,3.5\r\n2,c,4.5\r\n", "a bare carriage return inside a CRLF file's cell"),
+    (b"price\n1.5\n\n2.5\n", "an empty line of a single column, written back as \"\""),
+])
+def test_csv_nan_takes_the_table_s_way_for_what_might_read_differently(body: bytes, why: str) -> None:
+    from proxy.payload.adapters.base import AdapterOptions
+
+    assert CSV.blank_cells(body, AdapterOptions(), ("price",), 1.0, np.random.default_rng(0)) == (False, None), why
+    out = _nan_the_table_way(body, ("price",), 1.0, 0)
+    assert out is not None and b"3.5" not in out and b"2.5" not in out  # the table's way still changes it
+
+
+@pytest.mark.parametrize("body", [b"a,b\n1,2,3\n4\n", b"\xff\xfe,\n", b"a,b\r1,2\n",
+                                  b" \n\n"])
+def test_csv_nan_leaves_what_the_table_cannot_read_to_the_table(body: bytes) -> None:
+    from proxy.payload.adapters.base import AdapterOptions
+
+    assert CSV.blank_cells(body, AdapterOptions(), None, 1.0, np.random.default_rng(0)) == (False, None)
+    assert CSV.read(body, direction="response") is None  # which counts it as unparsed
+
+
+def test_csv_nan_without_the_table_cuts_only_the_chosen_cells() -> None:
+    from proxy.payload.adapters.base import AdapterOptions
+
+    rows = [f"{i};{i * 1.5};{'x' if i % 3 else ''};{i % 4}" for i in range(200)]
+    body = ("\ufeffid;amount;tag;qty\r\n" + "\r\n".join(rows)).encode()  # a BOM, CRLF, no final break
+    done, out = CSV.blank_cells(body, AdapterOptions(), ("amount", "tag"), 0.25, np.random.default_rng(7))
+    assert done and out is not None and out == _nan_the_table_way(body, ("amount", "tag"), 0.25, 7)
+    assert out.startswith(b"\xef\xbb\xbfid;amount;tag;qty\r\n") and not out.endswith(b"\r\n")
+    got = [line.split(";") for line in out.decode("utf-8-sig").split("\r\n")[1:]]
+    was = [line.split(";") for line in rows]
+    emptied = sum(1 for g, w in zip(got, was, strict=True) for j in (1, 2) if g[j] == "" and w[j] != "")
+    present = sum(1 for w in was for j in (1, 2) if w[j] != "")  # the tag's empty cells are never picked
+    assert emptied in (present // 4, present // 4 + 1)
+    for g, w in zip(got, was, strict=True):
+        assert (g[0], g[3]) == (w[0], w[3]) and all(g[j] in ("", w[j]) for j in (1, 2))
+    # No header row: the policy's feature names name the columns, as they do for the table.
+    plain = "\n".join(rows).encode() + b"\n"
+    options = AdapterOptions(feature_names=("id", "amount", "tag", "qty"))
+    done, out = CSV.blank_cells(plain, options, ("amount",), 0.5, np.random.default_rng(3))
+    assert done and out == _nan_the_table_way(plain, ("amount",), 0.5, 3, ("id", "amount", "tag", "qty"))
+
+
 def test_csv_type_swap_quotes_the_number_and_a_nonnumeric_reader_sees_text() -> None:
     body = b'"a","b"\n1.5,"x"\n2,"y"\n'  # as csv.writer(quoting=QUOTE_NONNUMERIC) writes it
     assert list(csv.reader(io.StringIO(body.decode()), quoting=csv.QUOTE_NONNUMERIC))[1] == [1.5, "x"]

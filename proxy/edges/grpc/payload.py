@@ -72,6 +72,9 @@ class GrpcPayload(ExchangePayload):
         self.response_adapter = adapter
         return parsed
 
+    def response_file(self, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> BaseAdapter | None:
+        return None  # a ModelInferResponse is never a file
+
     def write_response_table(self, parsed: Parsed, table: FeatureTable) -> bytes:
         assert self.response_adapter is not None
         doc: Any = self.response_adapter.write(parsed, table, self.options)

@@ -173,6 +173,14 @@ class BaseAdapter(ABC):
     @abstractmethod
     def write_predictions_strict(self, doc: Any, preds: Predictions, options: AdapterOptions) -> Any | None: ...
 
+    def blank_cells(self, body: bytes, options: AdapterOptions, features: Sequence[str] | None, fraction: float,
+                    rng: Any) -> tuple[bool, bytes | None]:
+        """``nan`` on a (RAW) response body without reading the whole table: ``(True, body)`` with exactly what
+        reading it, ``mutate.nan`` with the same ``rng`` (a numpy Generator) and ``write`` would give (``None``:
+        the body stays as it came), or ``(False, None)`` when the format cannot tell cheaply: then the table is
+        read. Formats that keep this always read the table."""
+        return False, None
+
     def cell_statuses(self, parsed: Parsed) -> list[list[str]] | None:
         """Per column of a response table as read, per row, the status its format gives the cell (a feature
         store's); None for formats without one."""

@@ -32,7 +32,7 @@ from ... import _tasks
 from ...cohort import COHORTS
 from ...faults.base import Cut, Drop, Reply
 from ...logs import event
-from .call import GrpcCall
+from .call import HOP_METADATA, GrpcCall
 from .exchange import GrpcExchange, Metadata, reply_code
 from .status import OK, UNAVAILABLE
 
@@ -50,23 +50,9 @@ UNARY_METHODS = frozenset(f"/inference.GRPCInferenceService/{m}" for m in (
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
     "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting",
     "LogSettings"))
-# Metadata the proxy does not forward: the transport's own (grpcio sets them on each hop).
-HOP_METADATA = frozenset({"content-type", "te", "user-agent", "host", "connection", "keep-alive", "upgrade",
-                          "transfer-encoding", "proxy-connection", "grpc-timeout", "grpc-encoding",
-                          "grpc-accept-encoding"})
 UPSTREAM_ERROR: Metadata = [("x-mlchaos-error", "upstream")]
 # Method handlers are cached by method path; the cache stops growing here (a client may invent paths).
 _MAX_CACHED_METHODS = 1024
-
-
-def peer_ip(peer: str) -> bytes:
-    """The client's IP of grpc's peer string: ``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``."""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv6" and rest.startswith("["):
-        return rest[1:rest.find("]")].encode("latin-1")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0].encode("latin-1")
-    return b""
 
 
 def _peer_address(peer: str) -> tuple[str, int] | None:
@@ -258,7 +244,9 @@ class GrpcEdge:
         key = (name, path)
         stub = self.stubs.get(key)
         if stub is None:
-            stub = self.channel(name).unary_unary(path)
+            # A method of the inference service is registered with grpc core (as generated stubs do): its calls
+            # skip core's per-call method lookup. Only those: a registration lasts as long as the channel.
+            stub = self.channel(name).unary_unary(path, _registered_method=path in UNARY_METHODS)
             if len(self.stubs) < _MAX_CACHED_METHODS:
                 self.stubs[key] = stub
         return stub
@@ -274,9 +262,7 @@ class GrpcEdge:
     # -- one call
     def _exchange(self, method: str, context: aio.ServicerContext, body: bytes | None) -> GrpcExchange:
         plane = self.plane
-        metadata: Metadata = [(k, v) for k, v in context.invocation_metadata() or ()
-                              if k not in HOP_METADATA and not k.startswith(":")]
-        call = GrpcCall(method, metadata, peer_ip(context.peer()), body)
+        call = GrpcCall(method, context.invocation_metadata() or (), context.peer, body)
         assignment = plane.experiments.router.assign(call)
         return GrpcExchange(plane, call, assignment, plane.loop)
 
@@ -295,7 +281,9 @@ class GrpcEdge:
             timeout = context.time_remaining()
             if timeout is None:
                 timeout = self.plane.timeouts.response
-            upcall = self._unary_stub(ex.upstream_name, call.path)(call.body, metadata=call.metadata, timeout=timeout)
+            # No metadata: None, which grpc.aio takes as is (an empty list is converted first).
+            upcall = self._unary_stub(ex.upstream_name, call.path)(call.body, metadata=call.metadata or None,
+                                                                   timeout=timeout)
             t_up = ex.loop.time()
             try:
                 response: bytes = await upcall
@@ -303,7 +291,8 @@ class GrpcEdge:
                 await self._upstream_status(ex, context, err, t_up, timeout, False)
                 return b""
             initial = list(await upcall.initial_metadata() or ())
-            self._observe_upstream(ex, t_up)
+            if ex.st is not None:
+                self._observe_upstream(ex, t_up)
             if ex.wants_response():
                 answer = ex.respond(initial, response)
                 if isinstance(answer, Cut):
@@ -319,7 +308,7 @@ class GrpcEdge:
                 response = answer
                 if ex.delay > 0.0:
                     await asyncio.sleep(ex.delay)
-            reveal = self._reveal(ex)
+            reveal = self._reveal(ex) if ex.st is not None else None
             if initial or reveal:  # else grpc sends the (empty) headers with the answer: one call fewer
                 await context.send_initial_metadata(initial + reveal if reveal else initial)
             trailing = await upcall.trailing_metadata()
@@ -328,7 +317,8 @@ class GrpcEdge:
             details = await upcall.details()
             if details:
                 context.set_details(details)
-            self._tee(ex, response)
+            if ex.tee is not None:
+                self._tee(ex, response)
             ex.done(OK)
             return response
         except asyncio.CancelledError:

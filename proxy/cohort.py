@@ -55,7 +55,9 @@ _DRAWS: Final = _Draws()
 
 
 class KeySource(Protocol):
-    client_ip: bytes
+
+    @property
+    def client_ip(self) -> bytes: ...
 
     @property
     def query(self) -> bytes: ...

@@ -26,7 +26,9 @@ class RequestFacts(Protocol):
     """What routing reads of a request, whatever its protocol (an HTTP/1.1 request, a gRPC call)."""
 
     method: str
-    client_ip: bytes
+
+    @property
+    def client_ip(self) -> bytes: ...
     cohort_header: bytes | None
     token_header: bytes | None
     experiment_header: bytes | None

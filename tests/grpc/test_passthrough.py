@@ -153,6 +153,26 @@ async def test_bidi_without_initial_metadata_relays_each_answer(grpc_upstream: U
     assert await call.code() == grpc.StatusCode.OK
 
 
+async def test_unknown_method_is_the_upstreams_unimplemented_every_time(
+        grpc_upstream: UpstreamServer, grpc_sidecar: Any, channel_to: Callable[[int], Any]) -> None:
+    """A method the sidecar does not know goes upstream as a bidirectional call with the client's request; the
+    upstream, which has not got it either, ends the call before reading that request. Its UNIMPLEMENTED comes
+    back every time: grpc.aio's INTERNAL "Internal error from Core" for the failed request write never replaces
+    it (before the fix, 7 of 200 calls here: 80 calls catch that rate nine times in ten)."""
+    sc = await grpc_sidecar(grpc_upstream)
+    seen: dict[tuple[Any, str], int] = {}
+    for port in (grpc_upstream.port, sc.grpc_port):
+        seen.clear()
+        for _ in range(80):
+            call = channel_to(port).stream_stream("/test.Echo/NoSuchMethod")(iter([b"\x08\x01"]), timeout=5)
+            with pytest.raises(aio.AioRpcError) as err:
+                async for _message in call:
+                    pass
+            key = (err.value.code(), err.value.details() or "")
+            seen[key] = seen.get(key, 0) + 1
+        assert seen == {(grpc.StatusCode.UNIMPLEMENTED, "Method not found!"): 80}, (port, seen)
+
+
 async def test_metrics_label_grpc_codes(grpc_upstream: UpstreamServer, grpc_sidecar: Any,
                                         channel_to: Callable[[int], Any]) -> None:
     sc = await grpc_sidecar(grpc_upstream)

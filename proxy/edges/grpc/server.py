@@ -21,7 +21,7 @@ import asyncio
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from ... import _tasks
 from ...cohort import COHORTS
 from ...faults.base import Cut, Drop, Reply
 from ...logs import event
-from .call import GrpcCall
+from .call import HOP_METADATA, GrpcCall
 from .exchange import GrpcExchange, Metadata, reply_code
 from .status import OK, UNAVAILABLE
 
@@ -50,23 +50,9 @@ UNARY_METHODS = frozenset(f"/inference.GRPCInferenceService/{m}" for m in (
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
     "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting",
     "LogSettings"))
-# Metadata the proxy does not forward: the transport's own (grpcio sets them on each hop).
-HOP_METADATA = frozenset({"content-type", "te", "user-agent", "host", "connection", "keep-alive", "upgrade",
-                          "transfer-encoding", "proxy-connection", "grpc-timeout", "grpc-encoding",
-                          "grpc-accept-encoding"})
 UPSTREAM_ERROR: Metadata = [("x-mlchaos-error", "upstream")]
 # Method handlers are cached by method path; the cache stops growing here (a client may invent paths).
 _MAX_CACHED_METHODS = 1024
-
-
-def peer_ip(peer: str) -> bytes:
-    """The client's IP of grpc's peer string: ``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``."""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv6" and rest.startswith("["):
-        return rest[1:rest.find("]")].encode("latin-1")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0].encode("latin-1")
-    return b""
 
 
 def _peer_address(peer: str) -> tuple[str, int] | None:
@@ -126,6 +112,54 @@ def _local_failure(code: grpc.StatusCode, details: str, answered: bool, elapsed:
         if any(word in lowered for word in _TRANSPORT_WORDS):
             return "upstream_connect" if "connect" in lowered else "upstream_reset"
     return None
+
+
+# grpc.aio's client call replaces the status it has with this one when a request write fails because the call
+# has ended (grpc/aio/_call.py _write: set_internal_error), whatever the peer's status was.
+_CORE_INTERNAL = "Internal error from Core"
+
+
+def _settled(coro: Coroutine[Any, Any, Any]) -> Any:
+    """The value of a grpc.aio call's status coroutine (code(), details(), ...) on a finished call: it returns
+    at once (the status is held), so it is run here without a loop."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("the call's status is not settled")
+
+
+class _FirstStatus:
+    """A bidirectional upstream call's first status, kept for when grpc.aio overwrites it.
+
+    The sidecar relays a method it does not know as a bidirectional call and writes the client's request to
+    it. When the upstream ends the call before reading it (UNIMPLEMENTED for a method it has not got), that
+    write fails and grpc.aio sets the call's status to INTERNAL "Internal error from Core" over the status the
+    upstream sent (8 of 40 calls against MLServer, grpcio 1.85). The done callback runs synchronously at the
+    first status the call gets, the upstream's when it came first; the relay answers with that one."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: aio.AioRpcError | None = None
+
+    def __call__(self, call: Any) -> None:
+        try:
+            code = _settled(call.code())
+            if code != grpc.StatusCode.OK:
+                self.error = aio.AioRpcError(code, _settled(call.initial_metadata()),
+                                             _settled(call.trailing_metadata()), _settled(call.details()),
+                                             _settled(call.debug_error_string()))
+        except RuntimeError:  # not settled: keep nothing, the relay reads the status itself
+            self.error = None
+
+    def instead_of(self, err: aio.AioRpcError) -> aio.AioRpcError:
+        """The upstream's own status when grpc.aio replaced it by its write-failure INTERNAL; else ``err``."""
+        first = self.error
+        if err.code() == grpc.StatusCode.INTERNAL and err.details() == _CORE_INTERNAL and first is not None:
+            return first
+        return err
 
 
 class _Handler(grpc.GenericRpcHandler):
@@ -210,7 +244,9 @@ class GrpcEdge:
         key = (name, path)
         stub = self.stubs.get(key)
         if stub is None:
-            stub = self.channel(name).unary_unary(path)
+            # A method of the inference service is registered with grpc core (as generated stubs do): its calls
+            # skip core's per-call method lookup. Only those: a registration lasts as long as the channel.
+            stub = self.channel(name).unary_unary(path, _registered_method=path in UNARY_METHODS)
             if len(self.stubs) < _MAX_CACHED_METHODS:
                 self.stubs[key] = stub
         return stub
@@ -226,9 +262,7 @@ class GrpcEdge:
     # -- one call
     def _exchange(self, method: str, context: aio.ServicerContext, body: bytes | None) -> GrpcExchange:
         plane = self.plane
-        metadata: Metadata = [(k, v) for k, v in context.invocation_metadata() or ()
-                              if k not in HOP_METADATA and not k.startswith(":")]
-        call = GrpcCall(method, metadata, peer_ip(context.peer()), body)
+        call = GrpcCall(method, context.invocation_metadata() or (), context.peer, body)
         assignment = plane.experiments.router.assign(call)
         return GrpcExchange(plane, call, assignment, plane.loop)
 
@@ -247,7 +281,9 @@ class GrpcEdge:
             timeout = context.time_remaining()
             if timeout is None:
                 timeout = self.plane.timeouts.response
-            upcall = self._unary_stub(ex.upstream_name, call.path)(call.body, metadata=call.metadata, timeout=timeout)
+            # No metadata: None, which grpc.aio takes as is (an empty list is converted first).
+            upcall = self._unary_stub(ex.upstream_name, call.path)(call.body, metadata=call.metadata or None,
+                                                                   timeout=timeout)
             t_up = ex.loop.time()
             try:
                 response: bytes = await upcall
@@ -255,7 +291,8 @@ class GrpcEdge:
                 await self._upstream_status(ex, context, err, t_up, timeout, False)
                 return b""
             initial = list(await upcall.initial_metadata() or ())
-            self._observe_upstream(ex, t_up)
+            if ex.st is not None:
+                self._observe_upstream(ex, t_up)
             if ex.wants_response():
                 answer = ex.respond(initial, response)
                 if isinstance(answer, Cut):
@@ -271,7 +308,7 @@ class GrpcEdge:
                 response = answer
                 if ex.delay > 0.0:
                     await asyncio.sleep(ex.delay)
-            reveal = self._reveal(ex)
+            reveal = self._reveal(ex) if ex.st is not None else None
             if initial or reveal:  # else grpc sends the (empty) headers with the answer: one call fewer
                 await context.send_initial_metadata(initial + reveal if reveal else initial)
             trailing = await upcall.trailing_metadata()
@@ -280,7 +317,8 @@ class GrpcEdge:
             details = await upcall.details()
             if details:
                 context.set_details(details)
-            self._tee(ex, response)
+            if ex.tee is not None:
+                self._tee(ex, response)
             ex.done(OK)
             return response
         except asyncio.CancelledError:
@@ -307,6 +345,8 @@ class GrpcEdge:
             timeout = context.time_remaining()
             upcall = self.channel(ex.upstream_name).stream_stream(call.path)(
                 requests, metadata=call.metadata, timeout=timeout)
+            first = _FirstStatus()
+            upcall.add_done_callback(first)
             t_up = ex.loop.time()
             headers_sent = False
             try:
@@ -319,7 +359,7 @@ class GrpcEdge:
                 async for message in upcall:
                     await context.write(message)
             except aio.AioRpcError as err:
-                await self._upstream_status(ex, context, err, t_up, timeout, headers_sent)
+                await self._upstream_status(ex, context, first.instead_of(err), t_up, timeout, headers_sent)
                 return
             trailing = await upcall.trailing_metadata()
             if trailing:

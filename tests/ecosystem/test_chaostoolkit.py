@@ -117,8 +117,13 @@ def settings(sc: Sidecar, token: str | None = TOKEN) -> tuple[dict[str, Any], di
 @pytest.fixture
 def no_admin_env() -> Iterator[None]:
     """The extension falls back to MLCHAOS_ADMIN_URL / MLCHAOS_ADMIN_TOKEN: none may leak in from outside."""
-    saved = {k: os.environ.pop(k) for k in ("MLCHAOS_ADMIN_URL", "MLCHAOS_ADMIN_TOKEN") if k in os.environ}
+    names = ("MLCHAOS_ADMIN_URL", "MLCHAOS_ADMIN_TOKEN")
+    saved = {k: os.environ.pop(k) for k in names if k in os.environ}
     yield
+    # What a test set goes too: a token left behind reaches every later test's sidecar (its admin API then
+    # refuses their calls: the Feast tests failed so in a whole run).
+    for k in names:
+        os.environ.pop(k, None)
     os.environ.update(saved)
 
 

@@ -213,6 +213,7 @@ def test_build_stage_builds_the_package_from_the_context(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(700)  # a whole mypyc compile (~100 s quiet, more when busy); pip's own 600 s bounds it
 def test_the_build_stage_compiles_the_data_plane(tmp_path: Path) -> None:
     """What the build stage's `pip install .` builds from the context: a wheel holding the compiled data plane,
     whose modules import as compiled (the stage checks the same). Built offline with this venv's setuptools

@@ -42,7 +42,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -54,7 +53,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-HOST = "127.0.0.1"
+sys.path.insert(0, str(HERE))
+from procs import HOST, free_port, quantile, wait_port  # noqa: E402 - shared with the other scripts
+
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 PATHS = ("direct", "nginx", "passthrough", "feature")
 MIN_PASSTHROUGH_OVER_NGINX = 0.3
@@ -297,29 +298,10 @@ def open_loop(target: str, args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- processes and the run
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout:g} s")
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def median(values: Sequence[float]) -> float:

@@ -145,6 +145,9 @@ async def test_tripped_kill_switch_fails_the_run(
 
     assert res.returncode == 1, explain(res)
     cohorts = by_cohort(stats(tmp_path))
+    # Every cohort must be there; a missing one fails with the whole table and the gate's record (a CI run once
+    # had no control request at all, which the guards' 20-request minimum should make all but impossible).
+    assert {"chaos", "control", "none"} <= cohorts.keys(), (cohorts, verdict(tmp_path))
     chaos, control, none = cohorts["chaos"], cohorts["control"], cohorts["none"]
     # Every chaos request was aborted until the kill switch tripped (the error guard, a few chaos errors
     # against none in the untouched traffic); after that everyone is outside the experiment.

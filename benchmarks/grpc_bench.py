@@ -54,7 +54,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from procs import HOST, free_port, quantile, wait_port  # noqa: E402 - shared with the other scripts
+from procs import HOST, NGINX_HEAD, free_port, quantile, wait_port  # noqa: E402 - shared with the other scripts
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 PATHS = ("direct", "nginx", "passthrough", "feature")
@@ -67,22 +67,8 @@ ROW = (5.1, 3.5, 1.4, 0.2)
 WORKER_SLACK = 30.0
 CALL_TIMEOUT = 5.0
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-pid @TMP@/nginx.pid;
-error_log @TMP@/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path @TMP@/body;
-    proxy_temp_path @TMP@/proxy;
-    fastcgi_temp_path @TMP@/fastcgi;
-    uwsgi_temp_path @TMP@/uwsgi;
-    scgi_temp_path @TMP@/scgi;
-    # A client connection is not closed after 1,000 calls (the default): the clients keep one each.
-    keepalive_requests 1000000;
+# A client connection is not closed after 1,000 calls (nginx's default): the clients keep one each.
+NGINX_CONF = NGINX_HEAD + """    keepalive_requests 1000000;
     upstream model { server 127.0.0.1:@UPSTREAM@; keepalive 16; keepalive_requests 1000000; }
     server {
         listen 127.0.0.1:@PORT@ http2;

@@ -46,28 +46,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from procs import HOST, free_port, quantile, wait_port  # noqa: E402 - shared with the other scripts
+from procs import HOST, NGINX_HEAD, free_port, quantile, wait_port  # noqa: E402 - shared with the other scripts
 
 PATHS = ("direct", "nginx", "passthrough", "control")
 TOKEN = "bench-llm-override"
 MAX_TTFT_P50_ADDED_MS = 0.3
 MAX_CHUNK_P99_ADDED_MS = 0.2
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-pid @TMP@/nginx.pid;
-error_log @TMP@/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path @TMP@/body;
-    proxy_temp_path @TMP@/proxy;
-    fastcgi_temp_path @TMP@/fastcgi;
-    uwsgi_temp_path @TMP@/uwsgi;
-    scgi_temp_path @TMP@/scgi;
-    keepalive_requests 1000000;
+NGINX_CONF = NGINX_HEAD + """    keepalive_requests 1000000;
     upstream model { server 127.0.0.1:@UPSTREAM@; keepalive 16; }
     server {
         listen 127.0.0.1:@PORT@;

@@ -11,6 +11,24 @@ from collections.abc import Sequence
 
 HOST = "127.0.0.1"  # loopback only
 
+# The start of an nginx config for a benchmark run in a temp directory (@TMP@): one worker in the foreground, its
+# files under @TMP@, no access log. A script adds its http directives, upstream and server, and closes the block.
+NGINX_HEAD = """
+daemon off;
+master_process on;
+worker_processes 1;
+pid @TMP@/nginx.pid;
+error_log @TMP@/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path @TMP@/body;
+    proxy_temp_path @TMP@/proxy;
+    fastcgi_temp_path @TMP@/fastcgi;
+    uwsgi_temp_path @TMP@/uwsgi;
+    scgi_temp_path @TMP@/scgi;
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:

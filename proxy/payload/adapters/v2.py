@@ -62,7 +62,7 @@ from .base import (
     rows_of,
 )
 
-__all__ = ["V2Adapter", "binary_header_length", "inline_binary", "pack_binary", "split_binary"]
+__all__ = ["V2Adapter", "binary_header_length", "inline_binary", "leaves", "pack_binary", "split_binary"]
 
 _PATH = re.compile(r"(?:^|/)v2/models/[^/]+(?:/versions/[^/]+)?/infer/?$")
 
@@ -108,7 +108,7 @@ def _nested_ok(data: Any, shape: Sequence[int]) -> bool:
     return all(_nested_ok(x, shape[1:]) for x in data)
 
 
-def _leaves(data: Any) -> list[Any]:
+def leaves(data: Any) -> list[Any]:
     """The scalars of nested lists, depth-first, left to right."""
     out: list[Any] = []
     stack: list[Any] = [data]
@@ -132,7 +132,7 @@ def _flatten(data: Any, shape: Sequence[int]) -> tuple[list[Any], str] | None:
         return list(data), "flat"
     if len(shape) < 2 or not _nested_ok(data, shape):
         return None
-    return _leaves(data), "nested"
+    return leaves(data), "nested"
 
 
 def _nest(flat: list[Any], dims: Sequence[int]) -> list[Any]:
@@ -146,7 +146,7 @@ def _nest(flat: list[Any], dims: Sequence[int]) -> list[Any]:
 def _flatten_cell(cell: Any, dims: Sequence[int]) -> list[Any]:
     if not _nested_ok(cell, dims):
         raise ValueError("a tensor cell does not have its input's row shape")
-    return _leaves(cell)
+    return leaves(cell)
 
 
 _EMPTY_DIMS = 4096  # the most rows or columns an empty tensor is read with (see _tensor)

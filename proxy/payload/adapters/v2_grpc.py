@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from ..table import FeatureTable
 from ..wire import LEN, Field, Tensor, decode, field_string, read_tensors, write_tensors
 from .base import DEFAULT_OPTIONS, PREDICTIONS, REQUEST, RESPONSE, AdapterOptions, BaseAdapter, Parsed, Predictions
-from .v2 import V2Adapter
+from .v2 import V2Adapter, leaves
 
 __all__ = ["GRPC_INFER_PATH", "GrpcDoc", "V2GrpcAdapter"]
 
@@ -65,22 +65,11 @@ class GrpcDoc:
             i = obj.get(_ORIGIN)
             fields = self.tensors[i].fields if isinstance(i, int) else []
             data = obj["data"]
-            values = data if all(not isinstance(v, list) for v in data) else _flat(data)
+            values = data if all(not isinstance(v, list) for v in data) else leaves(data)
             tensors.append(Tensor(fields, obj["name"], str(obj["datatype"]).upper(), list(obj["shape"]), values,
                                   raw))
         return write_tensors(self.fields, self.direction, tensors)
 
-
-def _flat(data: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    stack: list[Any] = [data]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, list):
-            stack.extend(reversed(x))
-        else:
-            out.append(x)
-    return out
 
 
 def _content_type(fields: list[Field]) -> str | None:

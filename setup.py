@@ -43,8 +43,13 @@ HOT = [
     "proxy/edges/http1/framing.py",
     # what the edges read per request off the plane (native attributes, not lookups on a Python object)
     "proxy/dataplane/state.py",
-    # the gRPC edge's exchange (a compiled Exchange is subclassed only by compiled classes); server.py, the
-    # grpcio side, stays interpreted
+    # the gRPC edge: its HTTP/2 (frames, windows, HPACK), the relay of each call, its exchange (a compiled
+    # Exchange is subclassed only by compiled classes)
+    "proxy/edges/grpc/h2/connection.py",
+    "proxy/edges/grpc/h2/headers.py",
+    "proxy/edges/grpc/relay.py",
+    "proxy/edges/grpc/server.py",
+    "proxy/edges/grpc/upstream.py",
     "proxy/edges/grpc/exchange.py",
     "proxy/edges/grpc/call.py",
     "proxy/edges/grpc/status.py",

@@ -148,11 +148,8 @@ class Sidecar:
 
     async def _start_grpc(self, plane: DataPlane, policy: Policy) -> None:
         assert policy.grpc is not None
-        try:  # imported here: grpcio is an optional extra, and only a policy with a grpc section needs it
-            from .edges.grpc.server import GrpcEdge
-        except ImportError as exc:
-            await self.stop()
-            raise StartupError(f"the grpc section needs grpcio: pip install 'mlchaos[grpc]' ({exc})") from None
+        from .edges.grpc.server import GrpcEdge  # here: only a policy with a grpc section needs the edge
+
         self._grpc = GrpcEdge(plane, policy.grpc, policy.limits.max_body_bytes)
         self._grpc.apply_policy(policy)
         try:

@@ -206,8 +206,7 @@ def _limits(raw: object, errors: Errors) -> Limits:
 
 
 def _grpc(raw: object, listen: Address | None, admin: Address, errors: Errors) -> GrpcSettings | None:
-    """The gRPC listener's settings. Whether grpcio is installed is the sidecar's startup check: a policy
-    validates the same on any machine."""
+    """The gRPC listener's settings."""
     if raw is None:
         return None
     values = read_fields(fields_of(GrpcSettings), raw, "grpc", errors)

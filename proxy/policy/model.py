@@ -159,7 +159,7 @@ class GrpcTls:
 
 @dataclass(frozen=True, slots=True)
 class GrpcSettings:
-    """A gRPC listener beside the HTTP one (needs the grpc extra: pip install 'mlchaos[grpc]'). Calls reach
+    """A gRPC listener beside the HTTP one (h2c or TLS; HTTP/2 of the sidecar's own). Calls reach
     the experiments as POSTs to their method path (/package.Service/Method) with their metadata as headers;
     faults name fallback upstreams from `upstreams` (dialled as h2c at their host:port)."""
 

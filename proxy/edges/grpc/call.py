@@ -2,20 +2,21 @@
 
 A gRPC call is an HTTP/2 POST to ``/package.Service/Method`` whose headers are its metadata; the facts say
 exactly that, so the router's ``match: {method, path, headers}`` and ``sticky_key: metadata:NAME`` (an alias of
-``header:NAME``) work on calls as they do on HTTP/1.1 requests. Metadata keys are lower-case on the wire; a
-binary (``-bin``) value is bytes, a text one is ASCII.
+``header:NAME``) work on calls as they do on HTTP/1.1 requests. Metadata keys are lower-case on the wire; values
+are kept as they came (a binary ``-bin`` one in its base64), and one a fault sets may be bytes.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable
 
 __all__ = ["HOP_METADATA", "GrpcCall", "metadata_bytes", "peer_ip"]
 
-# Metadata the proxy does not forward: the transport's own (grpcio sets them on each hop).
-HOP_METADATA = frozenset({"content-type", "te", "user-agent", "host", "connection", "keep-alive", "upgrade",
-                          "transfer-encoding", "proxy-connection", "grpc-timeout", "grpc-encoding",
-                          "grpc-accept-encoding"})
+# Headers that are the transport's, not the call's metadata: the edge sets them again on each hop. (The
+# user-agent and grpc-encoding go on as they came: the messages are relayed as they are, compressed or not.)
+HOP_METADATA = frozenset({"content-type", "te", "host", "connection", "keep-alive", "upgrade",
+                          "transfer-encoding", "proxy-connection", "grpc-timeout"})
 
 
 def metadata_bytes(value: str | bytes) -> bytes:
@@ -81,9 +82,12 @@ class GrpcCall:
         return b""  # a gRPC path has no query
 
     def header(self, name: bytes) -> bytes | None:
+        """A metadata value; a binary (-bin) one decoded from its base64 on the wire."""
         key = name.decode("latin-1").lower()
         for k, v in self.metadata:
             if k == key:
+                if isinstance(v, str) and k.endswith("-bin"):
+                    return base64.b64decode(v + "=" * (-len(v) % 4))
                 return metadata_bytes(v)
         return None
 

@@ -1,17 +1,18 @@
 """The gRPC side of one exchange: the request side of ``FaultContext`` over a call's facts, and the outcome
-the faults chose, handed to the edge's coroutine (``server``), which talks to grpcio.
+the faults chose, handed to the edge's relay (``relay``), which talks HTTP/2.
 
 The protocol-neutral ``Exchange`` runs the faults synchronously and ends in ``forward``, ``local_reply`` or
-``drop_client``; here each of them only records the decision and wakes the coroutine waiting for it (a future
-exists only when a fault waited). The coroutine then forwards, answers or drops, runs the response hooks over
-the answer message (``respond``) and calls ``done``. No grpcio import: this module is compiled with the data
-plane (a compiled ``Exchange`` cannot be subclassed by an interpreted class).
+``drop_client``; here each of them only records the decision and, when a fault waited first, calls the edge's
+``resume`` (``relay.Relay._decided``). The relay then forwards, answers or drops, runs the response hooks over
+the answer message (``respond``) and calls ``done``. This module is compiled with the data plane (a compiled
+``Exchange`` cannot be subclassed by an interpreted class).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ...cohort import sticky_value
@@ -31,7 +32,7 @@ __all__ = ["GrpcExchange", "Metadata", "reply_code"]
 
 log = logging.getLogger("mlchaos")
 Metadata = list[tuple[str, str | bytes]]
-# Metadata the proxy never forwards: the transport's own (grpcio sets them per connection or call).
+# Metadata a fault may not set: the transport's own (the edge sets them per connection or call).
 _RESERVED = frozenset({"content-type", "te", "user-agent", "host", "connection", "keep-alive", "upgrade",
                        "transfer-encoding", "proxy-connection", "grpc-timeout", "grpc-encoding",
                        "grpc-accept-encoding", "grpc-status", "grpc-message", "grpc-status-details-bin"})
@@ -50,7 +51,7 @@ def reply_code(reply: Reply) -> int:
 class GrpcExchange(Exchange):
     """One gRPC call through the exchange."""
 
-    __slots__ = ("call", "decided", "delay", "grpc_code", "outcome", "waiter")
+    __slots__ = ("call", "decided", "delay", "grpc_code", "outcome", "resume")
 
     def __init__(self, plane: DataPlane, call: GrpcCall, assignment: Assignment,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -59,7 +60,8 @@ class GrpcExchange(Exchange):
         self.decided = False
         # What the faults chose instead of the upstream: a reply, or a drop; None forwards.
         self.outcome: Reply | Drop | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        # Called once the faults decided, when they decided after a wait (set by the edge).
+        self.resume: Callable[[], None] | None = None
         # The status code the client got; -1 until known (a dropped call has none).
         self.grpc_code = -1
         # Seconds a stream hook held the answer (sent after this long).
@@ -133,18 +135,9 @@ class GrpcExchange(Exchange):
 
     def _decide(self) -> None:
         self.decided = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def decision(self) -> None:
-        """Until the faults decided (a fault's wait ran out)."""
-        if not self.decided:
-            self.waiter = self.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+        resume = self.resume
+        if resume is not None:
+            resume()
 
     def finish(self, upstream_keep: bool = False) -> None:
         if self.finished:

@@ -16,7 +16,7 @@ import asyncio
 import socket
 import ssl
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from ...logs import event
 from .h2.connection import PREFACE, PROTOCOL_ERROR, REFUSED_STREAM, H2Connection, ProtocolError, Stream
@@ -174,7 +174,8 @@ class GrpcEdge:
         server = await self.loop.create_server(lambda: ClientSide(self), settings.listen.host, settings.listen.port,
                                                ssl=self._ssl(), reuse_address=True)
         self.server = server
-        self.port = server.sockets[0].getsockname()[1]
+        # Any: uvloop's sockets is a list where typeshed says tuple, which compiled code would check
+        self.port = cast(Any, server).sockets[0].getsockname()[1]
         event("grpc_start", listen=f"{settings.listen.host}:{self.port}", upstream=settings.upstream.authority,
               tls=settings.tls is not None)
         return self.port

@@ -26,9 +26,9 @@ machine at this time, not of a proxy alone.
     python benchmarks/grpc_bench.py                                   # the real measurement (about 3 minutes)
     python benchmarks/grpc_bench.py --rounds 1 --seconds 1 --open-seconds 0.5 --workers 1   # a quick check
 
-Needs grpcio (the project's grpc extra) and nginx (Debian's has http_v2; ``--install`` installs it). Every
-server runs in its own process group and is killed on exit; all traffic goes to 127.0.0.1. Exit 0 when the
-bars hold, 1 when not, 2 on an error.
+Needs grpcio for the clients and the upstream (the project's test extra; the sidecar needs none) and nginx
+(Debian's has http_v2; ``--install`` installs it). Every server runs in its own process group and is killed on
+exit; all traffic goes to 127.0.0.1. Exit 0 when the bars hold, 1 when not, 2 on an error.
 """
 
 from __future__ import annotations
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import grpc  # noqa: F401
     except ImportError:
-        log("grpcio is missing: pip install -e '.[grpc]'")
+        log("grpcio is missing: pip install -e '.[test]'")
         return 2
     nginx = shutil.which("nginx") or next((b for b in ("/usr/sbin/nginx",) if os.access(b, os.X_OK)), None)
     if "nginx" in paths and nginx is None:

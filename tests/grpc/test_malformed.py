@@ -108,3 +108,31 @@ async def test_a_client_that_vanishes_mid_call_ends_the_call_upstream(
     assert grpc_upstream.seen.ended
     assert sc.metrics.errors["client_disconnect"].value == 1
     await still_serves(sc.grpc_port, channel_to)
+
+
+async def test_an_upstream_that_is_not_http2_is_unavailable_and_ours(grpc_sidecar: Any,
+                                                                     channel_to: Callable[[int], Any]) -> None:
+    """An HTTP/1.1 server where the gRPC upstream should be: the call is UNAVAILABLE, marked as the proxy's."""
+
+    async def http1(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(http1, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    class Up:
+        address = f"127.0.0.1:{port}"
+
+    try:
+        sc = await grpc_sidecar(Up())
+        with pytest.raises(aio.AioRpcError) as info:
+            await channel_to(sc.grpc_port).unary_unary("/test.Echo/Unary")(b"x", timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "broke HTTP/2" in (info.value.details() or "")
+        assert ("x-mlchaos-error", "upstream") in tuple(info.value.trailing_metadata())
+        assert sc.metrics.errors["upstream_bad_response"].value == 1
+    finally:
+        server.close()

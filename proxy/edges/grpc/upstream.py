@@ -49,6 +49,8 @@ class UpstreamConnection(H2Connection):
         self.pool = pool
         self.next_sid = 1
         self.accepting = True  # no GOAWAY yet, ids left
+        # Why the connection ended, when the upstream broke the protocol: what its calls are answered.
+        self.failure: tuple[str, str] | None = None
         # Calls opened before the connection was up: (stream, header block, first data, end of request).
         self.queued: list[tuple[UpstreamStream, Headers, bytes, bool]] = []
 
@@ -108,9 +110,16 @@ class UpstreamConnection(H2Connection):
         self.closed = True
         self.pool.forget(self)
         streams, self.streams = self.streams, {}
+        kind, message = self.failure or ("upstream_reset", "connection closed" if exc is None else str(exc))
         for stream in streams.values():
             if isinstance(stream, UpstreamStream):
-                stream.caller.up_failed("upstream_reset", "connection closed" if exc is None else str(exc))
+                stream.caller.up_failed(kind, message)
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        """The upstream is not speaking HTTP/2 as it should (an HTTP/1.1 server on that port, say)."""
+        self.failure = ("upstream_bad_response", f"broke HTTP/2: {exc}")
+        event("grpc_upstream_protocol_error", upstream=self.pool.upstream.authority, reason=str(exc))
+        super()._protocol_error(exc)
 
     def cancel(self, stream: UpstreamStream) -> None:
         """The call ended on the client's side: end it upstream too."""

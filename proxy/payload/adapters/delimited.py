@@ -510,10 +510,10 @@ def _cut(body: bytes, starts: list[int], stops: list[int], blank: bytes) -> byte
     """``body`` with each ``body[starts[i]:stops[i]]`` (ascending, apart) replaced by ``blank``, in one join."""
     pieces: list[bytes] = []
     pos = 0
-    for a, b in zip(starts, stops, strict=True):
-        pieces.append(body[pos:a])
+    for i in range(len(starts)):  # by index: compiled, a zip would build a tuple per cell
+        pieces.append(body[pos:starts[i]])
         if blank:
             pieces.append(blank)
-        pos = b
+        pos = stops[i]
     pieces.append(body[pos:])
     return b"".join(pieces)

@@ -325,7 +325,7 @@ def test_csv_nan_without_the_table_on_a_feed_cuts_exactly_the_chosen_cells(
     done, out = CSV.blank_cells(body, options, features, fraction, np.random.default_rng(seed))
     header = rows[0] == [n.encode() for n in names]
     data_rows = rows[1:] if header else rows
-    if width == 1 and any(r == [b""] for r in data_rows) or not body[start:].strip():
+    if (width == 1 and any(r == [b""] for r in data_rows)) or not body[start:].strip():
         # An empty line of a single column: the table's way; nothing but white space: not read either way.
         assert (done, out) == (False, None)
         return

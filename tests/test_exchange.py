@@ -213,6 +213,36 @@ async def test_a_feature_fault_with_target_response_changes_the_answers_table(st
     assert chaos["outputs"][1] == V2_ANSWER["outputs"][1] and chaos["id"] == "r1"
 
 
+async def test_held_answers_pipelined_on_one_connection_arrive_whole_and_in_order(start_upstream, start_sidecar):
+    """A held answer (a response-side fault on a CSV file) goes out as one write of its head and its body: behind
+    another on the same connection, each arrives whole, framed by its own length, in the order asked."""
+    files = {f"/feeds/{name}.csv": ("id,amount\n" + "".join(f"{i},{i * k}.25\n" for i in range(1, 3001))).encode()
+             for name, k in (("a", 3), ("b", 7))}
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=files[request.path], content_type="text/csv")
+
+    up = await start_upstream(dict.fromkeys(files, serve))
+    fault = {"type": "nan", "features": ["amount"], "fraction": 0.5, "target": "response"}
+    sc = await start_sidecar(policy_from(up.url, chaos_experiment([fault])), env=OVERRIDE_ENV)
+    order = ["/feeds/a.csv", "/feeds/b.csv", "/feeds/a.csv"]
+    force = "".join(f"{k}: {v}\r\n" for k, v in FORCE_CHAOS.items())
+    client = await RawClient.connect(sc.proxy_port)
+    try:
+        await client.send("".join(f"GET {p} HTTP/1.1\r\nhost: feeds\r\n{force}\r\n" for p in order).encode())
+        answers = await client.responses(len(order))
+    finally:
+        await client.close()
+    for path, r in zip(order, answers, strict=True):
+        assert r.status == 200 and r.header("x-mlchaos-fault") == "nan"
+        assert int(r.header("content-length") or -1) == len(r.body) < len(files[path])
+        was, got = files[path].split(b"\n"), r.body.split(b"\n")
+        assert got[0] == was[0] and len(got) == len(was)
+        changed = [(g, w) for g, w in zip(got[1:-1], was[1:-1], strict=True) if g != w]
+        assert len(changed) == 1500  # half of the 3,000 amounts, exactly
+        assert all(g == w.split(b",")[0] + b"," for g, w in changed)  # the amount emptied, the id kept
+
+
 async def test_a_response_that_is_not_a_table_passes_untouched_and_is_counted(start_upstream, start_sidecar):
     async def infer(request: web.Request) -> web.Response:
         return web.json_response({"predictions": [1, 2]})

@@ -43,8 +43,8 @@ from .table import (
 
 __all__ = [
     "MUTATIONS", "Mutation", "default", "drop_feature", "duplicate_rows", "feature_columns", "nan", "out_of_range",
-    "pick_cells", "rename_feature", "reorder_features", "reorder_rows", "shift", "stale", "truncate_batch",
-    "type_swap",
+    "pick_cells", "pick_cells_array", "rename_feature", "reorder_features", "reorder_rows", "shift", "stale",
+    "truncate_batch", "type_swap",
 ]
 
 _NON_NUMERIC: Final = frozenset({"BOOL", "BYTES", "bool", "string"})
@@ -95,14 +95,33 @@ def _pick(n: int, k: int, rng: np.random.Generator) -> list[int]:
         return []
     if k >= n:
         return positions(n)
-    chosen: list[int] = np.sort(rng.choice(n, size=k, replace=False)).tolist()  # the same ints, sorted natively
+    chosen: list[int] = _sorted_choice(n, k, rng).tolist()
     return chosen
+
+
+def _sorted_choice(n: int, k: int, rng: np.random.Generator) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """``rng.choice(n, k, replace=False)``, sorted: through a mask of ``n`` flags, half the time of a sort of
+    ``k`` ints for the usual k (a tenth of n); the same indices either way, as they are distinct."""
+    flags = np.zeros(n, dtype=np.bool_)
+    flags[rng.choice(n, size=k, replace=False)] = True
+    return np.flatnonzero(flags)
 
 
 def pick_cells(n: int, fraction: float, rng: np.random.Generator) -> list[int]:
     """Which of ``n`` cells a value fault acting on a ``fraction`` of them changes (sorted indices): the draws
-    ``nan`` makes, for a reader that finds the cells without a table (``CsvAdapter.blank_cells``)."""
+    ``nan`` makes."""
     return _pick(n, _count(n, fraction, rng), rng)
+
+
+def pick_cells_array(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """``pick_cells`` as an array: the same draws, for a reader that finds the cells without a table
+    (``CsvAdapter.blank_cells``) and indexes arrays of offsets with them."""
+    k = _count(n, fraction, rng)
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    if k >= n:
+        return np.arange(n, dtype=np.intp)
+    return _sorted_choice(n, k, rng)
 
 
 def feature_columns(names: Sequence[str], features: Sequence[str] | None) -> list[int]:

@@ -47,6 +47,16 @@ def test_nan_fraction_of_cells_is_exact_in_expectation_and_reproducible():
     assert M.nan(table(), fraction=0.0, rng=rng()).changed == 0
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 20000), st.floats(0, 1), st.integers(0, 2**32 - 1))
+def test_pick_cells_array_makes_nan_s_draws(n: int, fraction: float, seed: int) -> None:
+    """The array a reader without a table indexes offsets with: the cells pick_cells (nan's) chooses, in order."""
+    chosen = M.pick_cells_array(n, fraction, np.random.default_rng(seed))
+    assert chosen.dtype == np.intp and chosen.tolist() == M.pick_cells(n, fraction, np.random.default_rng(seed))
+    assert math.floor(fraction * n) <= chosen.size <= math.floor(fraction * n) + 1
+    assert np.all(np.diff(chosen) > 0) and (chosen.size == 0 or (0 <= chosen[0] and chosen[-1] < n))
+
+
 def test_mutations_never_change_their_input():
     t = table()
     before = copy.deepcopy(t)

@@ -396,6 +396,15 @@ class ClientConnection:
             if not self.closed and not self.transport.is_closing():
                 self.transport.write(data)
 
+    def write_parts(self, head: bytes, body: bytes) -> None:
+        """Write ``head`` and ``body`` after whatever is buffered, in one writev: the body is not copied."""
+        wbuf = self.wbuf
+        wbuf.append(head)
+        wbuf.append(body)
+        if not self.closed and not self.transport.is_closing():
+            self.transport.writelines(wbuf)
+        wbuf.clear()
+
     def write(self, data: bytes) -> None:
         """Write after whatever is already buffered; uvloop raises on a closed transport, so check."""
         if self.wbuf:

@@ -23,7 +23,7 @@ readers that honour quoting (``csv.QUOTE_NONNUMERIC``) read as text and pandas r
 
 ``nan`` on a body without quotes does not read the table (``blank_cells``): the cells are found by their
 delimiters and line breaks, picked with the same draws, and cut out, giving the same bytes as reading, mutating
-and writing would (~4 ms for 1 MB instead of ~0.35 s); anything else takes the table's way.
+and writing would (~1.5 ms for 1 MB compiled, instead of ~0.35 s); anything else takes the table's way.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from ..mutate import feature_columns, pick_cells
+from ..mutate import feature_columns, pick_cells_array
 from ..table import FeatureTable, infer_dtype, origins, resolve_col_origin, resolve_row_origin
 from ..tabular import GENERIC_MEDIA, format_cell, type_cell
 from .base import DEFAULT_OPTIONS, RESPONSE, AdapterOptions, BaseAdapter, Parsed, Predictions
@@ -321,72 +321,100 @@ class CsvAdapter(BaseAdapter):
 #
 # A 1 MB object read as a table costs ~0.3 s of event loop (every cell split out and typed, every row joined
 # again); ``nan`` only needs to know which cells of its features hold a value and where they are. For a body
-# without quotes the cell bounds are the delimiters and line breaks: numpy finds them at memory speed
-# (~1-2 ms for 1 MB), the cells are picked with the same calls on the same generator as ``mutate.nan`` on the
-# table read, and only their bytes are cut out. Anything that might read differently (quotes, a stray
-# carriage return, an empty line of a single column) takes the table's way.
+# without quotes the cell bounds are the delimiters and line breaks: one numpy pass finds them all, every line's
+# count of cells is checked on its last separator, each feature column costs one array of a number per line (to
+# see which of its cells are empty), and only the chosen cells' bounds are computed. The cells are picked with
+# the same draws as ``mutate.nan`` on the table read, and only their bytes are cut out. Anything that might read
+# differently (quotes, a stray carriage return, an empty line of a single column) takes the table's way.
+#
+# Where a 1 MB body's ~1.5 ms go (48,628 lines, a tenth of one column cut, compiled): the separators ~0.45 ms
+# (numpy's nonzero, a byte at a time), the masks, counts and checks ~0.2 ms, the draws ~0.1 ms, the cut ~0.45 ms
+# (a slice per cell, one join). Memory is what to watch: a fresh array of a MB costs as much again in page faults
+# when malloc gives blocks that large back to the kernel after each use (``mlchaos run`` keeps them:
+# ``cli.keep_freed_memory``). The pass allocates two masks of the body's size and the separators' offsets,
+# nothing else of that size.
 
 _LF: Final = 10
+_CR: Final = 13
+# Offsets into a body, as numpy gives them.
+_Offsets = np.ndarray[Any, np.dtype[np.intp]]
 
 
-class _Cells:
-    """Where each cell of ``body[start:end]`` ends, read with one delimiter (every line with ``width`` cells):
-    cell ``k`` (row ``k // width``, column ``k % width``) ends at ``start + ends[k]`` and starts right after the
-    separator before it; with CRLF the last cell of a line ends before its ``\\r``."""
+class _Seps:
+    """The separators (delimiters and line breaks) of a body's lines read with one delimiter, every line with
+    ``width`` cells: cell ``j`` of line ``r`` ends at separator ``r * width + j`` (the last at its line break,
+    or with CRLF at the ``\\r`` before it) and starts right after the separator before it (line 0's first cell
+    at 0). Offsets count from ``start``, the first byte past a byte order mark; a body without a final line
+    break has its end as its last separator."""
 
-    __slots__ = ("crlf", "ends", "rows", "start", "width")
+    __slots__ = ("at", "crlf", "ended", "lines", "start", "width")
 
-    def __init__(self, ends: Any, start: int, width: int, crlf: bool) -> None:
-        self.ends = ends
+    def __init__(self, at: _Offsets, start: int, width: int, lines: int, ended: int, crlf: bool) -> None:
+        self.at = at
         self.start = start
         self.width = width
-        self.rows = ends.size // width
+        self.lines = lines
+        self.ended = ended  # the lines that end with a line break: all, or all but a last one without
         self.crlf = crlf
 
     def first_row(self) -> list[tuple[int, int]]:
         """The start and end offsets in the body of the first line's cells."""
+        row = np.zeros(1, dtype=np.intp)
         out: list[tuple[int, int]] = []
-        pos = self.start
-        for k in range(self.width):
-            stop = int(self.ends[k]) + self.start
-            if self.crlf and k == self.width - 1 and self.rows > 1:
-                stop -= 1
-            out.append((pos, stop))
-            pos = stop + 1 + (1 if self.crlf and k == self.width - 1 else 0)
+        for j in range(self.width):
+            lo, hi = self.bounds(j, row)
+            out.append((int(lo[0]), int(hi[0])))
         return out
 
-    def column(self, j: int) -> tuple[Any, Any]:
-        """The start and end offsets in the body of column ``j``'s cells, row by row."""
-        e, w = self.ends, self.width
-        stop = e[j::w].copy()
+    def widths(self, j: int, h: int) -> _Offsets:
+        """For each line from ``h`` on, the end of its cell ``j`` minus the separator before the cell: 1 when
+        the cell is empty."""
+        at, w = self.at, self.width
         if j > 0:
-            first = e[j - 1::w] + 1
+            out: _Offsets = at[j::w][h:] - at[j - 1::w][h:]
+        elif h > 0:
+            out = at[0::w][h:] - at[w - 1::w][h - 1:-1]
         else:
-            first = np.empty(self.rows, dtype=np.int64)
-            first[0] = 0
-            first[1:] = e[w - 1::w][:-1] + 1
+            out = np.empty(self.lines, dtype=np.intp)
+            out[0] = at[0] + 1
+            out[1:] = at[w::w] - at[w - 1::w][:-1]
+        if self.crlf and j == w - 1 and self.ended > h:
+            out[:self.ended - h] -= 1  # the "\r" of the line break
+        return out
+
+    def bounds(self, j: int, rows: _Offsets) -> tuple[_Offsets, _Offsets]:
+        """The start and end offsets in the body of cell ``j`` of each of ``rows`` (ascending line numbers)."""
+        at, w = self.at, self.width
+        k = rows * w + j
+        hi: _Offsets = at[k]
         if self.crlf and j == w - 1:
-            stop[:-1] -= 1  # the "\\r" of each line break but the body's last
-        return first + self.start, stop + self.start
+            hi = hi - (rows < self.ended)
+        lo: _Offsets = at[k - 1] + 1
+        if j == 0 and rows[0] == 0:
+            lo[0] = 0  # the body's first cell (at[-1] above was the body's last separator)
+        return lo + self.start, hi + self.start
 
 
-def _cells(body: bytes, start: int, end: int, delimiter: int, crlf: bool, width: int) -> _Cells | None:
-    """The cells of ``body[start:end]`` split into lines and lines into cells by ``delimiter``; None unless
-    every line has ``width`` cells."""
-    arr = np.frombuffer(body, dtype=np.uint8, count=end - start, offset=start)
-    seps = np.flatnonzero((arr == delimiter) | (arr == _LF))
-    n = seps.size + 1
-    if n % width:
+def _separators(arr: Any, lf: Any, n_lf: int, delimiter: int, width: int, start: int, final: bool,
+                crlf: bool) -> _Seps | None:
+    """The separators of ``arr`` (the body past a byte order mark; ``lf`` its line breaks, ``n_lf`` of them)
+    read with ``delimiter``; None unless every line has ``width`` cells."""
+    seps = arr == delimiter
+    np.bitwise_or(seps, lf, out=seps)
+    at = np.flatnonzero(seps)
+    lines = n_lf if final else n_lf + 1
+    if at.size != lines * width - (0 if final else 1):
         return None
-    ends = np.empty(n, dtype=np.int64)
-    ends[:-1] = seps
-    ends[-1] = end - start
-    # Each line's last cell, and only it, ends at a line break (the body's last line at its end).
-    row_ends = ends[width - 1:-1:width]
-    lfs = int(np.count_nonzero(arr[seps] == _LF))
-    if lfs != row_ends.size or (lfs and not bool((arr[row_ends] == _LF).all())):
+    # With the count right, each line has ``width`` cells if each line's ``width``-th separator is a line break:
+    # those are then all the line breaks, and the rest are delimiters, width - 1 before each.
+    row_ends = at[width - 1::width]
+    if not bool(lf[row_ends].all()):
         return None
-    return _Cells(ends, start, width, crlf)
+    if crlf and not bool((arr[row_ends - 1] == _CR).all()):
+        return None  # as many carriage returns as line breaks, but not each before one
+    if not final:
+        at = np.append(at, arr.size)
+    return _Seps(at, start, width, lines, n_lf, crlf)
 
 
 def _blank_cells(body: bytes, options: AdapterOptions, features: Sequence[str] | None, fraction: float,
@@ -406,30 +434,31 @@ def _blank_cells(body: bytes, options: AdapterOptions, features: Sequence[str] |
     if not text or text.isspace():
         return False, None
     nl = body.find(b"\n")
-    crlf = nl > 0 and body[nl - 1] == 13
-    if crlf:
-        n_lf = body.count(b"\n")
-        if body.count(b"\r") != n_lf or body.count(b"\r\n") != n_lf:
-            return False, None  # a carriage return or a line break inside a cell
-    elif body.find(b"\r") >= 0:
+    crlf = nl > 0 and body[nl - 1] == _CR
+    if not crlf and body.find(b"\r") >= 0:
         return False, None
     terminator = b"\r\n" if crlf else b"\n"
-    end = len(body) - len(terminator) if body.endswith(terminator) else len(body)
+    final = body.endswith(terminator)
+    arr = np.frombuffer(body, dtype=np.uint8, offset=start)
+    lf = arr == _LF
+    n_lf = int(np.count_nonzero(lf))
+    if crlf and int(np.count_nonzero(arr == _CR)) != n_lf:
+        return False, None  # a carriage return or a line break inside a cell
     line_end = body.find(terminator, start)
     first_line = body[start:line_end if line_end >= 0 else len(body)]
     for delimiter in sniff_delimiter(text):
         d = ord(delimiter)
-        found = _cells(body, start, end, d, crlf, first_line.count(d) + 1)
+        found = _separators(arr, lf, n_lf, d, first_line.count(d) + 1, start, final, crlf)
         if found is not None:
             return _blank(body, found, options, features, fraction, rng)
     return False, None
 
 
-def _blank(body: bytes, cells: _Cells, options: AdapterOptions, features: Sequence[str] | None,
+def _blank(body: bytes, seps: _Seps, options: AdapterOptions, features: Sequence[str] | None,
            fraction: float, rng: Any) -> tuple[bool, bytes | None]:
     """The cells ``mutate.nan`` would pick, cut out of ``body``."""
-    width = cells.width
-    first = [body[a:b].decode("utf-8") for a, b in cells.first_row()]
+    width = seps.width
+    first = [body[a:b].decode("utf-8") for a, b in seps.first_row()]
     header = _is_header(first)
     if header:
         names = first
@@ -438,29 +467,56 @@ def _blank(body: bytes, cells: _Cells, options: AdapterOptions, features: Sequen
     else:
         names = [f"column_{j}" for j in range(width)]
     h = 1 if header else 0
-    if width == 1:
-        lo, hi = cells.column(0)
-        if not bool((hi[h:] > lo[h:]).all()):
-            return False, None  # an empty line is written back as '""' (a blank line is no row): the table's way
+    rows = seps.lines - h
+    if width == 1 and not bool((seps.widths(0, h) > 1).all()):
+        return False, None  # an empty line is written back as '""' (a blank line is no row): the table's way
     cols = feature_columns(names, features)
     if not cols:
         return True, None
-    bounds = [cells.column(j) for j in cols]
-    present = [np.flatnonzero(hi[h:] > lo[h:]) + h for lo, hi in bounds]  # non-empty: a value
-    chosen = np.asarray(pick_cells(sum(p.size for p in present), fraction, rng), dtype=np.int64)
+    # Per feature column, the lines whose cell holds a value (None: every line from h on, the usual case).
+    present: list[_Offsets | None] = []
+    counts: list[int] = []
+    for j in cols:
+        filled = seps.widths(j, h) > 1
+        if bool(filled.all()):
+            present.append(None)
+            counts.append(rows)
+        else:
+            lines = np.flatnonzero(filled) + h
+            present.append(lines)
+            counts.append(lines.size)
+    chosen = pick_cells_array(sum(counts), fraction, rng)
     if not chosen.size:
         return True, None
-    # In mutate.nan's order: column by column, row by row; chosen indexes that list of present cells.
-    cut_from = np.concatenate([lo[p] for (lo, _), p in zip(bounds, present, strict=True)])[chosen]
-    cut_stop = np.concatenate([hi[p] for (_, hi), p in zip(bounds, present, strict=True)])[chosen]
-    order = np.argsort(cut_from, kind="stable")  # the columns' cells in the body's order
-    cut_to: list[int] = cut_stop[order].tolist()
-    blank = b'""' if width == 1 else b""
+    # In mutate.nan's order: column by column, line by line; chosen (ascending) indexes that list of cells.
+    los: list[_Offsets] = []
+    his: list[_Offsets] = []
+    base = 0
+    for j, lines_j, n in zip(cols, present, counts, strict=True):
+        a, b = np.searchsorted(chosen, (base, base + n)).tolist()
+        if b > a:
+            mine = chosen[a:b] - base
+            lo, hi = seps.bounds(j, mine + h if lines_j is None else lines_j[mine])
+            los.append(lo)
+            his.append(hi)
+        base += n
+    if len(los) == 1:
+        cut_from, cut_stop = los[0], his[0]  # one column: already in the body's order
+    else:
+        cut_from, cut_stop = np.concatenate(los), np.concatenate(his)
+        order = np.argsort(cut_from, kind="stable")
+        cut_from, cut_stop = cut_from[order], cut_stop[order]
+    return True, _cut(body, cut_from.tolist(), cut_stop.tolist(), b'""' if width == 1 else b"")
+
+
+def _cut(body: bytes, starts: list[int], stops: list[int], blank: bytes) -> bytes:
+    """``body`` with each ``body[starts[i]:stops[i]]`` (ascending, apart) replaced by ``blank``, in one join."""
     pieces: list[bytes] = []
     pos = 0
-    for a, b in zip(cut_from[order].tolist(), cut_to, strict=True):
-        pieces.append(body[pos:a])
-        pieces.append(blank)
-        pos = b
+    for i in range(len(starts)):  # by index: compiled, a zip would build a tuple per cell
+        pieces.append(body[pos:starts[i]])
+        if blank:
+            pieces.append(blank)
+        pos = stops[i]
     pieces.append(body[pos:])
-    return True, b"".join(pieces)
+    return b"".join(pieces)

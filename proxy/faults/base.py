@@ -38,9 +38,11 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Drop:
-    """Close the client connection without a response; ``reset`` sends a TCP RST instead of a FIN."""
+    """Close the client connection without a response; ``reset`` sends a TCP RST instead of a FIN; ``stream``
+    resets only the request's HTTP/2 stream where there is one (gRPC), and closes the connection elsewhere."""
 
     reset: bool = False
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""``drop``: the chaos cohort's connection is closed with no response, by FIN (close) or RST (reset)."""
+"""``drop``: the chaos cohort's connection is closed with no response, by FIN (close, and stream, which resets an
+HTTP/2 stream only on gRPC) or RST (reset)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from tests.dataplane.conftest import (
 )
 
 
-async def test_drop_close_ends_the_connection_with_eof_and_no_response(upstream, start_sidecar):
-    sc = await start_sidecar(policy_from(upstream.url, chaos_experiment([{"type": "drop", "mode": "close"}])),
+@pytest.mark.parametrize("mode", ["close", "stream"])  # HTTP/1.1 has no stream of its own to reset: FIN
+async def test_drop_close_ends_the_connection_with_eof_and_no_response(upstream, start_sidecar, mode):
+    sc = await start_sidecar(policy_from(upstream.url, chaos_experiment([{"type": "drop", "mode": mode}])),
                              env=OVERRIDE_ENV)
     async with await RawClient.connect(sc.proxy_port) as c:
         await c.send(get("/v1/infer", headers=FORCE_CHAOS))

@@ -95,6 +95,26 @@ async def test_drop_ends_the_connection(model_upstream: UpstreamServer, grpc_sid
     assert sc.metrics.requests.children[("e1", "chaos", "dropped")].value == 1
 
 
+async def test_drop_stream_resets_only_that_call(model_upstream: UpstreamServer, grpc_sidecar: Any,
+                                                channel_to: Callable[[int], Any]) -> None:
+    """mode: stream resets the call's HTTP/2 stream: the client raises for that call, and its connection lives
+    on (the same one answers the next call; a grpc channel would quietly reconnect after a connection drop)."""
+    sc = await grpc_sidecar(model_upstream, chaos_experiment([{"type": "drop", "mode": "stream"}]))
+    control = tuple(FORCE_CONTROL.items())
+    await infer(sc, channel_to, TYPED, metadata=control)
+    connections = set(sc._grpc.connections)
+    assert len(connections) == 1
+    with pytest.raises(aio.AioRpcError) as info:
+        await infer(sc, channel_to, TYPED)
+    assert info.value.code() == grpc.StatusCode.CANCELLED
+    assert "RST_STREAM" in (info.value.debug_error_string() or "")
+    assert model_upstream.seen.calls == 1  # the control call's only
+    assert sc.metrics.requests.children[("e1", "chaos", "dropped")].value == 1
+    answer, _call = await infer(sc, channel_to, TYPED, metadata=control)
+    assert tensors(answer, "response")["predict"][2]
+    assert set(sc._grpc.connections) == connections
+
+
 async def test_stall_then_close(model_upstream: UpstreamServer, grpc_sidecar: Any,
                                 channel_to: Callable[[int], Any]) -> None:
     sc = await grpc_sidecar(model_upstream, chaos_experiment([{"type": "stall", "cap": "300ms"}]))

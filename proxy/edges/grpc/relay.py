@@ -22,6 +22,7 @@ from ...cohort import COHORTS
 from ...faults.base import Cut, Drop, Reply
 from .call import HOP_METADATA, GrpcCall
 from .exchange import GrpcExchange, Metadata, reply_code
+from .h2.connection import CANCEL
 from .status import CODES, DEADLINE_EXCEEDED, OK, UNAVAILABLE, code_of_http
 
 if TYPE_CHECKING:
@@ -239,7 +240,11 @@ class Relay:
         elif isinstance(outcome, Drop):
             self.ended = True
             self._cancel_timer()
-            self.down.drop(outcome.reset)
+            if outcome.stream:  # this call only: the others on the connection go on
+                self.down.reset(self.ds, CANCEL)
+                self.down.done(self.ds)
+            else:
+                self.down.drop(outcome.reset)
         elif self._early():
             self.pending_reply = outcome
         else:

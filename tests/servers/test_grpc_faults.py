@@ -40,6 +40,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "delay": {"type": "delay", "duration": DELAY},
     "stall": {"type": "stall", "cap": "8s"},
     "drop": {"type": "drop", "mode": "reset"},
+    "drop_stream": {"type": "drop", "mode": "stream"},
     "fallback": {"type": "fallback", "upstream": "other"},
     "wrong_version": {"type": "wrong_version", "version": "v0"},
     "out_of_range": {"type": "out_of_range", "features": ["petal_length"], "at": "scaled", "factor": 1e6, "sign": "+"},
@@ -114,6 +115,12 @@ def test_drop_resets_the_connection_and_the_client_raises_unavailable(mlserver_f
     dropped, after = run_clients([_job(mlserver_faults, "drop"), _job(mlserver_faults, None)])
     _raised(dropped, "UNAVAILABLE")
     # The next call, on a new connection, is answered: the drop cost one call, not the sidecar.
+    assert after["ok"] and after["outputs"] == {"predict": EXPECTED}, after
+
+
+def test_drop_stream_resets_the_call_and_tritonclient_raises_cancelled(mlserver_faults):
+    dropped, after = run_clients([_job(mlserver_faults, "drop_stream"), _job(mlserver_faults, None)])
+    _raised(dropped, "CANCELLED")
     assert after["ok"] and after["outputs"] == {"predict": EXPECTED}, after
 
 

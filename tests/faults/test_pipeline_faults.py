@@ -100,10 +100,8 @@ async def test_nan_on_a_csv_with_quoted_line_breaks_reads_the_table(start_upstre
     # A quoted cell may hold a line break: such a body is not cut by its line breaks but read as a table; the
     # answer is the same kind of answer (every price emptied, every other cell as it was written).
     body = ('id,note,price\n' + "".join(f'{i},"line {i}\nand, more",{i * 1.5}\n' for i in range(12))).encode()
-    up, files = await _store(start_upstream)
-    files.put("notes.csv", body)
     fault = {"type": "nan", "target": "response", "features": ["price"], "fraction": 1.0}
-    sc = await start_sidecar(policy_from(up.url, chaos_experiment([fault])), env=OVERRIDE_ENV)
+    sc, _ = await _faulted(start_upstream, start_sidecar, [fault], "notes.csv", body)
     status, headers, got = await _get(sc.proxy_port, "notes.csv")
     assert status == 200
     assert got == b"id,note,price\n" + b"".join(b'%d,"line %d\nand, more",\n' % (i, i) for i in range(12))

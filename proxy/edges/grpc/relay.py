@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .server import ClientSide, DownStream, GrpcEdge
     from .upstream import UpstreamConnection, UpstreamStream
 
-__all__ = ["UNARY_METHODS", "Relay", "parse_timeout"]
+__all__ = ["UNARY_METHODS", "Relay", "framed", "parse_timeout", "unframe"]
 
 log = logging.getLogger("mlchaos")
 # The unary methods of the Open Inference Protocol (KServe's and Triton's inference.GRPCInferenceService): their
@@ -51,8 +51,7 @@ _REPLY_WAIT: Final = 0.05
 _TIMEOUT_UNITS: Final = {ord("H"): 3600.0, ord("M"): 60.0, ord("S"): 1.0, ord("m"): 1e-3, ord("u"): 1e-6,
                          ord("n"): 1e-9}
 # Request headers that are the transport's, not the call's metadata: set again for the upstream hop.
-_TRANSPORT: Final = frozenset({b"content-type", b"te", b"grpc-timeout", b"host", b"connection", b"keep-alive",
-                               b"upgrade", b"transfer-encoding", b"proxy-connection"})
+_TRANSPORT: Final = frozenset(name.encode() for name in HOP_METADATA)
 
 
 def parse_timeout(value: bytes) -> float | None:
@@ -78,6 +77,18 @@ def percent_encode(text: str) -> bytes:
     return b"".join(bytes((b,)) if 0x20 <= b <= 0x7E and b != 0x25 else b"%%%02X" % b for b in raw)
 
 
+def unframe(data: bytes) -> bytes | None:
+    """The message of a gRPC length-prefixed frame (flag 0, 4-byte length); None when ``data`` is compressed or
+    not exactly one message (then it is relayed as it came, unread)."""
+    rest = data[5:]
+    return rest if len(data) >= 5 and data[0] == 0 and int.from_bytes(data[1:5]) == len(rest) else None
+
+
+def framed(message: bytes) -> bytes:
+    """``message`` in a gRPC length-prefixed frame, uncompressed."""
+    return b"\x00" + len(message).to_bytes(4) + message
+
+
 def _wire_value(key: str, value: str | bytes) -> bytes:
     if isinstance(value, bytes):  # a -bin value a fault set: base64 on the wire, unpadded as gRPC emits it
         return base64.b64encode(value).rstrip(b"=") if key.endswith("-bin") else value
@@ -94,7 +105,7 @@ def grpc_code(headers: Headers, default: int) -> int:
 class Relay:
     """One call: the client's stream on ``down``, the upstream's once forwarded."""
 
-    __slots__ = ("body", "call", "ctype", "deadline", "down", "ds", "edge", "ended", "ex", "got_data", "got_headers",
+    __slots__ = ("body", "ctype", "deadline", "down", "ds", "edge", "ended", "ex", "frame", "got_data", "got_headers",
                  "held", "held_headers", "hold", "loop", "message", "metadata", "path", "pending_end",
                  "pending_reply", "queued", "raw_metadata", "req_ended", "sent_headers", "t_up", "timer",
                  "timer_client", "up", "us")
@@ -133,10 +144,13 @@ class Relay:
         # A unary method's request message, held whole (with its 5-byte gRPC prefix); None: relayed.
         self.body: bytearray | None = bytearray() if self.path in UNARY_METHODS else None
         self.queued: list[bytes] = []  # a streaming call's messages before its upstream stream is open
-        self.call: GrpcCall | None = None
-        self.message: bytes | None = None  # the client's message as it came (a fault may replace the call's)
+        # A unary call's request as it came: the whole frame, and its message (None: unread; a fault may replace
+        # the call's).
+        self.frame = b""
+        self.message: bytes | None = None
         self.t_up = 0.0
-        # A status held back until the client's first message (``_early``): a fault's, or the upstream's.
+        # A status held back until the client's first message (``_wait_for_first_message``): a fault's or the
+        # upstream's.
         self.pending_reply: Reply | None = None
         self.pending_end: tuple[Headers, int] | None = None
         self.got_data = False
@@ -146,7 +160,7 @@ class Relay:
         self.got_headers = False
         self.sent_headers = False
         self.hold = False
-        self.held: list[bytes] = []
+        self.held = bytearray()  # a held answer's DATA (bounded by the message limit)
         self.held_headers: Headers = []
         self.ended = False
         if not path:
@@ -207,13 +221,11 @@ class Relay:
         body = self.body
         message: bytes | None = None
         if body is not None:
-            message = bytes(body[5:])
-            if len(body) < 5 or body[0] != 0 or int.from_bytes(body[1:5]) != len(message):
-                message = None  # compressed, or not one message: relayed as it came, unread
-        self.message = message
+            self.frame = bytes(body)
+            message = self.message = unframe(self.frame)
         edge = self.edge
         plane = edge.plane
-        call = self.call = GrpcCall(self.path, self.metadata, self.down.peer, message)
+        call = GrpcCall(self.path, self.metadata, self.down.peer, message)
         ex = self.ex = GrpcExchange(plane, call, plane.experiments.router.assign(call), self.loop)
         deadline = self.deadline
         if deadline is not None:
@@ -237,20 +249,18 @@ class Relay:
         outcome = ex.outcome
         if outcome is None:
             self._forward(ex)
-        elif isinstance(outcome, Drop):
-            self.ended = True
-            self._cancel_timer()
+        elif isinstance(outcome, Drop):  # the exchange has recorded it
             if outcome.stream:  # this call only: the others on the connection go on
                 self.down.reset(self.ds, CANCEL)
-                self.down.done(self.ds)
             else:
                 self.down.drop(outcome.reset)
-        elif self._early():
+            self._close()
+        elif self._wait_for_first_message():
             self.pending_reply = outcome
         else:
             self._reply(ex, outcome)
 
-    def _early(self) -> bool:
+    def _wait_for_first_message(self) -> bool:
         """Whether a streaming call's status would come before the client's first message. Then it waits for
         that message (or the end of the request, at most _REPLY_WAIT): grpc's clients fail a write made after
         the status, and grpc.aio's then replaces the status with INTERNAL "Internal error from Core" (1-2 calls
@@ -296,13 +306,15 @@ class Relay:
                 self.down.credit(self.ds, len(data))
             self.queued.clear()
         elif call.body is None or call.body is self.message:  # not replaced: the client's bytes as they came
-            data = bytes(body)
+            data = self.frame
         else:
-            data = b"\x00" + len(call.body).to_bytes(4) + call.body
+            data = framed(call.body)
         up = self.up = pool.connection()
         us = self.us = up.open(self, headers, data, self.req_ended)
         if body is None:
             us.credit_back = (self.down, self.ds)
+        if not self.hold:  # relayed answer bytes go back to the upstream's windows once written to the client
+            self.ds.credit_back = (up, us)
         self.t_up = self.loop.time()
 
     # -- the upstream's side
@@ -318,7 +330,8 @@ class Relay:
                 st.cohort_metrics[ex.cohort].upstream.observe(self.loop.time() - self.t_up)
             if end:  # trailers-only: a status and no message
                 status = next((v for k, v in headers if k == b":status"), b"200")
-                code = grpc_code(headers, OK if status == b"200" else code_of_http(int(status or 0)))
+                http_code = OK if status == b"200" else code_of_http(int(status)) if status.isdigit() else 2
+                code = grpc_code(headers, http_code)
                 self._trailers(headers, code, True)
                 return
             if self.hold:
@@ -335,15 +348,14 @@ class Relay:
         if self.hold:
             assert self.up is not None and self.us is not None
             self.up.credit(self.us, len(payload))
-            self.held.append(payload)
-            if sum(len(p) for p in self.held) > self.edge.max_message_bytes + 5:
+            self.held += payload
+            if len(self.held) > self.edge.max_message_bytes + 5:
                 self.edge.plane.metrics.errors["upstream_bad_response"].value += 1
                 self.up.cancel(self.us)
                 self._answer(8, f"mlchaos: the answer is over {self.edge.max_message_bytes} bytes", [UPSTREAM_ERROR],
                              True)
                 return
         elif payload:
-            self.ds.credit_back = (self.up, self.us)  # type: ignore[assignment]
             self.down.send_data(self.ds, payload, False)
         if end:  # DATA ended the stream: no trailers, so no status (a client reads it as INTERNAL)
             self._trailers([], 2, False)
@@ -364,26 +376,22 @@ class Relay:
             trailers = trailers + self._reveal(ex)
         if self.hold:  # trailers-only: the held nothing goes with them
             self.hold = False
-        if only and self._early():
+        if only and self._wait_for_first_message():
             self.pending_end = (trailers, code)
             return
         self.down.send_headers(self.ds, trailers, True)
         self._finish(code)
 
     def _answer_held(self, ex: GrpcExchange, trailers: Headers, code: int) -> None:
-        data = b"".join(self.held)
-        self.held = []
-        rest = data[5:]
-        # None: compressed, or not one message; relayed as it came
-        message = rest if len(data) >= 5 and data[0] == 0 and int.from_bytes(data[1:5]) == len(rest) else None
+        data = bytes(self.held)
+        self.held = bytearray()
+        message = unframe(data)
         if message is not None and code == OK and ex.wants_response():
             initial: Metadata = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.held_headers
                                  if k[:1] != b":"]
             answer = ex.respond(initial, message)
             if isinstance(answer, Cut):
-                self.ended = True
-                self._cancel_timer()
-                ex.done(-1)
+                self._finish(-1)
                 self.down.drop(answer.reset)
                 return
             if isinstance(answer, Reply):  # the status fault: the model answered, the client gets an error
@@ -393,7 +401,7 @@ class Relay:
                 return
             if answer is not message:
                 message = answer
-                data = b"\x00" + len(answer).to_bytes(4) + answer
+                data = framed(answer)
         if message is not None and ex.tee is not None:
             self._tee(ex, message)
         if ex.delay > 0.0:
@@ -412,12 +420,17 @@ class Relay:
         down.send_headers(ds, trailers, True)
         self._finish(code)
 
-    def _finish(self, code: int) -> None:
+    def _close(self) -> None:
+        """Nothing more goes either way on this call: its timer, its client stream and its upstream one end."""
         self.ended = True
         self._cancel_timer()
         self.down.done(self.ds)
         if self.us is not None and self.up is not None:
             self.up.release(self.us)
+
+    def _finish(self, code: int) -> None:
+        """``_close``, and the exchange is recorded with gRPC status ``code`` (-1: dropped)."""
+        self._close()
         ex = self.ex
         if ex is not None:
             ex.done(code)
@@ -451,9 +464,7 @@ class Relay:
         if record:
             self._finish(code)
         else:
-            self.ended = True
-            self._cancel_timer()
-            self.down.done(self.ds)
+            self._close()
 
     def _reply(self, ex: GrpcExchange, reply: Reply) -> None:
         """A fault's answer with the code the exchange chose (``GrpcExchange.local_reply``): its body is the
@@ -468,17 +479,15 @@ class Relay:
             elif lname != "grpc-status" and lname not in HOP_METADATA:
                 trailing.append((lname.encode("latin-1"), value.encode("latin-1")))
         trailing += self._reveal(ex)
-        self.ended = True
-        self._cancel_timer()
+        self._close()
         down, ds = self.down, self.ds
         if ex.grpc_code == OK:
             down.send_headers(ds, RESPONSE_START, False)
-            down.send_data(ds, b"\x00" + len(reply.body).to_bytes(4) + reply.body, False)
+            down.send_data(ds, framed(reply.body), False)
             down.send_headers(ds, [(b"grpc-status", b"0"), *trailing], True)
         else:
             down.send_headers(ds, [*RESPONSE_START, (b"grpc-status", b"%d" % ex.grpc_code),
                                    (b"grpc-message", percent_encode(details)), *trailing], True)
-        down.done(ds)
         queued = sum(len(q) for q in self.queued)
         if queued:
             down.credit(ds, queued)

@@ -100,7 +100,7 @@ class ClientSide(H2Connection):
 
     def done(self, stream: DownStream) -> None:
         """The relay has answered: the stream is the client's to end; nothing more is relayed on it."""
-        self.streams.pop(stream.sid, None)
+        self.release(stream)
         stream.relay = None
         if self.goaway_sent:
             self.edge.idle_check()
@@ -127,7 +127,7 @@ class ClientSide(H2Connection):
     def _data(self, sid: int, payload: bytes, end: bool, flow: int) -> None:
         stream = self.streams.get(sid)
         if not isinstance(stream, DownStream) or stream.relay is None:
-            self.credit(Stream(sid, 0), flow)  # an answered call's late bytes still count for the connection
+            self.credit_connection(flow)  # an answered call's late bytes still count for the connection
             return
         self.data_bytes_check(stream, flow)
         stream.relay.req_data(payload, end, flow)

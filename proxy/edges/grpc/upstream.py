@@ -129,8 +129,11 @@ class UpstreamConnection(H2Connection):
         if self.streams.pop(stream.sid, None) is not None:  # else the upstream has ended it already
             self.reset(stream, CANCEL)
 
-    def release(self, stream: UpstreamStream) -> None:
-        self.streams.pop(stream.sid, None)
+    def release(self, stream: Stream) -> None:
+        """The upstream has ended the call: what of the request is still queued is not sent."""
+        stream.pending.clear()
+        stream.pending_end = False
+        super().release(stream)
 
     # -- frames from the upstream
     def _headers(self, sid: int, headers: Headers, end: bool) -> None:
@@ -145,7 +148,7 @@ class UpstreamConnection(H2Connection):
     def _data(self, sid: int, payload: bytes, end: bool, flow: int) -> None:
         stream = self.streams.get(sid)
         if not isinstance(stream, UpstreamStream):
-            self.credit(Stream(sid, 0), flow)  # a call that went: its bytes still count for the connection
+            self.credit_connection(flow)  # a call that went: its bytes still count for the connection
             return
         self.data_bytes_check(stream, flow)
         if flow > len(payload):

@@ -90,8 +90,8 @@ class ProtocolError(Exception):
 class Stream:
     """The sending side of one stream, and what the peer may still send on it."""
 
-    __slots__ = ("credit_back", "ended", "pending", "pending_end", "pending_trailers", "recv_credit", "recv_window",
-                 "sid", "window")
+    __slots__ = ("credit_back", "ended", "finished", "pending", "pending_end", "pending_trailers", "recv_credit",
+                 "recv_window", "sid", "window")
 
     def __init__(self, sid: int, window: int) -> None:
         self.sid = sid
@@ -105,6 +105,8 @@ class Stream:
         # Where a relayed DATA byte came from: given back there once written here (module docstring).
         self.credit_back: tuple[H2Connection, Stream] | None = None
         self.ended = False  # this side sent END_STREAM or RST_STREAM
+        # The role is done with the stream: it leaves the connection once its queue has gone (``release``).
+        self.finished = False
 
 
 class _Batch:
@@ -229,6 +231,15 @@ class H2Connection(asyncio.Protocol):
         elif stream.pending_end and not stream.ended:
             stream.ended = True
             self.emit(frame(DATA, END_STREAM, stream.sid))
+        if stream.finished:
+            self.streams.pop(stream.sid, None)
+
+    def release(self, stream: Stream) -> None:
+        """The role is done with ``stream``: it leaves now, or when what it queued has been sent (the peer's
+        WINDOW_UPDATEs find it until then)."""
+        stream.finished = True
+        if not stream.pending and stream.pending_trailers is None:
+            self.streams.pop(stream.sid, None)
 
     def reset(self, stream: Stream, code: int) -> None:
         """RST_STREAM: the caller knows the stream is still open on the peer's side (half-closed counts)."""
@@ -239,16 +250,20 @@ class H2Connection(asyncio.Protocol):
 
     def credit(self, stream: Stream, n: int) -> None:
         """Give ``n`` bytes of the peer's DATA back (WINDOW_UPDATE), in quarters of each window."""
-        self.recv_credit += n
-        if self.recv_credit >= CONNECTION_WINDOW // 4:
-            self.recv_window += self.recv_credit
-            self.emit(frame(WINDOW_UPDATE, 0, 0, struct.pack(">L", self.recv_credit)))
-            self.recv_credit = 0
+        self.credit_connection(n)
         stream.recv_credit += n
         if stream.recv_credit >= STREAM_WINDOW // 4 and stream.sid in self.streams:
             stream.recv_window += stream.recv_credit
             self.emit(frame(WINDOW_UPDATE, 0, stream.sid, struct.pack(">L", stream.recv_credit)))
             stream.recv_credit = 0
+
+    def credit_connection(self, n: int) -> None:
+        """Give ``n`` bytes back to the connection's window only (DATA of a stream this side has done with)."""
+        self.recv_credit += n
+        if self.recv_credit >= CONNECTION_WINDOW // 4:
+            self.recv_window += self.recv_credit
+            self.emit(frame(WINDOW_UPDATE, 0, 0, struct.pack(">L", self.recv_credit)))
+            self.recv_credit = 0
 
     def goaway(self, code: int, last_sid: int, message: str = "") -> None:
         if not self.goaway_sent:

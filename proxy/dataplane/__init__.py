@@ -34,7 +34,14 @@ def build() -> str:
         sources += source.read_bytes() if source.exists() else b""
     if not extension:
         return "interpreted"
-    if hashlib.sha256(sources).hexdigest() != marker.SHA256 or _extensions_outside(set(marker.SOURCES)):
+    native = tuple(getattr(marker, "NATIVE", ()))  # C modules of our own, each beside its .c
+    for name in native:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or spec.origin.endswith(".py"):
+            return "stale"
+        source = Path(spec.origin).with_name(name.rpartition(".")[2] + ".c")
+        sources += source.read_bytes() if source.exists() else b""
+    if hashlib.sha256(sources).hexdigest() != marker.SHA256 or _extensions_outside({*marker.SOURCES, *native}):
         return "stale"
     return "compiled"
 

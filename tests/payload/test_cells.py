@@ -28,14 +28,30 @@ _BODIES = st.binary(max_size=700) | st.lists(st.sampled_from([b",", b"\n", b";",
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
-@given(_BODIES, st.integers(0, 5), st.sampled_from([ord(c) for c in ",;\t|"] + [0, 255, ord("\r")]))
-def test_separators_are_numpy_s(body: bytes, start: int, delimiter: int) -> None:
+@settings(max_examples=600, deadline=None)
+@given(_BODIES, st.integers(0, 3), st.sampled_from([ord(c) for c in ",;\t|"] + [0, 255]), st.integers(1, 5),
+       st.booleans(), st.data())
+def test_cells_are_numpy_s(body: bytes, start: int, delimiter: int, width: int, crlf: bool,
+                           data: st.DataObject) -> None:
     start = min(start, len(body))
-    arr = np.frombuffer(body, dtype=np.uint8, offset=start)
-    want, want_lf = delimited._offsets(body, arr, start, delimiter, None)
-    got, got_lf = delimited._offsets(body, arr, start, delimiter, NATIVE)
-    assert got.dtype == np.intp and got.tolist() == want.tolist() and got_lf == want_lf
+    columns = sorted(data.draw(st.sets(st.integers(0, width - 1))))
+    want = delimited._columns(body, start, delimiter, width, crlf, columns, None)
+    got = delimited._columns(body, start, delimiter, width, crlf, columns, NATIVE)
+    assert (got is None) == (want is None)
+    if got is not None and want is not None:
+        assert got.lines == want.lines
+        assert got.lo.dtype == np.intp and got.lo.tolist() == want.lo.tolist() and got.hi.tolist() == want.hi.tolist()
+
+
+@pytest.mark.parametrize("native", [NATIVE, None] if NATIVE is not None else [None])
+def test_cells_of_a_regular_body(native: object) -> None:
+    body = b"\xef\xbb\xbfid;x\r\n1;\r\n22;333"  # a BOM, CRLF, an empty cell, no final line break
+    got = delimited._columns(body, 3, ord(";"), 2, True, [0, 1], native)
+    assert got is not None and got.lines == 3
+    assert [[body[a:b] for a, b in zip(lo, hi, strict=True)] for lo, hi in zip(got.lo, got.hi, strict=True)] == \
+        [[b"id", b"1", b"22"], [b"x", b"", b"333"]]
+    for ragged in (b"a;b\r\n1;2;3\r\n", b"a;b\r\n1\r\n", b"a;b\r\n1;2\n", b"a;b\r\n1;\r2\r\n"):
+        assert delimited._columns(ragged, 0, ord(";"), 2, True, [1], native) is None, ragged
 
 
 @needs_native
@@ -64,9 +80,13 @@ def test_cut_refuses_what_it_cannot_take(starts: np.ndarray, stops: np.ndarray, 
 
 
 @needs_native
-def test_separators_refuse_a_start_outside_the_body_or_a_line_break_as_delimiter() -> None:
-    for start, delimiter in ((-1, 44), (8, 44), (0, 10), (0, 256)):
-        with pytest.raises(ValueError, match="separators"):
-            NATIVE.separators(b"a,b\nc,d", start, delimiter)
+def test_cells_refuse_what_they_cannot_take() -> None:
+    for start, delimiter, width, columns in ((-1, 44, 2, []), (9, 44, 2, []), (0, 10, 2, []), (0, 13, 2, []),
+                                             (0, 256, 2, []), (0, 44, 0, []), (0, 44, 2, [1, 0]), (0, 44, 2, [2]),
+                                             (0, 44, 2, [0, 0])):
+        with pytest.raises(ValueError, match="cells"):
+            NATIVE.cells(b"a,b\nc,d", start, delimiter, width, False, columns)
+    with pytest.raises(TypeError):
+        NATIVE.cells(b"a,b\nc,d", 0, 44, 2, False, 3)
     with pytest.raises(ValueError):  # a non-contiguous array is no buffer of bytes
         NATIVE.cut(b"abcdef", np.arange(6)[::2], np.arange(6)[::2], b"")

@@ -322,78 +322,23 @@ class CsvAdapter(BaseAdapter):
 #
 # A 1 MB object read as a table costs ~0.3 s of event loop (every cell split out and typed, every row joined
 # again); ``nan`` only needs to know which cells of its features hold a value and where they are. For a body
-# without quotes the cell bounds are the delimiters and line breaks: one numpy pass finds them all, every line's
-# count of cells is checked on its last separator, each feature column costs one array of a number per line (to
-# see which of its cells are empty), and only the chosen cells' bounds are computed. The cells are picked with
-# the same draws as ``mutate.nan`` on the table read, and only their bytes are cut out. Anything that might read
+# without quotes the cell bounds are the delimiters and line breaks: one pass over them checks that every line
+# has the header's count of cells and gives, for each feature column, where each line's cell starts and stops
+# (``_cells.cells`` in C; numpy's way, ``_columns``, without it). The cells are picked with the same draws as
+# ``mutate.nan`` on the table read, and only their bytes are cut out (``_cells.cut``). Anything that might read
 # differently (quotes, a stray carriage return, an empty line of a single column) takes the table's way.
 #
-# Where a 1 MB body's ~1.5 ms go (48,628 lines, a tenth of one column cut, compiled): the separators ~0.45 ms
-# (numpy's nonzero, a byte at a time), the masks, counts and checks ~0.2 ms, the draws ~0.1 ms, the cut ~0.45 ms
-# (a slice per cell, one join). Memory is what to watch: a fresh array of a MB costs as much again in page faults
-# when malloc gives blocks that large back to the kernel after each use (``mlchaos run`` keeps them:
-# ``cli.keep_freed_memory``). The pass allocates two masks of the body's size and the separators' offsets,
-# nothing else of that size.
+# Where a 1 MB body's ~0.65 ms go (48,636 lines, a tenth of one column cut, compiled, with C): the pass ~0.35 ms
+# (counting the separators first, 0.09, then one step per separator), the draws ~0.1 ms, the checks for
+# quotes, ASCII and empty cells ~0.1 ms, the cut 0.04 ms. Without C, numpy's masks and nonzero take ~0.55 ms and
+# a join of a slice per cell ~0.45 ms. Memory is what to watch: a fresh array of a MB costs as much again in
+# page faults when malloc gives blocks that large back to the kernel after each use (``mlchaos run`` keeps them:
+# ``cli.keep_freed_memory``).
 
 _LF: Final = 10
 _CR: Final = 13
 # Offsets into a body, as numpy gives them.
 _Offsets = np.ndarray[Any, np.dtype[np.intp]]
-
-
-class _Seps:
-    """The separators (delimiters and line breaks) of a body's lines read with one delimiter, every line with
-    ``width`` cells: cell ``j`` of line ``r`` ends at separator ``r * width + j`` (the last at its line break,
-    or with CRLF at the ``\\r`` before it) and starts right after the separator before it (line 0's first cell
-    at 0). Offsets count from ``start``, the first byte past a byte order mark; a body without a final line
-    break has its end as its last separator."""
-
-    __slots__ = ("at", "crlf", "ended", "lines", "start", "width")
-
-    def __init__(self, at: _Offsets, start: int, width: int, lines: int, ended: int, crlf: bool) -> None:
-        self.at = at
-        self.start = start
-        self.width = width
-        self.lines = lines
-        self.ended = ended  # the lines that end with a line break: all, or all but a last one without
-        self.crlf = crlf
-
-    def first_row(self) -> list[tuple[int, int]]:
-        """The start and end offsets in the body of the first line's cells."""
-        row = np.zeros(1, dtype=np.intp)
-        out: list[tuple[int, int]] = []
-        for j in range(self.width):
-            lo, hi = self.bounds(j, row)
-            out.append((int(lo[0]), int(hi[0])))
-        return out
-
-    def widths(self, j: int, h: int) -> _Offsets:
-        """For each line from ``h`` on, the end of its cell ``j`` minus the separator before the cell: 1 when
-        the cell is empty."""
-        at, w = self.at, self.width
-        if j > 0:
-            out: _Offsets = at[j::w][h:] - at[j - 1::w][h:]
-        elif h > 0:
-            out = at[0::w][h:] - at[w - 1::w][h - 1:-1]
-        else:
-            out = np.empty(self.lines, dtype=np.intp)
-            out[0] = at[0] + 1
-            out[1:] = at[w::w] - at[w - 1::w][:-1]
-        if self.crlf and j == w - 1 and self.ended > h:
-            out[:self.ended - h] -= 1  # the "\r" of the line break
-        return out
-
-    def bounds(self, j: int, rows: _Offsets) -> tuple[_Offsets, _Offsets]:
-        """The start and end offsets in the body of cell ``j`` of each of ``rows`` (ascending line numbers)."""
-        at, w = self.at, self.width
-        k = rows * w + j
-        hi: _Offsets = at[k]
-        if self.crlf and j == w - 1:
-            hi = hi - (rows < self.ended)
-        lo: _Offsets = at[k - 1] + 1
-        if j == 0 and rows[0] == 0:
-            lo[0] = 0  # the body's first cell (at[-1] above was the body's last separator)
-        return lo + self.start, hi + self.start
 
 
 def _load_native() -> Any:
@@ -404,43 +349,71 @@ def _load_native() -> Any:
         return None
 
 
-# The byte loops in C (_cells.c): on 1 MB the separators in ~0.3 ms instead of ~0.55, the cut in 0.04 instead
-# of ~0.45 (a slice per cell). Same results either way (tests/payload/adapters/test_cells.py).
 _NATIVE: Final[Any] = _load_native()
 
 
-def _offsets(body: bytes, arr: Any, start: int, delimiter: int, native: Any) -> tuple[_Offsets, int]:
-    """The offsets from ``start`` of ``body``'s delimiters and line breaks (``arr`` is the body from ``start``
-    as bytes), and the count of line breaks; by ``native`` (``_cells``) or, when None, numpy."""
+class _Cells:
+    """The lines of a body read with one delimiter, every line with ``width`` cells: for each column asked, the
+    offsets in the body where each line's cell starts and stops (``lo[c, r]``, ``hi[c, r]``: column ``c`` of
+    those asked, line ``r``); a line break's ``\r`` is in no cell."""
+
+    __slots__ = ("hi", "lines", "lo")
+
+    def __init__(self, lines: int, lo: Any, hi: Any) -> None:
+        self.lines = lines
+        self.lo = lo
+        self.hi = hi
+
+
+def _columns(body: bytes, start: int, delimiter: int, width: int, crlf: bool, columns: list[int],
+             native: Any) -> _Cells | None:
+    """``body`` from ``start`` read as lines of ``width`` cells (``_cells.cells``): the cells of ``columns``
+    (ascending), or None unless every line has ``width`` cells and, with ``crlf``, every line break a carriage
+    return before it and no other. By ``native`` (``_cells``) or, when None, numpy."""
     if native is not None:
-        found, n_lf = native.separators(body, start, delimiter)
-        return np.frombuffer(found, dtype=np.intp), int(n_lf)
+        found = native.cells(body, start, delimiter, width, crlf, columns)
+        if found is None:
+            return None
+        lines, lo, hi = found
+        shape = (len(columns), lines)
+        return _Cells(lines, np.frombuffer(lo, dtype=np.intp).reshape(shape),
+                      np.frombuffer(hi, dtype=np.intp).reshape(shape))
+    arr = np.frombuffer(body, dtype=np.uint8, offset=start)
     lf = arr == _LF
+    n_lf = int(np.count_nonzero(lf))
+    if crlf and int(np.count_nonzero(arr == _CR)) != n_lf:
+        return None
     seps = arr == delimiter
     np.bitwise_or(seps, lf, out=seps)
-    return np.flatnonzero(seps), int(np.count_nonzero(lf))
-
-
-def _separators(body: bytes, arr: Any, delimiter: int, width: int, start: int, final: bool,
-                crlf: bool) -> _Seps | None:
-    """The separators of ``body`` from ``start`` (``arr``: that part as bytes) read with ``delimiter``; None
-    unless every line has ``width`` cells."""
-    at, n_lf = _offsets(body, arr, start, delimiter, _NATIVE)
-    if crlf and int(np.count_nonzero(arr == _CR)) != n_lf:
-        return None  # a carriage return or a line break inside a cell
+    at: _Offsets = np.flatnonzero(seps)
+    final = arr.size > 0 and int(arr[-1]) == _LF
     lines = n_lf if final else n_lf + 1
     if at.size != lines * width - (0 if final else 1):
         return None
     # With the count right, each line has ``width`` cells if each line's ``width``-th separator is a line break:
     # those are then all the line breaks, and the rest are delimiters, width - 1 before each.
     row_ends = at[width - 1::width]
-    if not bool((arr[row_ends] == _LF).all()):
+    if not bool(lf[row_ends].all()):
         return None
     if crlf and not bool((arr[row_ends - 1] == _CR).all()):
         return None  # as many carriage returns as line breaks, but not each before one
     if not final:
-        at = np.append(at, arr.size)
-    return _Seps(at, start, width, lines, n_lf, crlf)
+        at = np.append(at, arr.size)  # the last line's last cell ends with the body
+    # Cell j of line r ends at separator r * width + j (before a line break's "\r") and starts after the one
+    # before it (line 0's first cell at 0).
+    starts = np.empty(len(columns) * lines, dtype=np.intp).reshape(len(columns), lines)
+    stops = np.empty_like(starts)
+    ends_with_cr = crlf and n_lf > 0
+    for c, j in enumerate(columns):
+        stops[c] = at[j::width]
+        if ends_with_cr and j == width - 1:
+            stops[c, :n_lf] -= 1
+        if j > 0:
+            starts[c] = at[j - 1::width] + 1
+        else:
+            starts[c, 0] = 0
+            starts[c, 1:] = at[width - 1::width][:-1] + 1
+    return _Cells(lines, starts + start, stops + start)
 
 
 def _blank_cells(body: bytes, options: AdapterOptions, features: Sequence[str] | None, fraction: float,
@@ -464,42 +437,40 @@ def _blank_cells(body: bytes, options: AdapterOptions, features: Sequence[str] |
     if not crlf and body.find(b"\r") >= 0:
         return False, None
     terminator = b"\r\n" if crlf else b"\n"
-    final = body.endswith(terminator)
-    arr = np.frombuffer(body, dtype=np.uint8, offset=start)
     line_end = body.find(terminator, start)
     first_line = body[start:line_end if line_end >= 0 else len(body)]
     for delimiter in sniff_delimiter(text):
-        d = ord(delimiter)
-        found = _separators(body, arr, d, first_line.count(d) + 1, start, final, crlf)
+        first = first_line.decode("utf-8").split(delimiter)
+        width = len(first)
+        header = _is_header(first)
+        if header:
+            names = first
+        elif len(options.feature_names) == width:
+            names = list(options.feature_names)
+        else:
+            names = [f"column_{j}" for j in range(width)]
+        cols = feature_columns(names, features)
+        # A single column is checked for empty lines whichever features are asked.
+        found = _columns(body, start, ord(delimiter), width, crlf, [0] if width == 1 else cols, _NATIVE)
         if found is not None:
-            return _blank(body, found, options, features, fraction, rng)
+            return _blank(body, found, cols, 1 if header else 0, width, fraction, rng)
     return False, None
 
 
-def _blank(body: bytes, seps: _Seps, options: AdapterOptions, features: Sequence[str] | None,
-           fraction: float, rng: Any) -> tuple[bool, bytes | None]:
-    """The cells ``mutate.nan`` would pick, cut out of ``body``."""
-    width = seps.width
-    first = [body[a:b].decode("utf-8") for a, b in seps.first_row()]
-    header = _is_header(first)
-    if header:
-        names = first
-    elif len(options.feature_names) == width:
-        names = list(options.feature_names)
-    else:
-        names = [f"column_{j}" for j in range(width)]
-    h = 1 if header else 0
-    rows = seps.lines - h
-    if width == 1 and not bool((seps.widths(0, h) > 1).all()):
+def _blank(body: bytes, cells: _Cells, cols: list[int], h: int, width: int, fraction: float,
+           rng: Any) -> tuple[bool, bytes | None]:
+    """The cells ``mutate.nan`` would pick of ``cols`` (the columns ``cells`` holds, or with one column perhaps
+    none of them), from line ``h`` on (past a header row), cut out of ``body``."""
+    if width == 1 and bool((cells.hi[0, h:] == cells.lo[0, h:]).any()):
         return False, None  # an empty line is written back as '""' (a blank line is no row): the table's way
-    cols = feature_columns(names, features)
     if not cols:
         return True, None
+    rows = cells.lines - h
     # Per feature column, the lines whose cell holds a value (None: every line from h on, the usual case).
     present: list[_Offsets | None] = []
     counts: list[int] = []
-    for j in cols:
-        filled = seps.widths(j, h) > 1
+    for c in range(len(cols)):
+        filled = cells.hi[c, h:] > cells.lo[c, h:]
         if bool(filled.all()):
             present.append(None)
             counts.append(rows)
@@ -514,13 +485,13 @@ def _blank(body: bytes, seps: _Seps, options: AdapterOptions, features: Sequence
     los: list[_Offsets] = []
     his: list[_Offsets] = []
     base = 0
-    for j, lines_j, n in zip(cols, present, counts, strict=True):
+    for c, lines_c, n in zip(range(len(cols)), present, counts, strict=True):
         a, b = np.searchsorted(chosen, (base, base + n)).tolist()
         if b > a:
             mine = chosen[a:b] - base
-            lo, hi = seps.bounds(j, mine + h if lines_j is None else lines_j[mine])
-            los.append(lo)
-            his.append(hi)
+            at = mine + h if lines_c is None else lines_c[mine]
+            los.append(cells.lo[c, at])
+            his.append(cells.hi[c, at])
         base += n
     if len(los) == 1:
         cut_from, cut_stop = los[0], his[0]  # one column: already in the body's order

@@ -3,6 +3,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -90,3 +98,33 @@ def test_cells_refuse_what_they_cannot_take() -> None:
         NATIVE.cells(b"a,b\nc,d", 0, 44, 2, False, 3)
     with pytest.raises(ValueError):  # a non-contiguous array is no buffer of bytes
         NATIVE.cut(b"abcdef", np.arange(6)[::2], np.arange(6)[::2], b"")
+
+
+def test_the_build_without_simd_gives_the_same(tmp_path: Path) -> None:
+    """_cells.c a byte at a time (CELLS_NO_SIMD), as on a machine without SSE2, against numpy's way."""
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    if shutil.which(cc[0]) is None or not Path(sysconfig.get_paths()["include"], "Python.h").exists():
+        pytest.skip("no C compiler or Python headers")
+    source = Path(delimited.__file__).with_name("_cells.c")
+    built = tmp_path / f"_cells{sysconfig.get_config_var('EXT_SUFFIX')}"
+    subprocess.run([*cc, "-O2", "-shared", "-fPIC", "-DCELLS_NO_SIMD", f"-I{sysconfig.get_paths()['include']}",
+                    str(source), "-o", str(built)], check=True, capture_output=True, timeout=120)
+    spec = importlib.util.spec_from_file_location("_cells", built)
+    assert spec is not None and spec.loader is not None
+    scalar = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scalar)
+    rng = np.random.default_rng(5)
+    bodies = [b"id,x\n" + b"".join(b"%d,%s\n" % (i, b"" if i % 7 == 0 else b"%d" % i) for i in range(300)),
+              b"a;b\r\n1;2\r\n3;", b"a,b\n1,2,3\n", bytes(rng.choice(list(b",;\n\rab"), 2000).astype(np.uint8))]
+    read = 0
+    for body in bodies:
+        for delimiter, width, crlf in ((44, 2, False), (59, 2, True), (44, 3, False)):
+            want = delimited._columns(body, 0, delimiter, width, crlf, list(range(width)), None)
+            got = delimited._columns(body, 0, delimiter, width, crlf, list(range(width)), scalar)
+            assert (got is None) == (want is None), body[:40]
+            if got is not None and want is not None:
+                assert got.lo.tolist() == want.lo.tolist() and got.hi.tolist() == want.hi.tolist()
+                read += 1
+    assert read == 2  # the first two bodies read; the ragged one and the noise do not
+    starts, stops = np.array([1, 5], dtype=np.intp), np.array([3, 5], dtype=np.intp)
+    assert scalar.cut(b"abcdefgh", starts, stops, b"_") == delimited._cut(b"abcdefgh", [1, 5], [3, 5], b"_")

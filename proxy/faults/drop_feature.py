@@ -14,6 +14,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DropFeature(FeatureFault):
     type: ClassVar[str] = "drop_feature"
+    STRUCTURAL: ClassVar[bool] = True  # rows and columns moved, never a value read
     HELP: ClassVar[str] = ("Schema drift: the features disappear from the payload, as if a pipeline stopped "
                            "writing them.")
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS

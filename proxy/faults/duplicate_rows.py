@@ -14,6 +14,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DuplicateRows(FeatureFault):
     type: ClassVar[str] = "duplicate_rows"
+    STRUCTURAL: ClassVar[bool] = True  # rows and columns moved, never a value read
     HELP: ClassVar[str] = "Duplicated records: a fraction of the rows appear twice, the copy right after the row."
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS
 

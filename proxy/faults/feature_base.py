@@ -43,6 +43,9 @@ def rewrite(view: ResponseView, body: bytes) -> None:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeatureFault(Fault):
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS
+    # True for a fault whose mutation only moves, drops or repeats rows and columns or renames columns, never
+    # reading or writing a value: on a file it then runs without the values being read (change_file).
+    STRUCTURAL: ClassVar[bool] = False
 
     features: tuple[str, ...] | None = None
     fraction: float = 1.0
@@ -70,7 +73,7 @@ class FeatureFault(Fault):
         payload = ctx.payload()
         adapter = payload.response_file(view.body, view.headers)
         if adapter is not None:
-            done, body = self.change_file(adapter, view.body, payload.options)
+            done, body = self.change_file(adapter, view.body, payload.options, ctx)
             if done:
                 if body is not None:
                     rewrite(view, body)
@@ -82,10 +85,14 @@ class FeatureFault(Fault):
         if changed is not None:
             rewrite(view, payload.write_response_table(*changed))
 
-    def change_file(self, adapter: BaseAdapter, body: bytes, options: AdapterOptions) -> tuple[bool, bytes | None]:
+    def change_file(self, adapter: BaseAdapter, body: bytes, options: AdapterOptions,
+                    ctx: FaultContext) -> tuple[bool, bytes | None]:
         """A file's body changed without reading its whole table (``(True, None)``: left as it came), exactly as
-        ``change`` would; ``(False, None)``: read the table. Faults with such a way for some formats override
-        this (``nan``: ``BaseAdapter.blank_cells``)."""
+        ``change`` would; ``(False, None)``: read the table. A STRUCTURAL fault's mutation never looks at a
+        value, so it runs on the file's shape alone (``BaseAdapter.restructure``); ``nan`` overrides this
+        (``BaseAdapter.blank_cells``)."""
+        if self.STRUCTURAL:
+            return adapter.restructure(body, options, lambda table: self.mutate(table, ctx))
         return False, None
 
     def change(self, parsed: Parsed, ctx: FaultContext) -> tuple[Parsed, FeatureTable] | None:

@@ -21,6 +21,7 @@ class Nan(FeatureFault):
     def mutate(self, table: FeatureTable, ctx: FaultContext) -> Mutation:
         return mutate.nan(table, features=self.features, fraction=self.fraction, rng=RNG)
 
-    def change_file(self, adapter: BaseAdapter, body: bytes, options: AdapterOptions) -> tuple[bool, bytes | None]:
-        # A CSV body's cells are found and cut without typing the table: ~1.5 ms for 1 MB instead of ~0.3 s.
+    def change_file(self, adapter: BaseAdapter, body: bytes, options: AdapterOptions,
+                    ctx: FaultContext) -> tuple[bool, bytes | None]:
+        # A CSV body's cells are found and cut without typing the table: ~0.65 ms for 1 MB instead of ~0.3 s.
         return adapter.blank_cells(body, options, self.features, self.fraction, RNG)

@@ -16,6 +16,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RenameFeature(FeatureFault):
     type: ClassVar[str] = "rename_feature"
+    STRUCTURAL: ClassVar[bool] = True  # rows and columns moved, never a value read
     HELP: ClassVar[str] = ("Schema drift: features are sent under other names (`mapping`, or their name plus "
                            "`suffix`). Layouts without names (a V2 matrix, V1 list rows) cannot carry it.")
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS + (

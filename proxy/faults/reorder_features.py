@@ -14,6 +14,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReorderFeatures(FeatureFault):
     type: ClassVar[str] = "reorder_features"
+    STRUCTURAL: ClassVar[bool] = True  # rows and columns moved, never a value read
     HELP: ClassVar[str] = "The features in another order: reversed, shuffled, or the given `order`."
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS + (
         Field("order", "string_list", default=None, help="The new order of the named features."),

@@ -16,6 +16,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReorderRows(FeatureFault):
     type: ClassVar[str] = "reorder_rows"
+    STRUCTURAL: ClassVar[bool] = True  # rows and columns moved, never a value read
     HELP: ClassVar[str] = ("Data out of order: a fraction of the rows trade places (each chosen row moves); with "
                            "`seed`, the same order for the same table every time.")
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS + (

@@ -14,6 +14,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TruncateBatch(FeatureFault):
     type: ClassVar[str] = "truncate_batch"
+    STRUCTURAL: ClassVar[bool] = True  # rows and columns moved, never a value read
     HELP: ClassVar[str] = "Partial data: a fraction of the rows of a batch are dropped."
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS + (
         Field("keep_min", "integer", default=0, minimum=0, help="Never keep fewer rows than this."),

@@ -272,7 +272,7 @@ offsets(PyObject *obj, Py_buffer *view)
     if (!native || view->itemsize != (Py_ssize_t)sizeof(Py_ssize_t) || view->ndim > 1) {
         PyBuffer_Release(view);
         view->obj = NULL;
-        PyErr_Format(PyExc_ValueError, "cut: offsets must be native integers (numpy.intp), not '%s'", f);
+        PyErr_Format(PyExc_ValueError, "offsets must be native integers (numpy.intp), not '%s'", f);
         return -1;
     }
     return 0;
@@ -333,9 +333,85 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(gather_doc,
+"gather(body, starts, stops, glue, seps, head, tail) -> bytes\n\n"
+"``head``, then for each i ``seps[glue[i]]`` and ``body[starts[i]:stops[i]]``, then ``tail``: the lines or\n"
+"cells of a body in any order, joined by its delimiter and line break. ``starts``, ``stops`` and ``glue``\n"
+"are contiguous arrays of native integers (numpy.intp), as many each; ValueError for a piece outside the body\n"
+"or a glue that is no index of ``seps`` (a tuple of bytes).");
+
+static PyObject *
+gather(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer body, head, tail, starts = {0}, stops = {0}, glue = {0};
+    PyObject *starts_obj, *stops_obj, *glue_obj, *seps, *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*OOOO!y*y*:gather", &body, &starts_obj, &stops_obj, &glue_obj, &PyTuple_Type,
+                          &seps, &head, &tail)) {
+        return NULL;
+    }
+    if (offsets(starts_obj, &starts) < 0 || offsets(stops_obj, &stops) < 0 || offsets(glue_obj, &glue) < 0) {
+        goto done;
+    }
+    const Py_ssize_t pieces = starts.len / (Py_ssize_t)sizeof(Py_ssize_t);
+    const Py_ssize_t *lo = (const Py_ssize_t *)starts.buf, *hi = (const Py_ssize_t *)stops.buf;
+    const Py_ssize_t *g = (const Py_ssize_t *)glue.buf;
+    if (stops.len != starts.len || glue.len != starts.len) {
+        PyErr_SetString(PyExc_ValueError, "gather: as many starts, stops and glues");
+        goto done;
+    }
+    const Py_ssize_t n_seps = PyTuple_GET_SIZE(seps);
+    for (Py_ssize_t k = 0; k < n_seps; k++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(seps, k))) {
+            PyErr_SetString(PyExc_TypeError, "gather: seps must be a tuple of bytes");
+            goto done;
+        }
+    }
+    /* Checked whole before anything is written, and sized. */
+    Py_ssize_t size = head.len + tail.len;
+    for (Py_ssize_t i = 0; i < pieces; i++) {
+        if (lo[i] < 0 || hi[i] < lo[i] || hi[i] > body.len || g[i] < 0 || g[i] >= n_seps) {
+            PyErr_Format(PyExc_ValueError, "gather: piece %zd (%zd:%zd, glue %zd) is not within the body and seps",
+                         i, lo[i], hi[i], g[i]);
+            goto done;
+        }
+        size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(seps, g[i])) + hi[i] - lo[i];
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) {
+        goto done;
+    }
+    char *dst = PyBytes_AS_STRING(result);
+    memcpy(dst, head.buf, (size_t)head.len);
+    dst += head.len;
+    const char *src = (const char *)body.buf;
+    for (Py_ssize_t i = 0; i < pieces; i++) {
+        PyObject *sep = PyTuple_GET_ITEM(seps, g[i]);
+        memcpy(dst, PyBytes_AS_STRING(sep), (size_t)PyBytes_GET_SIZE(sep));
+        dst += PyBytes_GET_SIZE(sep);
+        memcpy(dst, src + lo[i], (size_t)(hi[i] - lo[i]));
+        dst += hi[i] - lo[i];
+    }
+    memcpy(dst, tail.buf, (size_t)tail.len);
+done:
+    PyBuffer_Release(&body);
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&tail);
+    if (starts.obj != NULL) {
+        PyBuffer_Release(&starts);
+    }
+    if (stops.obj != NULL) {
+        PyBuffer_Release(&stops);
+    }
+    if (glue.obj != NULL) {
+        PyBuffer_Release(&glue);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"cells", cells, METH_VARARGS, cells_doc},
     {"cut", cut, METH_VARARGS, cut_doc},
+    {"gather", gather, METH_VARARGS, gather_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,10 +19,11 @@ import itertools
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol
 
+from ..mutate import Mutation
 from ..table import (
     MISSING,
     FeatureTable,
@@ -179,6 +180,14 @@ class BaseAdapter(ABC):
         reading it, ``mutate.nan`` with the same ``rng`` (a numpy Generator) and ``write`` would give (``None``:
         the body stays as it came), or ``(False, None)`` when the format cannot tell cheaply: then the table is
         read. Formats that keep this always read the table."""
+        return False, None
+
+    def restructure(self, body: bytes, options: AdapterOptions,
+                    change: Callable[[FeatureTable], Mutation]) -> tuple[bool, bytes | None]:
+        """A fault that only moves, drops or repeats rows and columns, or renames columns (``change``: its
+        mutation of a table), on a (RAW) response body without reading its values: ``(True, body)`` with exactly
+        what reading it, ``change`` and ``write`` would give (``None``: as it came), or ``(False, None)``: then
+        the table is read. ``change`` is given a table of the body's names and shape whose cells are None."""
         return False, None
 
     def cell_statuses(self, parsed: Parsed) -> list[list[str]] | None:

@@ -128,3 +128,32 @@ def test_the_build_without_simd_gives_the_same(tmp_path: Path) -> None:
     assert read == 2  # the first two bodies read; the ragged one and the noise do not
     starts, stops = np.array([1, 5], dtype=np.intp), np.array([3, 5], dtype=np.intp)
     assert scalar.cut(b"abcdefgh", starts, stops, b"_") == delimited._cut(b"abcdefgh", [1, 5], [3, 5], b"_")
+
+
+@needs_native
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.data())
+def test_gather_is_the_join_of_glued_slices(body: bytes, data: st.DataObject) -> None:
+    seps = (b"", b",", b"\r\n", b'\r\n""')
+    bound = st.integers(0, len(body))
+    pieces = data.draw(st.lists(st.tuples(bound, bound, st.integers(0, len(seps) - 1)), max_size=30))
+    starts = [min(a, b) for a, b, _ in pieces]
+    stops = [max(a, b) for a, b, _ in pieces]
+    glue = [g for _, _, g in pieces]
+    want = delimited._gather(body, starts, stops, glue, seps, b"head", b"tail")
+    got = NATIVE.gather(body, np.array(starts, dtype=np.intp), np.array(stops, dtype=np.intp),
+                        np.array(glue, dtype=np.intp), seps, b"head", b"tail")
+    assert got == want
+
+
+@needs_native
+def test_gather_refuses_what_it_cannot_take() -> None:
+    one, two = np.array([0], dtype=np.intp), np.array([2], dtype=np.intp)
+    for starts, stops, glue, seps in ((two, one, np.array([0]), (b"",)), (one, np.array([9]), np.array([0]), (b"",)),
+                                      (one, two, np.array([1]), (b"",)), (one, two, np.array([-1]), (b"",))):
+        with pytest.raises(ValueError, match="gather"):
+            NATIVE.gather(b"abc", starts, stops, glue, seps, b"", b"")
+    with pytest.raises(TypeError, match="tuple of bytes"):
+        NATIVE.gather(b"abc", one, two, np.array([0]), ("x",), b"", b"")
+    with pytest.raises(ValueError, match="as many"):
+        NATIVE.gather(b"abc", one, two, np.array([0, 0]), (b"",), b"", b"")

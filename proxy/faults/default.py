@@ -15,6 +15,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Default(FeatureFault):
     type: ClassVar[str] = "default"
+    IN_PLACE: ClassVar[bool] = True  # only cells of its features change, where they are
     HELP: ClassVar[str] = ("Feature store down: the features hold default values (`values`, else 0, 0.0, '' or "
                            "false by datatype) in a fraction of the rows.")
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS + (

@@ -46,6 +46,9 @@ class FeatureFault(Fault):
     # True for a fault whose mutation only moves, drops or repeats rows and columns or renames columns, never
     # reading or writing a value: on a file it then runs without the values being read (change_file).
     STRUCTURAL: ClassVar[bool] = False
+    # True for a fault whose mutation reads and changes only cells of its selected features, in place: on a file
+    # only those columns are then read as values (change_file).
+    IN_PLACE: ClassVar[bool] = False
 
     features: tuple[str, ...] | None = None
     fraction: float = 1.0
@@ -89,10 +92,13 @@ class FeatureFault(Fault):
                     ctx: FaultContext) -> tuple[bool, bytes | None]:
         """A file's body changed without reading its whole table (``(True, None)``: left as it came), exactly as
         ``change`` would; ``(False, None)``: read the table. A STRUCTURAL fault's mutation never looks at a
-        value, so it runs on the file's shape alone (``BaseAdapter.restructure``); ``nan`` overrides this
+        value, so it runs on the file's shape alone (``BaseAdapter.restructure``); an IN_PLACE one on its
+        features' columns alone (``BaseAdapter.rewrite_values``); ``nan`` overrides this
         (``BaseAdapter.blank_cells``)."""
         if self.STRUCTURAL:
             return adapter.restructure(body, options, lambda table: self.mutate(table, ctx))
+        if self.IN_PLACE:
+            return adapter.rewrite_values(body, options, self.features, lambda table: self.mutate(table, ctx))
         return False, None
 
     def change(self, parsed: Parsed, ctx: FaultContext) -> tuple[Parsed, FeatureTable] | None:

@@ -14,6 +14,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutOfRange(FeatureFault):
     type: ClassVar[str] = "out_of_range"
+    IN_PLACE: ClassVar[bool] = True  # only cells of its features change, where they are
     HELP: ClassVar[str] = "Values far outside the training range that still fit the declared datatype."
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS + (
         Field("factor", "number", default=1e6, minimum=1, help="scaled: how many times the largest value."),

@@ -15,6 +15,7 @@ from .feature_base import FEATURE_FIELDS, RNG, FeatureFault
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Shift(FeatureFault):
     type: ClassVar[str] = "shift"
+    IN_PLACE: ClassVar[bool] = True  # only cells of its features change, where they are
     HELP: ClassVar[str] = ("Training/serving skew: numeric features become x * scale + offset, plus Gaussian "
                            "noise of std noise_std; integer datatypes stay integers within range.")
     FIELDS: ClassVar[tuple[Field, ...]] = FEATURE_FIELDS + (

@@ -114,3 +114,67 @@ def test_a_fault_that_makes_a_new_row_takes_the_table_s_way() -> None:
         return mutate.Mutation(out, 1, True, "")
 
     assert CSV.restructure(b"a,b\n1,2\n", AdapterOptions(), change) == (False, None)
+
+
+IN_PLACE = ("shift", "out_of_range", "type_swap", "default")
+
+
+def _value_extra(kind: str, data: Any, names: list[str]) -> dict[str, Any]:
+    if kind == "shift":
+        return {"scale": data.draw(st.sampled_from([1.0, 1.5, -2.0, 0.0])),
+                "offset": data.draw(st.sampled_from([0.0, 3.0, -0.25]))}
+    if kind == "out_of_range":
+        return {"at": data.draw(st.sampled_from(["scaled", "extreme"])),
+                "sign": data.draw(st.sampled_from(["both", "+", "-"]))}
+    if kind == "default" and data.draw(st.booleans()):
+        return {"values": {names[0]: data.draw(st.sampled_from([0, 1.5, "n/a", True, "a,b"]))}}
+    return {}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(feeds(), st.sampled_from(IN_PLACE), st.floats(0, 1), st.integers(0, 2**32 - 1), st.data())
+def test_a_value_fault_reading_only_its_features_is_the_table_s_result(
+        case: tuple[bytes, bytes, bytes, int, list[list[bytes]]], kind: str, fraction: float, seed: int,
+        data: Any) -> None:
+    body, _, _, _, rows = case
+    width = len(rows[0])
+    names = [f"c{j}" for j in range(width)]
+    features = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([*names, "absent"]), min_size=1,
+                                                          max_size=3).map(tuple)))
+    options = AdapterOptions(feature_names=tuple(names) if data.draw(st.booleans()) else ())
+    extra = _value_extra(kind, data, names)
+    done, out = CSV.rewrite_values(body, options, features, _change(kind, features, fraction, seed, extra))
+    if width == 1 or not body.strip():
+        assert (done, out) == (False, None)
+        return
+    assert done
+    assert (True, out) == _the_table_way(body, options, kind, features, fraction, seed, extra)
+
+
+@pytest.mark.parametrize(("kind", "extra", "want"), [
+    ("shift", {"features": ("b",), "scale": 2.0}, b"a;b;c\n1;4;3\n4;;\n7;16;9\n"),
+    ("type_swap", {"features": ("c",)}, b'a;b;c\n1;2;"3"\n4;;\n7;8;"9"\n'),
+    ("default", {"features": ("a", "b")}, b"a;b;c\n0;0;3\n0;0;\n0;0;9\n"),
+    ("out_of_range", {"features": ("a",), "at": "extreme", "sign": "+"},
+     b"a;b;c\n9223372036854775807;2;3\n9223372036854775807;;\n9223372036854775807;8;9\n"),
+])
+def test_value_faults_on_a_small_feed(kind: str, extra: dict[str, Any], want: bytes) -> None:
+    body = b"a;b;c\n1;2;3\n4;;\n7;8;9\n"
+    extra = {"fraction": 1.0, **extra}
+    fn = mutate.MUTATIONS[kind]
+    rng = np.random.default_rng(0)
+    done, out = CSV.rewrite_values(body, AdapterOptions(), extra["features"], lambda t: fn(t, rng=rng, **extra))
+    assert (done, out) == (True, want)
+    rng = np.random.default_rng(0)
+    parsed = CSV.read(body, AdapterOptions(), direction="response")
+    assert parsed is not None
+    assert CSV.write(parsed, fn(parsed.table, rng=rng, **extra).table) == want
+
+
+def test_a_value_fault_that_changes_a_column_it_did_not_read_takes_the_table_s_way() -> None:
+    def change(table: FeatureTable) -> mutate.Mutation:
+        out = table.copy()
+        out.columns[0][0] = 99  # column a, not among the features it was given (b)
+        return mutate.Mutation(out, 1, True, "")
+
+    assert CSV.rewrite_values(b"a,b\n1,2\n", AdapterOptions(), ("b",), change) == (False, None)

@@ -182,6 +182,14 @@ class BaseAdapter(ABC):
         read. Formats that keep this always read the table."""
         return False, None
 
+    def rewrite_values(self, body: bytes, options: AdapterOptions, features: Sequence[str] | None,
+                       change: Callable[[FeatureTable], Mutation]) -> tuple[bool, bytes | None]:
+        """A fault that changes only cells of ``features`` in place (``change``: its mutation of a table), on a
+        (RAW) response body with only those columns read as values: ``(True, body)`` with exactly what reading
+        it, ``change`` and ``write`` would give (``None``: as it came), or ``(False, None)``: then the table is
+        read. ``change`` is given a table whose other columns' cells are None."""
+        return False, None
+
     def restructure(self, body: bytes, options: AdapterOptions,
                     change: Callable[[FeatureTable], Mutation]) -> tuple[bool, bytes | None]:
         """A fault that only moves, drops or repeats rows and columns, or renames columns (``change``: its

@@ -1,6 +1,7 @@
-"""Structural faults on a CSV body without reading its values (``CsvAdapter.restructure``): exactly the bytes
-reading the table, the fault's mutation with the same draws and writing would give, and the table's way for
-what might read differently."""
+"""Faults on a CSV body without reading its whole table: structural ones (``CsvAdapter.restructure``) without
+its values, and those that change cells of their features in place (``CsvAdapter.rewrite_values``) with only
+those columns read. Exactly the bytes reading the table, the fault's mutation with the same draws and writing
+would give, and the table's way for what might read differently."""
 
 from __future__ import annotations
 
@@ -51,24 +52,35 @@ def _extra(kind: str, data: Any, names: list[str]) -> dict[str, Any]:
     return {}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(feeds(), st.sampled_from(STRUCTURAL), st.floats(0, 1), st.integers(0, 2**32 - 1), st.data())
-def test_a_structural_fault_without_the_values_is_the_table_s_result(
-        case: tuple[bytes, bytes, bytes, int, list[list[bytes]]], kind: str, fraction: float, seed: int,
-        data: Any) -> None:
+def _check_against_the_table(case: tuple[bytes, bytes, bytes, int, list[list[bytes]]], kind: str, fraction: float,
+                             seed: int, data: Any, way: str) -> None:
+    """A feed, features and options drawn; ``CSV.<way>`` (restructure or rewrite_values) against the table's way:
+    the same bytes, or for one column or nothing but white space, the table's way."""
     body, _, _, _, rows = case
     width = len(rows[0])
     names = [f"c{j}" for j in range(width)]
     features = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([*names, "absent"]), min_size=1,
                                                           max_size=3).map(tuple)))
     options = AdapterOptions(feature_names=tuple(names) if data.draw(st.booleans()) else ())
-    extra = _extra(kind, data, names)
-    done, out = CSV.restructure(body, options, _change(kind, features, fraction, seed, extra))
+    extra = (_extra if way == "restructure" else _value_extra)(kind, data, names)
+    change = _change(kind, features, fraction, seed, extra)
+    if way == "restructure":
+        done, out = CSV.restructure(body, options, change)
+    else:
+        done, out = CSV.rewrite_values(body, options, features, change)
     if width == 1 or not body.strip():
         assert (done, out) == (False, None)  # one column (its empty lines are written '""'), or nothing
         return
-    assert done  # quote-free and regular: always without the values
+    assert done  # quote-free and regular: always without reading the whole table
     assert (True, out) == _the_table_way(body, options, kind, features, fraction, seed, extra)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(feeds(), st.sampled_from(STRUCTURAL), st.floats(0, 1), st.integers(0, 2**32 - 1), st.data())
+def test_a_structural_fault_without_the_values_is_the_table_s_result(
+        case: tuple[bytes, bytes, bytes, int, list[list[bytes]]], kind: str, fraction: float, seed: int,
+        data: Any) -> None:
+    _check_against_the_table(case, kind, fraction, seed, data, "restructure")
 
 
 @pytest.mark.parametrize(("kind", "extra", "want"), [
@@ -136,19 +148,7 @@ def _value_extra(kind: str, data: Any, names: list[str]) -> dict[str, Any]:
 def test_a_value_fault_reading_only_its_features_is_the_table_s_result(
         case: tuple[bytes, bytes, bytes, int, list[list[bytes]]], kind: str, fraction: float, seed: int,
         data: Any) -> None:
-    body, _, _, _, rows = case
-    width = len(rows[0])
-    names = [f"c{j}" for j in range(width)]
-    features = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([*names, "absent"]), min_size=1,
-                                                          max_size=3).map(tuple)))
-    options = AdapterOptions(feature_names=tuple(names) if data.draw(st.booleans()) else ())
-    extra = _value_extra(kind, data, names)
-    done, out = CSV.rewrite_values(body, options, features, _change(kind, features, fraction, seed, extra))
-    if width == 1 or not body.strip():
-        assert (done, out) == (False, None)
-        return
-    assert done
-    assert (True, out) == _the_table_way(body, options, kind, features, fraction, seed, extra)
+    _check_against_the_table(case, kind, fraction, seed, data, "rewrite_values")
 
 
 @pytest.mark.parametrize(("kind", "extra", "want"), [

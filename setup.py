@@ -86,6 +86,8 @@ HOT = [
     "proxy/payload/adapters/feast.py",
     "proxy/payload/adapters/openai.py",
     "proxy/payload/adapters/delimited.py",
+    "proxy/payload/adapters/delimited_text.py",
+    "proxy/payload/adapters/delimited_bytes.py",
     "proxy/payload/adapters/jsonl.py",
     "proxy/payload/adapters/json_records.py",
     "proxy/payload/adapters/parquet.py",
@@ -175,7 +177,7 @@ def _mypycify() -> list[object]:
 
 def _native() -> list[object]:
     """NATIVE's modules: proxy/payload/adapters/_cells.c, the byte loops of ``nan`` on a CSV body (without it
-    delimited.py does the same with numpy, slower)."""
+    delimited_bytes.py does the same with numpy, slower)."""
     from setuptools import Extension
 
     return [Extension(name, [path], extra_compile_args=["-O3"])

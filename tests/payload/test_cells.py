@@ -1,5 +1,6 @@
-"""proxy/payload/adapters/_cells.c, the byte loops of ``nan`` on a CSV body: the same results as numpy's way
-(delimited.py's fallback when the module is not built), on any bytes, and a clear error for what it cannot take."""
+"""proxy/payload/adapters/_cells.c, the byte loops of the CSV faults that do not read the table: the same
+results as numpy's way and Python's joins (delimited_bytes.py's fallback when the module is not built), on any
+bytes, and a clear error for what it cannot take."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.dataplane import build
-from proxy.payload.adapters import delimited
+from proxy.payload.adapters import delimited_bytes
 
-NATIVE = delimited._NATIVE
+NATIVE = delimited_bytes._NATIVE
 needs_native = pytest.mark.skipif(NATIVE is None, reason="built without the C module (plain Python)")
 
 
@@ -43,8 +44,8 @@ def test_cells_are_numpy_s(body: bytes, start: int, delimiter: int, width: int, 
                            data: st.DataObject) -> None:
     start = min(start, len(body))
     columns = sorted(data.draw(st.sets(st.integers(0, width - 1))))
-    want = delimited._columns(body, start, delimiter, width, crlf, columns, None)
-    got = delimited._columns(body, start, delimiter, width, crlf, columns, NATIVE)
+    want = delimited_bytes._columns(body, start, delimiter, width, crlf, columns, None)
+    got = delimited_bytes._columns(body, start, delimiter, width, crlf, columns, NATIVE)
     assert (got is None) == (want is None)
     if got is not None and want is not None:
         assert got.lines == want.lines
@@ -54,12 +55,12 @@ def test_cells_are_numpy_s(body: bytes, start: int, delimiter: int, width: int, 
 @pytest.mark.parametrize("native", [NATIVE, None] if NATIVE is not None else [None])
 def test_cells_of_a_regular_body(native: object) -> None:
     body = b"\xef\xbb\xbfid;x\r\n1;\r\n22;333"  # a BOM, CRLF, an empty cell, no final line break
-    got = delimited._columns(body, 3, ord(";"), 2, True, [0, 1], native)
+    got = delimited_bytes._columns(body, 3, ord(";"), 2, True, [0, 1], native)
     assert got is not None and got.lines == 3
     assert [[body[a:b] for a, b in zip(lo, hi, strict=True)] for lo, hi in zip(got.lo, got.hi, strict=True)] == \
         [[b"id", b"1", b"22"], [b"x", b"", b"333"]]
     for ragged in (b"a;b\r\n1;2;3\r\n", b"a;b\r\n1\r\n", b"a;b\r\n1;2\n", b"a;b\r\n1;\r2\r\n"):
-        assert delimited._columns(ragged, 0, ord(";"), 2, True, [1], native) is None, ragged
+        assert delimited_bytes._columns(ragged, 0, ord(";"), 2, True, [1], native) is None, ragged
 
 
 @needs_native
@@ -69,7 +70,7 @@ def test_cut_is_the_join_of_slices(body: bytes, data: st.DataObject, blank: byte
     bounds = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=40)))
     starts, stops = bounds[0::2], bounds[1::2]  # ascending and apart; a cell may be empty
     starts = starts[:len(stops)]
-    want = delimited._cut(body, starts, stops, blank)
+    want = delimited_bytes._cut(body, starts, stops, blank)
     assert NATIVE.cut(body, np.array(starts, dtype=np.intp), np.array(stops, dtype=np.intp), blank) == want
 
 
@@ -105,7 +106,7 @@ def test_the_build_without_simd_gives_the_same(tmp_path: Path) -> None:
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     if shutil.which(cc[0]) is None or not Path(sysconfig.get_paths()["include"], "Python.h").exists():
         pytest.skip("no C compiler or Python headers")
-    source = Path(delimited.__file__).with_name("_cells.c")
+    source = Path(delimited_bytes.__file__).with_name("_cells.c")
     built = tmp_path / f"_cells{sysconfig.get_config_var('EXT_SUFFIX')}"
     subprocess.run([*cc, "-O2", "-shared", "-fPIC", "-DCELLS_NO_SIMD", f"-I{sysconfig.get_paths()['include']}",
                     str(source), "-o", str(built)], check=True, capture_output=True, timeout=120)
@@ -119,15 +120,15 @@ def test_the_build_without_simd_gives_the_same(tmp_path: Path) -> None:
     read = 0
     for body in bodies:
         for delimiter, width, crlf in ((44, 2, False), (59, 2, True), (44, 3, False)):
-            want = delimited._columns(body, 0, delimiter, width, crlf, list(range(width)), None)
-            got = delimited._columns(body, 0, delimiter, width, crlf, list(range(width)), scalar)
+            want = delimited_bytes._columns(body, 0, delimiter, width, crlf, list(range(width)), None)
+            got = delimited_bytes._columns(body, 0, delimiter, width, crlf, list(range(width)), scalar)
             assert (got is None) == (want is None), body[:40]
             if got is not None and want is not None:
                 assert got.lo.tolist() == want.lo.tolist() and got.hi.tolist() == want.hi.tolist()
                 read += 1
     assert read == 2  # the first two bodies read; the ragged one and the noise do not
     starts, stops = np.array([1, 5], dtype=np.intp), np.array([3, 5], dtype=np.intp)
-    assert scalar.cut(b"abcdefgh", starts, stops, b"_") == delimited._cut(b"abcdefgh", [1, 5], [3, 5], b"_")
+    assert scalar.cut(b"abcdefgh", starts, stops, b"_") == delimited_bytes._cut(b"abcdefgh", [1, 5], [3, 5], b"_")
 
 
 @needs_native
@@ -140,7 +141,7 @@ def test_gather_is_the_join_of_glued_slices(body: bytes, data: st.DataObject) ->
     starts = [min(a, b) for a, b, _ in pieces]
     stops = [max(a, b) for a, b, _ in pieces]
     glue = [g for _, _, g in pieces]
-    want = delimited._gather(body, starts, stops, glue, seps, b"head", b"tail")
+    want = delimited_bytes._gather(body, starts, stops, glue, seps, b"head", b"tail")
     got = NATIVE.gather(body, np.array(starts, dtype=np.intp), np.array(stops, dtype=np.intp),
                         np.array(glue, dtype=np.intp), seps, b"head", b"tail")
     assert got == want

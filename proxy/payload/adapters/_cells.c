@@ -1,4 +1,4 @@
-/* The byte loops of `nan` on a CSV body without quotes (delimited.py, blank_cells), in C.
+/* The byte loops of the CSV faults that do not read the table (delimited_bytes.py: nan, structural, in place), in C.
  *
  * Why C: on a 1 MB body numpy's way (a mask per byte, then flatnonzero, then strided slices) takes ~0.7 ms to
  * find the ~200,000 separators, check each line's count of cells and give a column's cell bounds, and a join of
@@ -6,7 +6,7 @@
  * to keep 0.85 of pass-through's throughput (benchmarks/RESULTS.md, issue 19). Here 16 bytes are compared at a
  * time (SSE2, which every x86-64 has; a byte at a time elsewhere), one walk over the separators does the rest
  * (~0.33 ms), and the cut is one allocation and a memcpy per kept run (0.04 ms). Optional: setup.py builds this
- * with the compiled data plane, and delimited.py does the same with numpy when the module is missing (the
+ * with the compiled data plane, and delimited_bytes.py does the same with numpy when the module is missing (the
  * tests compare the two, and this file built without SIMD).
  */
 
